@@ -1,0 +1,77 @@
+"""Batched rollouts of a policy in a Dojo env with ``vmap`` and ``lax.scan``."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dojo.env import Env, State
+
+# policy(state, rng) -> action, for one (unbatched) env
+Policy = Callable[[State, jax.Array], jax.Array]
+
+
+def expert_policy(env: Env, noise: float = 0.0) -> Policy:
+  """The task's scripted expert with Gaussian action noise of scale ``noise``."""
+  task = env.unwrapped
+  return lambda state, rng: task.expert_action(state, rng, noise)
+
+
+def random_policy(env: Env) -> Policy:
+  """Uniform random actions in [-1, 1]."""
+  return lambda state, rng: jax.random.uniform(rng, (env.action_size,), minval=-1.0,
+                                               maxval=1.0)
+
+
+def make_rollout(env: Env, policy: Policy, num_steps: int,
+                 keep: Optional[Callable[[State], dict]] = None):
+  """Builds a jitted ``rollout(rng, num_envs)`` returning per-step records.
+
+  Args:
+    env: an unbatched env (it is vmapped here).
+    policy: ``policy(state, rng) -> action`` for one env.
+    num_steps: control steps per episode (no auto-reset: one episode per env).
+    keep: picks what to record from each state (default: obs, reward, done, metrics).
+
+  Returns:
+    ``rollout(rng, num_envs) -> (first_state, records, actions)`` where records and
+    actions have leading axes ``[num_steps, num_envs]``.
+  """
+  keep = keep or (lambda s: {"obs": s.obs, "reward": s.reward, "done": s.done,
+                             "metrics": s.metrics})
+
+  def one_env(rng):
+    rng_reset, rng_policy = jax.random.split(rng)
+    first = env.reset(rng_reset)
+
+    def body(state, key):
+      action = policy(state, key)
+      # An env that is done (e.g. after a NaN action) stays frozen.
+      nxt = env.step(state, action)
+      nxt = jax.tree.map(lambda a, b: jnp.where(state.done > 0, a, b), state, nxt)
+      return nxt, (keep(nxt), action)
+
+    _, (records, actions) = jax.lax.scan(body, first,
+                                         jax.random.split(rng_policy, num_steps))
+    return keep(first), records, actions
+
+  batched = jax.jit(jax.vmap(one_env))
+
+  def rollout(rng: jax.Array, num_envs: int):
+    first, records, actions = batched(jax.random.split(rng, num_envs))
+    swap = lambda x: jnp.swapaxes(x, 0, 1)
+    return first, jax.tree.map(swap, records), swap(actions)
+
+  return rollout
+
+
+def success_rate(env: Env, policy: Policy, num_episodes: int, num_steps: int,
+                 seed: int = 0) -> float:
+  """Fraction of episodes whose final state satisfies the task's success predicate."""
+  rollout = make_rollout(env, policy, num_steps,
+                         keep=lambda s: {"success": s.metrics["success"]})
+  _, records, _ = rollout(jax.random.key(seed), num_episodes)
+  return float(np.mean(np.asarray(records["success"][-1])))
