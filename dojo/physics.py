@@ -71,3 +71,43 @@ def step(model: mjx.Model, data: mjx.Data, ctrl: jax.Array, n_substeps: int) -> 
     return mjx.step(model, d.replace(ctrl=ctrl)), None
 
   return jax.lax.scan(body, data, None, length=n_substeps)[0]
+
+
+def _shared_warp_fields() -> frozenset[str]:
+  """Warp ``Data`` fields that are one buffer for all worlds (contacts), not per env."""
+  try:
+    from mujoco.mjx._src import types as mjx_types  # pylint: disable=import-outside-toplevel
+    batch_dims = mjx_types.mjxw_types._BATCH_DIM["Data"]  # pylint: disable=protected-access
+  except (ImportError, AttributeError, KeyError):
+    return frozenset()
+  return frozenset(name for name, batched in batch_dims.items() if not batched)
+
+
+_SHARED_WARP_FIELDS = None
+
+
+def where(cond: jax.Array, x, y):
+  """``jnp.where(cond, x, y)`` over pytrees, ``cond`` broadcast from the leading axes.
+
+  Safe on MuJoCo Warp ``Data``: its contact buffers are shared by all worlds of a batch
+  (and recomputed every step), so for those fields ``y`` is kept as it is.
+  """
+  global _SHARED_WARP_FIELDS
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from mujoco.mjx._src.types import Impl, tree_path_to_attr_str  # pylint: disable=import-outside-toplevel
+
+  if _SHARED_WARP_FIELDS is None:
+    _SHARED_WARP_FIELDS = _shared_warp_fields()
+
+  def select(a, b):
+    c = jnp.reshape(cond, jnp.shape(cond) + (1,) * (jnp.ndim(a) - jnp.ndim(cond)))
+    return jnp.where(c, a, b)
+
+  def visit(a, b):
+    if isinstance(a, mjx.Data) and a.impl == Impl.WARP:
+      return jax.tree_util.tree_map_with_path(
+          lambda p, u, v: v if tree_path_to_attr_str(p) in _SHARED_WARP_FIELDS
+          else select(u, v), a, b)
+    return jax.tree.map(select, a, b)
+
+  return jax.tree.map(visit, x, y, is_leaf=lambda n: isinstance(n, mjx.Data))

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dojo import physics
 from dojo.env import Env, State
 
 # policy(state, rng) -> action, for one (unbatched) env
@@ -51,7 +52,7 @@ def make_rollout(env: Env, policy: Policy, num_steps: int,
       action = policy(state, key)
       # An env that is done (e.g. after a NaN action) stays frozen.
       nxt = env.step(state, action)
-      nxt = jax.tree.map(lambda a, b: jnp.where(state.done > 0, a, b), state, nxt)
+      nxt = physics.where(state.done > 0, state, nxt)
       return nxt, (keep(nxt), action)
 
     _, (records, actions) = jax.lax.scan(body, first,

@@ -233,7 +233,7 @@ class MjxTask(Env):
     data = physics.step(self._mjx_model, state.data, ctrl, self._n_substeps)
     unstable = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))
     # Keep the last finite physics state so that a blown-up env never emits NaN.
-    data = jax.tree.map(lambda new, old: jnp.where(unstable, old, new), data, state.data)
+    data = physics.where(unstable, state.data, data)
     info = {**state.info, "step": state.info["step"] + 1}
     reward, terms = self._reward(data, info, action)
     success = self._success(data, info)
