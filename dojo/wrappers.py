@@ -60,6 +60,10 @@ class EpisodeWrapper(Wrapper):
     state.info["steps"] = jnp.zeros(batch)
     state.info["truncation"] = jnp.zeros(batch)
     state.info["episode_done"] = jnp.zeros(batch)
+    # Running sums over the current episode, read by brax's metrics aggregator.
+    state.info["episode_metrics"] = {
+        "sum_reward": jnp.zeros(batch), "length": jnp.zeros(batch),
+        **{k: jnp.zeros(batch) for k in state.metrics}}
     state.metrics["reward"] = state.reward
     return state
 
@@ -75,6 +79,14 @@ class EpisodeWrapper(Wrapper):
     done = jnp.where(limit, jnp.ones_like(state.done), state.done)
     state.info["steps"] = steps
     state.info["truncation"] = jnp.where(limit & (state.done == 0), 1.0, 0.0)
+    keep = 1.0 - state.info["episode_done"]
+    sums = dict(state.info["episode_metrics"])
+    sums["sum_reward"] = sums["sum_reward"] * keep + state.reward
+    sums["length"] = sums["length"] * keep + self.action_repeat
+    for k in state.metrics:
+      if k in sums and k != "reward":
+        sums[k] = sums[k] * keep + state.metrics[k]
+    state.info["episode_metrics"] = sums
     state.info["episode_done"] = done
     state.metrics["reward"] = state.reward
     return state.replace(done=done)
@@ -92,8 +104,8 @@ class AutoResetWrapper(Wrapper):
     super().__init__(env)
     self.full_reset = full_reset
 
-  _WRAPPER_KEYS = ("steps", "truncation", "episode_done", "first_data", "first_obs",
-                   "first_info", "reset_rng")
+  _WRAPPER_KEYS = ("steps", "truncation", "episode_done", "episode_metrics", "first_data",
+                   "first_obs", "first_info", "reset_rng")
 
   def reset(self, rng: jax.Array) -> State:
     state = self.env.reset(rng)

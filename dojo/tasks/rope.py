@@ -85,8 +85,8 @@ class RopeStraighten(MjxTask):
     config.straight_fraction = 0.9    # success: end-to-end distance >= this * length
     config.max_angle_deg = 30.0       # success: held - free end within this of the side
     config.start_spread = 0.08        # the gripper starts within +-this of the centre (m)
-    config.curl = (0.25, 0.6)         # per-joint bend of the reset coil (rad), either sign
-    config.curl_noise = 0.35          # extra per-joint bend noise (rad)
+    config.curl = (0.45, 0.8)         # per-joint bend of the reset coil (rad), either sign
+    config.curl_noise = 0.3           # extra per-joint bend noise (rad)
     return config
 
   # ---------------------------------------------------------------- reset

@@ -1,0 +1,1 @@
+"""Adapters that bring environments defined elsewhere into the Dojo."""

@@ -1,0 +1,142 @@
+"""Shared base of the 7-DoF arm tasks (reach, push, pick_place).
+
+The arm (``assets/arm.xml``) has seven hinge joints and a parallel gripper driven by
+one servo; an action is eight numbers in [-1, 1] that span the servos' control ranges
+(absolute joint-angle targets, then the finger opening). Scripted experts think in
+the gripper's Cartesian pose: they pick a waypoint, limit how far it is from the
+current grasp point, and turn it into joint targets with damped least squares on a
+pure-JAX forward kinematics (``dojo.kinematics``), so they run under either physics
+implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_dict
+
+from dojo.kinematics import SerialChain, down_frame, wrap_angle
+from dojo.task import MjxTask, base_config
+
+ARM_JOINTS = tuple(f"j{i}" for i in range(1, 8))
+FINGER_JOINTS = ("finger_l", "finger_r")
+#: A folded pose with the gripper pointing down above the middle of the workspace.
+REST_POSE = (0.0, 0.45, 0.0, 1.9, 0.0, 0.8, 0.0)
+GRIPPER_OPEN = 0.04   # servo target per finger (m); the opening is twice this
+
+COLOURS = {
+    "red": (0.85, 0.15, 0.12),
+    "green": (0.15, 0.65, 0.2),
+    "blue": (0.15, 0.3, 0.85),
+    "yellow": (0.9, 0.8, 0.1),
+}
+
+
+def arm_config() -> config_dict.ConfigDict:
+  """``base_config()`` with the arm tasks' defaults."""
+  config = base_config()
+  config.naconmax = 40 * 1024     # warp: contact slots over all worlds of a batch
+  config.njmax = 160              # warp: constraint rows per world
+  config.cameras = ("front",)
+  config.init_joint_noise = 0.1   # std (rad) of the initial arm pose around REST_POSE
+  config.expert_speed = 0.6       # expert's Cartesian speed limit (m/s)
+  config.expert_ik_iterations = 4
+  # Expert action noise: ``noise`` times this std (rad) on each joint target, and
+  # ``noise`` times this std (action units) on the gripper.
+  config.expert_joint_noise = 0.1
+  config.expert_gripper_noise = 0.5
+  return config
+
+
+class ArmTask(MjxTask):
+  """A task for the Dojo arm; subclasses add objects, reward and the expert's plan."""
+
+  robot_joints = ARM_JOINTS + FINGER_JOINTS
+
+  def __init__(self, **overrides: Any):
+    super().__init__(**overrides)
+    model = self._mj_model
+    self.chain = SerialChain(model, "grip", ARM_JOINTS)
+    self._grip_site = self.site_id("grip")
+    self._arm_qpos = self._qpos_idx[:7]
+    self._finger_qpos = self._qpos_idx[7:]
+    self._rest = jnp.asarray(REST_POSE, jnp.float32)
+    self._colours = jnp.asarray(np.array(list(COLOURS.values()), np.float32))
+    ctrl_half = np.asarray(self._ctrl_half)
+    self._noise_std = jnp.asarray(np.concatenate([
+        self._config.expert_joint_noise / ctrl_half[:7],
+        [self._config.expert_gripper_noise]]), jnp.float32)
+
+  @classmethod
+  def default_config(cls) -> config_dict.ConfigDict:
+    return arm_config()
+
+  # ---------------------------------------------------------------- state helpers
+
+  def grip_pos(self, data) -> jax.Array:
+    """World position of the grasp point between the fingertips."""
+    return data.site_xpos[self._grip_site]
+
+  def grip_yaw(self, data) -> jax.Array:
+    """Yaw of the gripper about world z (0 in the rest pose; see ``down_frame``)."""
+    x = data.site_xmat[self._grip_site].reshape(3, 3)[:, 0]
+    return jnp.arctan2(-x[1], -x[0])
+
+  def finger_opening(self, data) -> jax.Array:
+    """Distance between the finger pads (m)."""
+    return jnp.sum(data.qpos[self._finger_qpos])
+
+  def _proprio_extra(self, data, info):
+    return jnp.concatenate([self.grip_pos(data), self.grip_yaw(data)[None],
+                            self.finger_opening(data)[None]])
+
+  def _robot_state(self, data) -> jax.Array:
+    """Joint angles and velocities, grasp point, gripper yaw and opening (22 values)."""
+    return jnp.concatenate([data.qpos[self._qpos_idx], data.qvel[self._qvel_idx],
+                            self.grip_pos(data), self.grip_yaw(data)[None],
+                            self.finger_opening(data)[None]])
+
+  def _reset_arm(self, rng: jax.Array, data):
+    """Arm at a jittered rest pose, gripper open, servos holding that pose."""
+    q = self._rest + self._config.init_joint_noise * jax.random.normal(rng, (7,))
+    q = jnp.clip(q, self.chain.lower, self.chain.upper)
+    qpos = data.qpos.at[self._arm_qpos].set(q).at[self._finger_qpos].set(GRIPPER_OPEN)
+    ctrl = data.ctrl.at[:7].set(q).at[7].set(GRIPPER_OPEN)
+    return data.replace(qpos=qpos, ctrl=ctrl)
+
+  def _set_colour(self, rgba: jax.Array, geom: int, colour: jax.Array) -> jax.Array:
+    """Sets the RGB of ``geom`` to palette entry ``colour`` (an index, traced ok)."""
+    return rgba.at[geom, :3].set(self._colours[colour])
+
+  # ---------------------------------------------------------------- expert helpers
+
+  def arm_action(self, data, target: jax.Array, yaw: jax.Array, gripper: jax.Array,
+                 rng: jax.Array, noise: float, speed_scale: jax.Array = 1.0) -> jax.Array:
+    """Action that moves the grasp point toward ``target`` with the gripper down.
+
+    Args:
+      data: the current physics data.
+      target: f32[3] desired grasp point; the step toward it is capped at
+        ``expert_speed * ctrl_dt`` (times ``speed_scale``).
+      yaw: desired gripper yaw; the equivalent yaw modulo pi nearest zero is used
+        (the gripper is symmetric), which keeps the last joint away from its limits.
+      gripper: finger servo target in [0, GRIPPER_OPEN].
+      rng: key for the action noise.
+      noise: scale of Gaussian action noise (0 is the clean expert).
+    """
+    q = data.qpos[self._arm_qpos]
+    pos = self.grip_pos(data)
+    delta = target - pos
+    max_step = self._config.expert_speed * self._config.ctrl_dt * speed_scale
+    norm = jnp.linalg.norm(delta)
+    waypoint = pos + delta * jnp.minimum(1.0, max_step / jnp.maximum(norm, 1e-6))
+    yaw = wrap_angle(yaw, np.pi)
+    q_target = self.chain.solve(q, waypoint, down_frame(yaw), rest=self._rest,
+                                iterations=self._config.expert_ik_iterations)
+    ctrl = jnp.concatenate([q_target, jnp.reshape(gripper, (1,))])
+    action = self.ctrl_to_action(ctrl)
+    action = action + noise * self._noise_std * jax.random.normal(rng, action.shape)
+    return jnp.clip(action, -1.0, 1.0)

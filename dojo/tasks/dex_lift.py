@@ -1,0 +1,249 @@
+"""Dexterous grasp-and-lift: a 24-DoF hand lifts the named object off a table.
+
+The scene (``assets/hand.xml``) holds a right hand (four fingers with MCP abduction and
+flexion, PIP and DIP; a thumb with a 2-DoF CMC, MCP and IP) on a wrist that translates
+and turns about the vertical, above a table with a cube and a cylinder. Each episode
+colours both objects (the target in the instruction's colour, the other object in a
+different one) and asks for one of them: "lift the red cube". Success is the target
+raised ``lift_height`` above its resting height (and the other object left down) at
+the end of the episode.
+
+The scripted expert is a top-down power grasp: move the palm over the object (turning
+the hand square to a cube), descend, wrap the fingers and thumb around it, lift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from mujoco import mjx
+
+from dojo.env import State
+from dojo.instructions import InstructionSpace
+from dojo.task import MjxTask, base_config
+
+COLOURS = {
+    "red": (0.85, 0.15, 0.15),
+    "green": (0.15, 0.7, 0.2),
+    "blue": (0.15, 0.3, 0.85),
+    "yellow": (0.92, 0.8, 0.1),
+}
+OBJECTS = ("cube", "cylinder")
+FINGERS = ("index", "middle", "ring", "little")
+WRIST_JOINTS = ("wrist_x", "wrist_y", "wrist_z", "wrist_yaw")
+FINGER_JOINTS = tuple(f"{f}_{j}" for f in FINGERS for j in ("abd", "mcp", "pip", "dip")) + (
+    "thumb_cmc_abd", "thumb_cmc_flex", "thumb_mcp", "thumb_ip")
+TIPS = tuple(f"{f}_tip" for f in FINGERS + ("thumb",))
+
+# Finger joint targets (same order as FINGER_JOINTS) for the open hand and the grasp.
+_OPEN = {"abd": 0.0, "mcp": 0.3, "pip": 0.3, "dip": 0.2,
+         "thumb_cmc_abd": 0.6, "thumb_cmc_flex": -0.4, "thumb_mcp": 0.0, "thumb_ip": 0.0}
+_CLOSED = {"abd": {"index": -0.12, "middle": -0.04, "ring": 0.04, "little": 0.12},
+           "mcp": 1.0, "pip": 1.4, "dip": 1.0,
+           "thumb_cmc_abd": 1.6, "thumb_cmc_flex": -0.3, "thumb_mcp": 1.0, "thumb_ip": 1.2}
+
+
+def _pose(table: dict) -> np.ndarray:
+  values = []
+  for name in FINGER_JOINTS:
+    if name.startswith("thumb"):
+      values.append(table[name])
+    else:
+      finger, joint = name.split("_")
+      v = table[joint]
+      values.append(v[finger] if isinstance(v, dict) else v)
+  return np.asarray(values, np.float32)
+
+
+def _yaw_quat(yaw: jax.Array) -> jax.Array:
+  return jnp.stack([jnp.cos(yaw / 2), 0.0 * yaw, 0.0 * yaw, jnp.sin(yaw / 2)])
+
+
+def _quat_yaw(q: jax.Array) -> jax.Array:
+  w, x, y, z = q[0], q[1], q[2], q[3]
+  return jnp.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+class DexLift(MjxTask):
+  """Grasp the instructed object with a multi-fingered hand and lift it."""
+
+  xml_path = "hand.xml"
+  robot_joints = WRIST_JOINTS + FINGER_JOINTS
+  randomized_bodies = OBJECTS
+  instruction_space = InstructionSpace(
+      template="lift the {colour} {object}",
+      parts={"colour": tuple(COLOURS), "object": OBJECTS},
+      held_out=(("green", "cylinder"), ("yellow", "cube")))
+
+  #: Grasp point (where the object's centre goes) in the palm frame, x and z.
+  GRASP_OFFSET = (0.03, -0.045)
+  #: Half heights of the cube and the cylinder (their resting centre heights).
+  HALF_HEIGHT = (0.028, 0.04)
+
+  @classmethod
+  def default_config(cls):
+    config = base_config()
+    config.episode_length = 80
+    config.lift_height = 0.1      # success: target centre this far above its rest (m)
+    config.naconmax = 64 * 1024   # warp: contact slots over all worlds of a batch
+    config.njmax = 400            # warp: constraint rows per world
+    # Expert schedule (control steps): approach until t_descend, descend until
+    # t_close, close the hand over close_steps, lift from t_lift.
+    config.t_descend = 14
+    config.t_close = 28
+    config.close_steps = 10
+    config.t_lift = 42
+    return config
+
+  def __init__(self, **overrides: Any):
+    super().__init__(**overrides)
+    m = self._mj_model
+    self._obj_body = np.array([self.body_id(o) for o in OBJECTS], np.int32)
+    self._obj_geom = np.array([self.geom_id(o) for o in OBJECTS], np.int32)
+    obj_joints = [self._joint_id(o) for o in OBJECTS]
+    self._obj_qpos = np.array([m.jnt_qposadr[j] for j in obj_joints], np.int32)
+    self._obj_qvel = np.array([m.jnt_dofadr[j] for j in obj_joints], np.int32)
+    self._tips = np.array([self.site_id(s) for s in TIPS], np.int32)
+    self._grasp_site = self.site_id("grasp")
+    self._palm = self.body_id("palm")
+    names = [m.actuator(i).name for i in range(m.nu)]
+    expected = list(WRIST_JOINTS + FINGER_JOINTS)
+    if names != expected:
+      raise ValueError(f"DexLift: actuators {names} do not follow {expected}.")
+    self._open = jnp.asarray(_pose(_OPEN))
+    self._closed = jnp.asarray(_pose(_CLOSED))
+    self._colours = jnp.asarray(np.array(list(COLOURS.values()), np.float32))
+    ctrlrange = m.actuator_ctrlrange
+    self._finger_lo = jnp.asarray(ctrlrange[4:, 0])
+    self._finger_hi = jnp.asarray(ctrlrange[4:, 1])
+
+  # ---------------------------------------------------------------- reset
+
+  def _reset_data(self, rng: jax.Array, data: mjx.Data,
+                  info: dict[str, Any]) -> tuple[mjx.Data, dict[str, Any]]:
+    keys = jax.random.split(rng, 8)
+    target = self.instruction_space.part(info["instruction"], "object")
+    colour = self.instruction_space.part(info["instruction"], "colour")
+    n_col = self._colours.shape[0]
+    other_colour = (colour + jax.random.randint(keys[0], (), 1, n_col)) % n_col
+
+    # Target somewhere in front of the hand; the other object 15-20 cm to the side.
+    tx = jax.random.uniform(keys[1], (), minval=-0.05, maxval=0.08)
+    ty = jax.random.uniform(keys[2], (), minval=-0.1, maxval=0.1)
+    side = jnp.where(ty >= 0, -1.0, 1.0)
+    dxy = jax.random.uniform(keys[3], (2,), minval=jnp.array([-0.05, 0.15]),
+                             maxval=jnp.array([0.08, 0.2]))
+    yaws = jax.random.uniform(keys[4], (2,), minval=-jnp.pi, maxval=jnp.pi)
+    xy = jnp.stack([jnp.array([tx, ty]), jnp.array([dxy[0], ty + side * dxy[1]])])
+    # Row i of xy belongs to object i: swap when the target is the cylinder.
+    xy = jnp.where(target == 0, xy, xy[::-1])
+    half = jnp.asarray(self.HALF_HEIGHT)
+
+    qpos = data.qpos
+    for i in range(len(OBJECTS)):
+      pose = jnp.concatenate([xy[i], half[i:i + 1], _yaw_quat(yaws[i])])
+      qpos = qpos.at[self._obj_qpos[i]:self._obj_qpos[i] + 7].set(pose)
+
+    wrist = jnp.array([-0.1, 0.0, 0.22, 0.0]) + jax.random.uniform(
+        keys[5], (4,), minval=-1.0, maxval=1.0) * jnp.array([0.03, 0.05, 0.03, 0.15])
+    fingers = jnp.clip(self._open + jax.random.uniform(
+        keys[6], self._open.shape, minval=-0.05, maxval=0.05),
+                       self._finger_lo, self._finger_hi)
+    hand = jnp.concatenate([wrist, fingers])
+    qpos = qpos.at[self._qpos_idx].set(hand)
+    data = data.replace(qpos=qpos, qvel=jnp.zeros_like(data.qvel), ctrl=hand)
+
+    rgba = info["geom_rgba"]
+    rgba = rgba.at[jnp.asarray(self._obj_geom)[target], :3].set(self._colours[colour])
+    rgba = rgba.at[jnp.asarray(self._obj_geom)[1 - target], :3].set(self._colours[other_colour])
+    info = {**info, "geom_rgba": rgba, "target": target,
+            "rest_z": half[target], "other_rest_z": half[1 - target]}
+    return data, info
+
+  # ---------------------------------------------------------------- state helpers
+
+  def _object(self, data: mjx.Data, info: dict[str, Any], which: str = "target"):
+    """Position, quaternion, linear and angular velocity of the target (or other)."""
+    i = info["target"] if which == "target" else 1 - info["target"]
+    qadr = jnp.asarray(self._obj_qpos)[i]
+    vadr = jnp.asarray(self._obj_qvel)[i]
+    pose = jax.lax.dynamic_slice(data.qpos, (qadr,), (7,))
+    vel = jax.lax.dynamic_slice(data.qvel, (vadr,), (6,))
+    return pose[:3], pose[3:], vel[:3], vel[3:]
+
+  def _palm_pos(self, data: mjx.Data) -> jax.Array:
+    return data.xpos[self._palm]
+
+  # ---------------------------------------------------------------- reward, success
+
+  def _reward(self, data, info, action):
+    pos, _, _, _ = self._object(data, info)
+    other, _, _, _ = self._object(data, info, "other")
+    lift_height = self._config.lift_height
+    reach = 1.0 - jnp.tanh(10.0 * jnp.linalg.norm(data.site_xpos[self._grasp_site] - pos))
+    tip_dist = jnp.linalg.norm(data.site_xpos[self._tips] - pos, axis=-1)
+    grasp = jnp.mean(1.0 - jnp.tanh(20.0 * jnp.maximum(tip_dist - 0.05, 0.0)))
+    height = pos[2] - info["rest_z"]
+    lift = jnp.clip(height / lift_height, 0.0, 1.0)
+    wrong = jnp.clip((other[2] - info["other_rest_z"]) / lift_height, 0.0, 1.0)
+    reward = reach + grasp + 5.0 * lift - 2.0 * wrong
+    return reward, {"reach": reach, "grasp": grasp, "lift": lift, "wrong_lift": wrong,
+                    "height": height}
+
+  def _success(self, data, info):
+    pos, _, _, _ = self._object(data, info)
+    other, _, _, _ = self._object(data, info, "other")
+    lifted = pos[2] - info["rest_z"] > self._config.lift_height
+    other_down = other[2] - info["other_rest_z"] < 0.5 * self._config.lift_height
+    return lifted & other_down
+
+  # ---------------------------------------------------------------- observations
+
+  def _privileged(self, data, info):
+    pos, quat, lin, ang = self._object(data, info)
+    other, _, _, _ = self._object(data, info, "other")
+    return jnp.concatenate([
+        data.qpos[self._qpos_idx], data.qvel[self._qvel_idx], pos, quat, lin, ang,
+        self._palm_pos(data), other, jax.nn.one_hot(info["target"], len(OBJECTS))])
+
+  def _proprio_extra(self, data, info):
+    return self._palm_pos(data)
+
+  # ---------------------------------------------------------------- expert
+
+  def expert_action(self, state: State, rng: jax.Array, noise: float = 0.0) -> jax.Array:
+    cfg = self._config
+    data, info = state.data, state.info
+    t = info["step"]
+    pos, quat, _, _ = self._object(data, info)
+    is_cube = info["target"] == 0
+    # A cube is grasped square to a face: the hand turns by the cube's yaw modulo 90°.
+    yaw_obj = _quat_yaw(quat)
+    yaw_goal = jnp.where(is_cube, jnp.mod(yaw_obj + jnp.pi / 4, jnp.pi / 2) - jnp.pi / 4,
+                         0.0)
+    gx, gz = self.GRASP_OFFSET
+    xy_goal = pos[:2] - gx * jnp.stack([jnp.cos(yaw_goal), jnp.sin(yaw_goal)])
+    top = info["rest_z"] + jnp.asarray(self.HALF_HEIGHT)[info["target"]]
+    z_grasp = top + 0.018
+    z_hover = top + 0.08
+
+    wrist = data.qpos[self._qpos_idx[:3]]
+    xy_err = jnp.linalg.norm(xy_goal - wrist[:2])
+    aligned = (xy_err < 0.015) & (t >= cfg.t_descend)
+    z_goal = jnp.where(aligned, z_grasp, z_hover)
+    z_goal = jnp.where(t >= cfg.t_lift, z_grasp + 0.25, z_goal)
+    # After the hand closes, hold xy where it is (the object moves with it).
+    xy_goal = jnp.where(t >= cfg.t_close, wrist[:2], xy_goal)
+    goal = jnp.concatenate([xy_goal, z_goal[None]])
+    step_max = jnp.array([0.02, 0.02, 0.015])
+    wrist_target = wrist + jnp.clip(goal - wrist, -step_max, step_max)
+
+    close = jnp.clip((t - cfg.t_close + 1) / cfg.close_steps, 0.0, 1.0)
+    fingers = self._open + close * (self._closed - self._open)
+    ctrl = jnp.concatenate([wrist_target, yaw_goal[None], fingers])
+    action = self.ctrl_to_action(ctrl)
+    action = action + noise * jax.random.normal(rng, action.shape)
+    return jnp.clip(action, -1.0, 1.0)

@@ -1,0 +1,80 @@
+r"""Collects episodes from a Dojo task into a work directory.
+
+  python -m experiments.collect --config=experiments/configs/collect.py:runlocal \
+      --workdir=workdir/collect
+
+Re-running the same command resumes: finished batches are not collected again.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from dojo import collect as collect_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Collection config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(config, workdir: str) -> dict:
+  """Collects ``config.num_episodes`` episodes into ``workdir``; returns the summary."""
+  import dojo  # pylint: disable=import-outside-toplevel
+  from dojo import video  # pylint: disable=import-outside-toplevel
+
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  env = dojo.load(config.task, **config.env.to_dict())
+  num_steps = config.num_steps if config.num_steps > 0 else env.config.episode_length
+  episode_dir = os.path.join(workdir, "episodes")
+  done = len(glob.glob(os.path.join(episode_dir, "episode_*.npz")))
+  skip = done // config.batch_size
+  if skip:
+    logging.info("Resuming: %d episodes already on disk, skipping %d batches.", done, skip)
+
+  def progress(stats):
+    logging.info("[collect %s] %d/%d episodes, %d steps, success %.2f, %.1f steps/s",
+                 config.task, stats.episodes, config.num_episodes, stats.steps,
+                 stats.success_rate, stats.steps / max(stats.seconds, 1e-9))
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+      f.write(json.dumps({"episodes": stats.episodes, "success_rate": stats.success_rate,
+                          "steps_per_second": stats.steps / max(stats.seconds, 1e-9)}) + "\n")
+
+  episodes = collect_lib.collect(
+      env, task_name=config.task, num_episodes=config.num_episodes, num_steps=num_steps,
+      batch_size=config.batch_size, policy=config.policy, noise=config.noise,
+      seed=config.seed, skip_batches=skip, progress=progress)
+  index = skip * config.batch_size
+  for episode in episodes:
+    path = os.path.join(episode_dir, f"episode_{index:05d}.npz")
+    collect_lib.write_npz(episode, path)
+    if index < config.videos:
+      cams = sorted(k for k in episode["steps"]["observation"] if k.startswith("image_"))
+      frames = video.tile([episode["steps"]["observation"][c] for c in cams])
+      video.write_video(os.path.join(workdir, "videos", f"episode_{index:05d}.gif"),
+                        frames, fps=episode["metadata"]["fps"])
+    index += 1
+  successes = [collect_lib.read_npz(p)["metadata"]["success"]
+               for p in sorted(glob.glob(os.path.join(episode_dir, "episode_*.npz")))]
+  summary = {"task": config.task, "episodes": len(successes),
+             "success_rate": sum(successes) / max(len(successes), 1),
+             "policy": config.policy, "noise": config.noise}
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  logging.info("Collected %s", summary)
+  return summary
+
+
+def main(argv):
+  del argv
+  run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

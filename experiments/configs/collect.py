@@ -1,0 +1,44 @@
+"""Collect demonstrations from a Dream Dojo task with its scripted expert.
+
+Command (the `make demo` job until later stages land):
+
+  python -m experiments.collect --config=experiments/configs/collect.py:runlocal \\
+      --workdir=workdir/collect
+
+Argument: comma-separated; a task name (reach, push, pick_place, dex_lift, rope) and/or
+`runlocal` (a size for a 2-core CPU). Expected: `runlocal` collects 32 noisy-expert
+episodes of `reach` with the front and wrist cameras at 64x64 in about 2-4 minutes on a
+2-core CPU (mostly compilation), with a success rate above 0.8, and writes
+`episodes/*.npz`, `videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
+The full size collects 1000 episodes.
+"""
+
+from ml_collections import config_dict
+
+TASKS = ("reach", "push", "pick_place", "dex_lift", "rope")
+
+
+def get_config(arg: str = "") -> config_dict.ConfigDict:
+  """Config for `experiments.collect`; `arg` as in the module docstring."""
+  parts = [p for p in arg.split(",") if p]
+  unknown = [p for p in parts if p not in TASKS + ("runlocal",)]
+  if unknown:
+    raise ValueError(f"Unknown collect config argument(s) {unknown}; "
+                     f"use a task from {TASKS} and/or 'runlocal'.")
+  task = next((p for p in parts if p in TASKS), "reach")
+  config = config_dict.ConfigDict()
+  config.task = task
+  config.policy = "noisy_expert"   # expert | noisy_expert | random
+  config.noise = 0.1
+  config.num_episodes = 1000
+  config.batch_size = 64
+  config.num_steps = -1            # -1: the task's episode_length
+  config.seed = 0
+  config.videos = 4                # episodes written as GIF videos
+  config.env = config_dict.ConfigDict(dict(
+      cameras=("front", "wrist"), image_height=64, image_width=64, impl="auto"))
+  if "runlocal" in parts:
+    config.num_episodes = 32
+    config.batch_size = 16
+    config.videos = 2
+  return config
