@@ -171,5 +171,5 @@ class RopeStraighten(MjxTask):
 
 
 _EXPERT_STEP = 0.025  # m per control step (0.6 m/s at ctrl_dt 0.04)
-_EXPERT_LIFT = 0.03   # m
+_EXPERT_LIFT = 0.012  # m
 

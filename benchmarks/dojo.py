@@ -1,0 +1,157 @@
+r"""Dream Dojo throughput, measured side by side in one run.
+
+  python -m benchmarks.dojo --out=benchmarks/dojo_cpu.json [--task=reach] [--batch=256]
+
+Per physics implementation (jax, warp):
+- ``env_step_ratio``: physics steps/s through the Dojo env and its training wrappers
+  (no cameras) over steps/s of raw ``jax.jit(jax.vmap(mjx.step))`` on the same model and
+  batch (target >= 0.9);
+- ``vs_c_ratio``: Dojo physics steps/s over C MuJoCo's ``mujoco.rollout`` with the same
+  number of threads as this machine has cores;
+- ``render_fps_64``: 64x64 RGB frames/s of the JAX camera on a batch of states;
+- compile times.
+Numbers are ratios of measurements taken in the same process minutes apart: this
+machine is shared and noisy, so compare ratios, not absolute times, across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags
+
+_OUT = flags.DEFINE_string("out", "benchmarks/dojo.json", "Where to write the JSON results.")
+_TASK = flags.DEFINE_string("task", "reach", "Dojo task to measure.")
+_BATCH = flags.DEFINE_integer("batch", 256, "Number of parallel envs.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed control steps per measurement.")
+_IMPLS = flags.DEFINE_list("impls", ["warp", "jax"], "Physics implementations to measure.")
+
+
+def _time(fn, *args, repeats: int = 3) -> float:
+  """Best wall time of ``fn(*args)`` over ``repeats`` runs (after one warm-up)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.block_until_ready(fn(*args))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def measure(task: str, impl: str, batch: int, steps: int) -> dict:
+  """All measurements for one implementation."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import mujoco  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from mujoco import mjx, rollout  # pylint: disable=import-outside-toplevel
+
+  import dojo  # pylint: disable=import-outside-toplevel
+  from dojo import wrappers  # pylint: disable=import-outside-toplevel
+
+  env = dojo.load(task, impl=impl, cameras=())
+  n_sub = env._n_substeps  # pylint: disable=protected-access
+  wrapped = wrappers.wrap_for_training(env, episode_length=10_000)
+  keys = jax.random.split(jax.random.key(0), batch)
+
+  t0 = time.perf_counter()
+  state = jax.jit(wrapped.reset)(keys)
+  jax.block_until_ready(state)
+  actions = jnp.zeros((batch, env.action_size))
+
+  @jax.jit
+  def env_steps(state):
+    return jax.lax.scan(lambda s, _: (wrapped.step(s, actions), None), state, None,
+                        length=steps)[0]
+
+  jax.block_until_ready(env_steps(state))
+  env_compile = time.perf_counter() - t0
+  env_time = _time(env_steps, state)
+  env_sps = batch * steps * n_sub / env_time
+
+  model = env.mjx_model
+  data = state.data
+  ctrl = jax.vmap(env.action_to_ctrl)(data, actions)
+
+  @jax.jit
+  def raw_steps(data):
+    step = jax.vmap(lambda d, c: mjx.step(model, d.replace(ctrl=c)))
+    return jax.lax.scan(lambda d, _: (step(d, ctrl), None), data, None,
+                        length=steps * n_sub)[0]
+
+  t0 = time.perf_counter()
+  jax.block_until_ready(raw_steps(data))
+  raw_compile = time.perf_counter() - t0
+  raw_time = _time(raw_steps, data)
+  raw_sps = batch * steps * n_sub / raw_time
+
+  # C MuJoCo on the same model and batch, one thread per core.
+  mj_model = env.mj_model
+  mj_data = [mujoco.MjData(mj_model) for _ in range(os.cpu_count() or 1)]
+  state0 = np.stack([_full_state(mj_model, jax.tree.map(lambda x: np.asarray(x)[i], data))
+                     for i in range(batch)])
+  c_ctrl = np.repeat(np.asarray(ctrl)[:, None], steps * n_sub, axis=1)
+  with rollout.Rollout(nthread=len(mj_data)) as r:
+    r.rollout([mj_model] * batch, mj_data, state0, c_ctrl)
+    start = time.perf_counter()
+    r.rollout([mj_model] * batch, mj_data, state0, c_ctrl)
+    c_time = time.perf_counter() - start
+  c_sps = batch * steps * n_sub / c_time
+
+  # The JAX camera: one 64x64 view per env of the batch.
+  cam_env = dojo.load(task, impl=impl, cameras=("front",), image_height=64, image_width=64)
+  render = jax.jit(jax.vmap(lambda d, i: cam_env.render(d, i)["pixels/front"]))
+  info = {"geom_rgba": jnp.broadcast_to(jnp.asarray(env.mj_model.geom_rgba),
+                                        (batch,) + env.mj_model.geom_rgba.shape)}
+  t0 = time.perf_counter()
+  jax.block_until_ready(render(data, info))
+  render_compile = time.perf_counter() - t0
+  render_fps = batch / _time(render, data, info)
+
+  return {
+      "task": task, "impl": impl, "batch": batch, "substeps": n_sub,
+      "env_physics_steps_per_s": env_sps, "raw_mjx_steps_per_s": raw_sps,
+      "c_mujoco_steps_per_s": c_sps, "c_threads": len(mj_data),
+      "env_step_ratio": env_sps / raw_sps, "vs_c_ratio": env_sps / c_sps,
+      "render_fps_64": render_fps,
+      "compile_s": {"env": env_compile, "raw": raw_compile, "render": render_compile},
+  }
+
+
+def _full_state(model, data) -> "np.ndarray":
+  import mujoco  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  d = mujoco.MjData(model)
+  d.qpos[:] = data.qpos
+  d.qvel[:] = data.qvel
+  spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+  out = np.empty(mujoco.mj_stateSize(model, spec))
+  mujoco.mj_getState(model, d, out, spec)
+  return out
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=import-outside-toplevel
+  results = {"machine": {"backend": jax.default_backend(), "devices": str(jax.devices()),
+                         "cpu_count": os.cpu_count()}, "runs": []}
+  for impl in _IMPLS.value:
+    # The JAX implementation is ~100x slower on CPU: measure it on a smaller batch.
+    batch = _BATCH.value if (impl == "warp" or jax.default_backend() != "cpu") else min(
+        _BATCH.value, 32)
+    steps = _STEPS.value if batch == _BATCH.value else max(2, _STEPS.value // 4)
+    print(f"[benchmarks.dojo] measuring {_TASK.value} impl={impl} batch={batch}", flush=True)
+    run = measure(_TASK.value, impl, batch, steps)
+    print(json.dumps(run, indent=2), flush=True)
+    results["runs"].append(run)
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+  with open(_OUT.value, "w") as f:
+    json.dump(results, f, indent=2)
+  print(f"wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
