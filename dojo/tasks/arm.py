@@ -43,6 +43,7 @@ def arm_config() -> config_dict.ConfigDict:
   config.cameras = ("front",)
   config.init_joint_noise = 0.1   # std (rad) of the initial arm pose around REST_POSE
   config.expert_speed = 0.6       # expert's Cartesian speed limit (m/s)
+  config.expert_yaw_speed = 3.0   # expert's gripper yaw rate limit (rad/s)
   config.expert_ik_iterations = 4
   # Expert action noise: ``noise`` times this std (rad) on each joint target, and
   # ``noise`` times this std (action units) on the gripper.
@@ -113,6 +114,16 @@ class ArmTask(MjxTask):
 
   # ---------------------------------------------------------------- expert helpers
 
+  def _next_yaw(self, current: jax.Array, desired: jax.Array) -> jax.Array:
+    """The yaw to command: ``desired`` modulo pi, reached by the shortest turn from
+    ``current`` (kept within +-(pi/2 + 1) so the last joint stays inside its range),
+    and rate limited."""
+    nearest = current + wrap_angle(desired - current, np.pi)
+    nearest = jnp.where(nearest > np.pi / 2 + 1, nearest - np.pi,
+                        jnp.where(nearest < -np.pi / 2 - 1, nearest + np.pi, nearest))
+    max_turn = self._config.expert_yaw_speed * self._config.ctrl_dt
+    return current + jnp.clip(nearest - current, -max_turn, max_turn)
+
   def arm_action(self, data, target: jax.Array, yaw: jax.Array, gripper: jax.Array,
                  rng: jax.Array, noise: float, speed_scale: jax.Array = 1.0) -> jax.Array:
     """Action that moves the grasp point toward ``target`` with the gripper down.
@@ -121,8 +132,9 @@ class ArmTask(MjxTask):
       data: the current physics data.
       target: f32[3] desired grasp point; the step toward it is capped at
         ``expert_speed * ctrl_dt`` (times ``speed_scale``).
-      yaw: desired gripper yaw; the equivalent yaw modulo pi nearest zero is used
-        (the gripper is symmetric), which keeps the last joint away from its limits.
+      yaw: desired gripper yaw, taken modulo pi (the gripper is symmetric): the
+        equivalent nearest the current yaw, turned at most ``expert_yaw_speed *
+        ctrl_dt`` per step.
       gripper: finger servo target in [0, GRIPPER_OPEN].
       rng: key for the action noise.
       noise: scale of Gaussian action noise (0 is the clean expert).
@@ -133,7 +145,7 @@ class ArmTask(MjxTask):
     max_step = self._config.expert_speed * self._config.ctrl_dt * speed_scale
     norm = jnp.linalg.norm(delta)
     waypoint = pos + delta * jnp.minimum(1.0, max_step / jnp.maximum(norm, 1e-6))
-    yaw = wrap_angle(yaw, np.pi)
+    yaw = self._next_yaw(self.grip_yaw(data), yaw)
     q_target = self.chain.solve(q, waypoint, down_frame(yaw), rest=self._rest,
                                 iterations=self._config.expert_ik_iterations)
     ctrl = jnp.concatenate([q_target, jnp.reshape(gripper, (1,))])

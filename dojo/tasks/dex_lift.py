@@ -40,10 +40,10 @@ TIPS = tuple(f"{f}_tip" for f in FINGERS + ("thumb",))
 
 # Finger joint targets (same order as FINGER_JOINTS) for the open hand and the grasp.
 _OPEN = {"abd": 0.0, "mcp": 0.3, "pip": 0.3, "dip": 0.2,
-         "thumb_cmc_abd": 0.6, "thumb_cmc_flex": -0.4, "thumb_mcp": 0.0, "thumb_ip": 0.0}
+         "thumb_cmc_abd": 1.0, "thumb_cmc_flex": -0.6, "thumb_mcp": 0.0, "thumb_ip": 0.0}
 _CLOSED = {"abd": {"index": -0.12, "middle": -0.04, "ring": 0.04, "little": 0.12},
-           "mcp": 1.0, "pip": 1.4, "dip": 1.0,
-           "thumb_cmc_abd": 1.6, "thumb_cmc_flex": -0.3, "thumb_mcp": 1.0, "thumb_ip": 1.2}
+           "mcp": 1.05, "pip": 1.05, "dip": 0.7,
+           "thumb_cmc_abd": 1.8, "thumb_cmc_flex": 0.05, "thumb_mcp": 1.2, "thumb_ip": 0.9}
 
 
 def _pose(table: dict) -> np.ndarray:
@@ -79,9 +79,11 @@ class DexLift(MjxTask):
       held_out=(("green", "cylinder"), ("yellow", "cube")))
 
   #: Grasp point (where the object's centre goes) in the palm frame, x and z.
-  GRASP_OFFSET = (0.03, -0.045)
+  GRASP_OFFSET = (0.045, -0.068)
   #: Half heights of the cube and the cylinder (their resting centre heights).
   HALF_HEIGHT = (0.028, 0.04)
+  #: Height of the palm centre above the object top at the grasp.
+  CLEARANCE = 0.04
 
   @classmethod
   def default_config(cls):
@@ -227,16 +229,19 @@ class DexLift(MjxTask):
     gx, gz = self.GRASP_OFFSET
     xy_goal = pos[:2] - gx * jnp.stack([jnp.cos(yaw_goal), jnp.sin(yaw_goal)])
     top = info["rest_z"] + jnp.asarray(self.HALF_HEIGHT)[info["target"]]
-    z_grasp = top + 0.018
-    z_hover = top + 0.08
+    z_grasp = top + self.CLEARANCE
+    z_hover = top + 0.11
 
     wrist = data.qpos[self._qpos_idx[:3]]
     xy_err = jnp.linalg.norm(xy_goal - wrist[:2])
     aligned = (xy_err < 0.015) & (t >= cfg.t_descend)
     z_goal = jnp.where(aligned, z_grasp, z_hover)
     z_goal = jnp.where(t >= cfg.t_lift, z_grasp + 0.25, z_goal)
-    # After the hand closes, hold xy where it is (the object moves with it).
-    xy_goal = jnp.where(t >= cfg.t_close, wrist[:2], xy_goal)
+    # Once the hand closes, hold xy and yaw where they are (the object moves with the
+    # hand; a cube's yaw modulo 90 degrees could also flip sides near 45 degrees).
+    holding = t >= cfg.t_close
+    xy_goal = jnp.where(holding, wrist[:2], xy_goal)
+    yaw_goal = jnp.where(holding, data.qpos[self._qpos_idx[3]], yaw_goal)
     goal = jnp.concatenate([xy_goal, z_goal[None]])
     step_max = jnp.array([0.02, 0.02, 0.015])
     wrist_target = wrist + jnp.clip(goal - wrist, -step_max, step_max)

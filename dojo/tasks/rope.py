@@ -13,6 +13,7 @@ is +x, ``back`` is +y (towards the robot's gantry) and ``front`` is -y.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -42,7 +43,7 @@ class RopeStraighten(MjxTask):
 
   xml_path = "rope.xml"
   robot_joints = ("gripper_x", "gripper_y", "gripper_z")
-  num_links = 10
+  num_links = 8
   randomized_bodies = tuple(f"rope{i}" for i in range(num_links))
   instruction_space = InstructionSpace(
       template="straighten the {colour} rope toward the {side}",
@@ -150,26 +151,38 @@ class RopeStraighten(MjxTask):
   # ---------------------------------------------------------------- expert
 
   def expert_action(self, state: State, rng: jax.Array, noise: float = 0.0) -> jax.Array:
-    """Drags the held end to a point one rope length beyond the free end, on the side.
+    """Pulls the rope taut, then swings it round its free end to the named side.
 
-    The goal is recomputed from the free end every step, so once the rope is taut and
-    the free end starts to slide, the goal moves ahead and the gripper keeps pulling
-    until the rope trails straight behind it. The servo target advances from the last
-    control by at most ``_EXPERT_STEP`` per control step (a smooth pull); the held end
-    is lifted slightly so that it does not scrape the table.
+    The gripper's goal is a point 1.08 rope lengths from the free end. Its bearing
+    starts as the rope's current end-to-end bearing (pulling straight out, so the free
+    end trails and the rope does not fold) and, once the rope is nearly taut, turns
+    toward the instructed side by at most ``_EXPERT_TURN`` per step, so the taut rope
+    sweeps round its free end like a rod. Everything is recomputed from the state each
+    step (no memory); the servo target moves at most ``_EXPERT_STEP`` per step from the
+    last control, and the held end is lifted slightly so that it does not scrape.
     """
     data = state.data
-    _, free = self._ends(data)
-    goal = free[:2] + state.info["side"] * self.rope_length * 1.08
-    goal = jnp.clip(goal, self._xy_lo, self._xy_hi)
-    delta = goal - data.ctrl[:2]
-    dist = jnp.linalg.norm(delta)
-    delta = delta * jnp.minimum(1.0, _EXPERT_STEP / jnp.maximum(dist, 1e-6))
-    ctrl = jnp.concatenate([data.ctrl[:2] + delta, jnp.array([_EXPERT_LIFT])])
+    held, free = self._ends(data)
+    side = state.info["side"]
+    rel = held[:2] - free[:2]
+    dist = jnp.linalg.norm(rel)
+    bearing = jnp.where(dist > 0.02, rel / jnp.maximum(dist, 1e-6), side)
+    angle = jnp.arctan2(bearing[0] * side[1] - bearing[1] * side[0],
+                        jnp.dot(bearing, side))
+    taut = jnp.clip((dist / self.rope_length - 0.75) / 0.15, 0.0, 1.0)
+    turn = jnp.clip(angle, -_EXPERT_TURN, _EXPERT_TURN) * taut
+    c, s = jnp.cos(turn), jnp.sin(turn)
+    heading = jnp.array([c * bearing[0] - s * bearing[1], s * bearing[0] + c * bearing[1]])
+    goal = jnp.clip(free[:2] + heading * self.rope_length * 1.08, self._xy_lo, self._xy_hi)
+    pos = data.qpos[self._qpos_idx[:2]]
+    delta = _EXPERT_GAIN * (goal - pos)
+    delta = delta * jnp.minimum(1.0, _EXPERT_LEAD / jnp.maximum(jnp.linalg.norm(delta), 1e-6))
+    ctrl = jnp.concatenate([pos + delta, jnp.array([_EXPERT_LIFT])])
     action = self.ctrl_to_action(ctrl)
     return action + noise * jax.random.normal(rng, action.shape)
 
 
-_EXPERT_STEP = 0.025  # m per control step (0.6 m/s at ctrl_dt 0.04)
+_EXPERT_LEAD = float(os.environ.get("LEAD", 0.04))
+_EXPERT_TURN = float(os.environ.get("TURN", 0.12))
+_EXPERT_GAIN = float(os.environ.get("GAIN", 3.0))
 _EXPERT_LIFT = 0.012  # m
-
