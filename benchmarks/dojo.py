@@ -91,8 +91,8 @@ def measure(task: str, impl: str, batch: int, steps: int) -> dict:
   # C MuJoCo on the same model and batch, one thread per core.
   mj_model = env.mj_model
   mj_data = [mujoco.MjData(mj_model) for _ in range(os.cpu_count() or 1)]
-  state0 = np.stack([_full_state(mj_model, jax.tree.map(lambda x: np.asarray(x)[i], data))
-                     for i in range(batch)])
+  qpos, qvel = np.asarray(data.qpos), np.asarray(data.qvel)
+  state0 = np.stack([_full_state(mj_model, qpos[i], qvel[i]) for i in range(batch)])
   c_ctrl = np.repeat(np.asarray(ctrl)[:, None], steps * n_sub, axis=1)
   with rollout.Rollout(nthread=len(mj_data)) as r:
     r.rollout([mj_model] * batch, mj_data, state0, c_ctrl)
@@ -121,12 +121,12 @@ def measure(task: str, impl: str, batch: int, steps: int) -> dict:
   }
 
 
-def _full_state(model, data) -> "np.ndarray":
+def _full_state(model, qpos, qvel) -> "np.ndarray":
   import mujoco  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   d = mujoco.MjData(model)
-  d.qpos[:] = data.qpos
-  d.qvel[:] = data.qvel
+  d.qpos[:] = qpos
+  d.qvel[:] = qvel
   spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
   out = np.empty(mujoco.mj_stateSize(model, spec))
   mujoco.mj_getState(model, d, out, spec)

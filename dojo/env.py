@@ -107,3 +107,21 @@ class Wrapper(Env):
     if name == "env":  # not yet set: avoid infinite recursion during unpickling
       raise AttributeError(name)
     return getattr(self.env, name)
+
+
+def sanitize_action(action: jax.Array, action_size: int,
+                    where: str) -> tuple[jax.Array, jax.Array]:
+  """Checks an unbatched action's shape and zeroes it if it holds NaN or inf.
+
+  Returns ``(action, invalid)``; the caller ends only this env's episode when
+  ``invalid`` so one bad env never poisons a batch.
+
+  Raises:
+    ValueError: the action's shape is not ``(action_size,)``.
+  """
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  if action.shape != (action_size,):
+    raise ValueError(f"{where}: action has shape {action.shape}, expected "
+                     f"({action_size},) (batch with the vmap wrapper).")
+  invalid = ~jnp.all(jnp.isfinite(action))
+  return jnp.where(invalid, jnp.zeros_like(action), action), invalid

@@ -22,7 +22,7 @@ from mujoco import mjx
 
 from dojo import physics
 from dojo.config_utils import apply_overrides
-from dojo.env import Env, State
+from dojo.env import Env, State, sanitize_action
 from dojo.instructions import InstructionSpace
 from dojo.render.camera import CameraSpec
 from dojo.render.renderer import Renderer
@@ -224,11 +224,7 @@ class MjxTask(Env):
     return State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
 
   def step(self, state: State, action: jax.Array) -> State:
-    if action.shape != (self.action_size,):
-      raise ValueError(f"{type(self).__name__}.step: action has shape {action.shape}, "
-                       f"expected ({self.action_size},) (batch with the vmap wrapper).")
-    invalid = ~jnp.all(jnp.isfinite(action))
-    action = jnp.where(invalid, jnp.zeros_like(action), action)
+    action, invalid = sanitize_action(action, self.action_size, f"{type(self).__name__}.step")
     ctrl = self.action_to_ctrl(state.data, action)
     data = physics.step(self._mjx_model, state.data, ctrl, self._n_substeps)
     unstable = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))

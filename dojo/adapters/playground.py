@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 
 from dojo import physics
-from dojo.env import Env, State
+from dojo.env import Env, State, sanitize_action
 from dojo.render import CameraSpec, Renderer, look_at
 
 
@@ -120,11 +120,7 @@ class PlaygroundEnv(Env):
                  self._metrics(inner.reward, jnp.zeros((), bool)), info)
 
   def step(self, state: State, action: jax.Array) -> State:
-    if action.shape != (self.action_size,):
-      raise ValueError(f"{type(self.env).__name__}: action has shape {action.shape}, "
-                       f"expected ({self.action_size},).")
-    invalid = ~jnp.all(jnp.isfinite(action))
-    action = jnp.where(invalid, jnp.zeros_like(action), action)
+    action, invalid = sanitize_action(action, self.action_size, type(self.env).__name__)
     prev = state.info["inner"]
     inner = self.env.step(prev, action)
     inner = physics.where(invalid, prev, inner)

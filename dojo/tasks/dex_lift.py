@@ -43,7 +43,7 @@ _OPEN = {"abd": 0.0, "mcp": 0.3, "pip": 0.3, "dip": 0.2,
          "thumb_cmc_abd": 1.0, "thumb_cmc_flex": -0.6, "thumb_mcp": 0.0, "thumb_ip": 0.0}
 _CLOSED = {"abd": {"index": -0.12, "middle": -0.04, "ring": 0.04, "little": 0.12},
            "mcp": 1.05, "pip": 1.05, "dip": 0.7,
-           "thumb_cmc_abd": 1.8, "thumb_cmc_flex": 0.05, "thumb_mcp": 1.2, "thumb_ip": 0.9}
+           "thumb_cmc_abd": 1.85, "thumb_cmc_flex": -0.15, "thumb_mcp": 1.0, "thumb_ip": 0.6}
 
 
 def _pose(table: dict) -> np.ndarray:
@@ -90,6 +90,8 @@ class DexLift(MjxTask):
     config = base_config()
     config.episode_length = 80
     config.lift_height = 0.1      # success: target centre this far above its rest (m)
+    config.wrist_step = 0.02      # largest wrist target move per control step (m)
+    config.yaw_step = 0.1         # largest wrist yaw target change per control step (rad)
     config.naconmax = 64 * 1024   # warp: contact slots over all worlds of a batch
     config.njmax = 400            # warp: constraint rows per world
     # Expert schedule (control steps): approach until t_descend, descend until
@@ -118,9 +120,13 @@ class DexLift(MjxTask):
     self._open = jnp.asarray(_pose(_OPEN))
     self._closed = jnp.asarray(_pose(_CLOSED))
     self._colours = jnp.asarray(np.array(list(COLOURS.values()), np.float32))
-    ctrlrange = m.actuator_ctrlrange
-    self._finger_lo = jnp.asarray(ctrlrange[4:, 0])
-    self._finger_hi = jnp.asarray(ctrlrange[4:, 1])
+    ctrlrange = m.actuator_ctrlrange.astype(np.float32)
+    self._ctrl_lo = jnp.asarray(ctrlrange[:, 0])
+    self._ctrl_hi = jnp.asarray(ctrlrange[:, 1])
+    self._finger_lo = self._ctrl_lo[4:]
+    self._finger_hi = self._ctrl_hi[4:]
+    step = self._config
+    self._wrist_step = jnp.array([step.wrist_step] * 3 + [step.yaw_step], jnp.float32)
 
   # ---------------------------------------------------------------- reset
 
@@ -232,23 +238,48 @@ class DexLift(MjxTask):
     z_grasp = top + self.CLEARANCE
     z_hover = top + 0.11
 
-    wrist = data.qpos[self._qpos_idx[:3]]
-    xy_err = jnp.linalg.norm(xy_goal - wrist[:2])
-    aligned = (xy_err < 0.015) & (t >= cfg.t_descend)
-    z_goal = jnp.where(aligned, z_grasp, z_hover)
-    z_goal = jnp.where(t >= cfg.t_lift, z_grasp + 0.25, z_goal)
     # Once the hand closes, hold xy and yaw where they are (the object moves with the
     # hand; a cube's yaw modulo 90 degrees could also flip sides near 45 degrees).
     holding = t >= cfg.t_close
-    xy_goal = jnp.where(holding, wrist[:2], xy_goal)
-    yaw_goal = jnp.where(holding, data.qpos[self._qpos_idx[3]], yaw_goal)
-    goal = jnp.concatenate([xy_goal, z_goal[None]])
-    step_max = jnp.array([0.02, 0.02, 0.015])
-    wrist_target = wrist + jnp.clip(goal - wrist, -step_max, step_max)
+    wrist = data.qpos[self._qpos_idx[:3]]
+    xy_err = jnp.linalg.norm(xy_goal - wrist[:2])
+    # Descend only over the object (and stay down once the hand is closing).
+    aligned = ((xy_err < 0.015) & (t >= cfg.t_descend)) | holding
+    z_goal = jnp.where(aligned, z_grasp, z_hover)
+    z_goal = jnp.where(t >= cfg.t_lift, z_grasp + 0.25, z_goal)
+    wrist_ctrl = data.ctrl[:4]
+    goal = jnp.concatenate([xy_goal, z_goal[None], yaw_goal[None]])
+    goal = jnp.where(jnp.array([True, True, False, True]) & holding, wrist_ctrl, goal)
 
     close = jnp.clip((t - cfg.t_close + 1) / cfg.close_steps, 0.0, 1.0)
     fingers = self._open + close * (self._closed - self._open)
-    ctrl = jnp.concatenate([wrist_target, yaw_goal[None], fingers])
-    action = self.ctrl_to_action(ctrl)
+    action = self.ctrl_to_action_from(data, jnp.concatenate([goal, fingers]))
     action = action + noise * jax.random.normal(rng, action.shape)
     return jnp.clip(action, -1.0, 1.0)
+
+  # ---------------------------------------------------------------- actions
+
+  def action_to_ctrl(self, data: mjx.Data, action: jax.Array) -> jax.Array:
+    """Wrist actions move the wrist's position targets; finger actions are absolute.
+
+    ``action[:4]`` in [-1, 1] moves the wrist's x, y, z and yaw targets by up to
+    ``wrist_step`` metres and ``yaw_step`` radians per control step (relative wrist
+    motion, as in human-video action labels); ``action[4:]`` spans each finger joint's
+    range. Relative wrist targets make action noise a small random walk rather than a
+    jump of the whole hand.
+    """
+    action = jnp.clip(action, -1.0, 1.0)
+    wrist = jnp.clip(data.ctrl[:4] + action[:4] * self._wrist_step,
+                     self._ctrl_lo[:4], self._ctrl_hi[:4])
+    fingers = self._ctrl_mid[4:] + action[4:] * self._ctrl_half[4:]
+    return jnp.concatenate([wrist, fingers])
+
+  def ctrl_to_action_from(self, data: mjx.Data, ctrl: jax.Array) -> jax.Array:
+    """The action that moves the controls from ``data.ctrl`` toward ``ctrl``.
+
+    The inverse of ``action_to_ctrl`` where reachable in one step (wrist targets
+    farther than one step away are approached at full speed).
+    """
+    wrist = (ctrl[:4] - data.ctrl[:4]) / self._wrist_step
+    fingers = (ctrl[4:] - self._ctrl_mid[4:]) / self._ctrl_half[4:]
+    return jnp.clip(jnp.concatenate([wrist, fingers]), -1.0, 1.0)

@@ -28,6 +28,8 @@ class Reach(ArmTask):
   """Move the grasp point to within ``success_radius`` of the instructed target."""
 
   xml_path = "reach.xml"
+  # No objects to randomise: the mass of the arm's distal links instead.
+  randomized_bodies = ("link5", "link6", "link7", "hand")
   instruction_space = InstructionSpace(
       template="reach the {colour} {shape}",
       parts={"colour": tuple(COLOURS), "shape": SHAPES},

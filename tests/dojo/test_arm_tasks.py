@@ -1,0 +1,180 @@
+"""The 7-DoF arm tasks: kinematics, experts, instruction splits and cameras.
+
+Each env is built once per module and each rollout is compiled once: one batched
+rollout per task runs the scripted expert in some envs and uniform random actions in
+the others, and the success, distance and reward tests all read its records.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+import dojo
+from dojo.kinematics import SerialChain, down_frame
+from dojo.tasks.arm import ARM_JOINTS, COLOURS, REST_POSE
+
+TASKS = ("reach", "push", "pick_place")
+NUM_EXPERT = 16
+NUM_RANDOM = 8
+
+
+@functools.lru_cache(maxsize=None)
+def _env(name, **overrides):
+  return dojo.load(name, cameras=(), **overrides)
+
+
+@functools.lru_cache(maxsize=None)
+def _rollout(name):
+  """Records f32[T, N] of success, distance and reward; the first NUM_EXPERT envs
+  follow the expert (noise 0), the rest act at random."""
+  env = _env(name)
+
+  def one(rng, expert):
+    rng_reset, rng_policy = jax.random.split(rng)
+    first = env.reset(rng_reset)
+
+    def body(state, key):
+      clean = env.expert_action(state, key, 0.0)
+      random = jax.random.uniform(key, clean.shape, minval=-1.0, maxval=1.0)
+      state = env.step(state, jnp.where(expert, clean, random))
+      return state, {"success": state.metrics["success"],
+                     "distance": state.metrics["distance"], "reward": state.reward}
+
+    steps = env.config.episode_length
+    _, records = jax.lax.scan(body, first, jax.random.split(rng_policy, steps))
+    return first.metrics["distance"], records
+
+  n = NUM_EXPERT + NUM_RANDOM
+  expert = jnp.arange(n) < NUM_EXPERT
+  first, records = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n), expert)
+  out = {k: np.asarray(v).T for k, v in records.items()}   # [T, N]
+  out["first_distance"] = np.asarray(first)
+  return out
+
+
+# ---------------------------------------------------------------- kinematics
+
+
+def test_forward_kinematics_matches_mujoco():
+  model = _env("reach").mj_model
+  chain = SerialChain(model, "grip", ARM_JOINTS)
+  data = mujoco.MjData(model)
+  forward = jax.jit(chain.forward)
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    q = rng.uniform(chain.lower, chain.upper)
+    data.qpos[:7] = q
+    mujoco.mj_forward(model, data)
+    site = model.site("grip").id
+    pos, rot = forward(jnp.asarray(q, jnp.float32))
+    np.testing.assert_allclose(pos, data.site_xpos[site], atol=1e-5)
+    np.testing.assert_allclose(rot.reshape(-1), data.site_xmat[site], atol=1e-5)
+
+
+def test_forward_kinematics_matches_env_physics():
+  env = _env("reach")
+  state = jax.jit(env.reset)(jax.random.key(3))
+  pos, rot = env.chain.forward(state.data.qpos[:7])
+  np.testing.assert_allclose(pos, env.grip_pos(state.data), atol=1e-4)
+  np.testing.assert_allclose(
+      rot, np.reshape(state.data.site_xmat[env.site_id("grip")], (3, 3)), atol=1e-4)
+
+
+def test_inverse_kinematics_reaches_pose():
+  chain = SerialChain(_env("reach").mj_model, "grip", ARM_JOINTS)
+  rest = jnp.asarray(REST_POSE)
+  solve = jax.jit(lambda p, yaw: chain.solve(rest, p, down_frame(yaw), rest=rest,
+                                             iterations=20, rest_weight=0.0))
+  for target, yaw in [((0.45, 0.0, 0.05), 0.0), ((0.35, 0.2, 0.15), 0.6),
+                      ((0.55, -0.2, 0.3), -0.8)]:
+    q = solve(jnp.asarray(target), yaw)
+    pos, rot = chain.forward(q)
+    np.testing.assert_allclose(pos, target, atol=3e-3)
+    np.testing.assert_allclose(rot, down_frame(yaw), atol=2e-2)
+    assert np.all(q >= chain.lower - 1e-6) and np.all(q <= chain.upper + 1e-6)
+
+
+# ---------------------------------------------------------------- experts
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_expert_succeeds(name):
+  success = _rollout(name)["success"][-1, :NUM_EXPERT]
+  assert success.mean() >= 0.9, f"{name}: expert success {success.mean():.2f}"
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_expert_beats_random(name):
+  rec = _rollout(name)
+  final = rec["distance"][-1]
+  first = rec["first_distance"]
+  expert, random = slice(0, NUM_EXPERT), slice(NUM_EXPERT, None)
+  assert final[expert].mean() < 0.5 * first[expert].mean()
+  assert final[expert].mean() < 0.5 * final[random].mean()
+  assert rec["reward"][:, expert].mean() > rec["reward"][:, random].mean()
+  assert rec["success"][-1, random].mean() <= 0.25
+
+
+# ---------------------------------------------------------------- instructions
+
+
+def _colour_index(rgba):
+  palette = np.array(list(COLOURS.values()))
+  return int(np.argmin(np.abs(palette - rgba[:3]).sum(-1)))
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_instruction_splits_and_grounding(name):
+  for split in ("seen", "unseen"):
+    env = _env(name, instructions=split, randomize_colours=False)
+    space = env.instruction_space
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), 24))
+    ids = np.asarray(states.info["instruction"])
+    assert set(ids) <= set(space.split_ids(split).tolist()), (name, split)
+    if split == "seen":
+      assert len(set(ids)) > 1
+    rgba = np.asarray(states.info["geom_rgba"])
+    for i, cid in enumerate(ids):
+      parts = dict(zip(space.parts, space.combinations[cid]))
+      colour = list(COLOURS).index(parts["colour"])
+      if name == "reach":
+        geom = env.geom_id(f"{parts['shape']}{int(states.info['target_slot'][i]) % 2}")
+        np.testing.assert_allclose(states.info["target"][i],
+                                   states.data.geom_xpos[i, geom], atol=1e-5)
+      elif name == "push":
+        geom = env.geom_id(f"block{int(states.info['block'][i])}")
+      else:
+        geom = env.geom_id(parts["object"])
+      assert _colour_index(rgba[i, geom]) == colour, (name, space.text(cid))
+      if name != "reach":
+        side = 1.0 if parts["target"] == "left" else -1.0
+        assert states.info["goal"][i, 1] * side > 0.1, (name, space.text(cid))
+
+
+# ---------------------------------------------------------------- cameras
+
+
+def test_three_cameras_render_the_scene():
+  env = dojo.load("reach", cameras=("front", "wrist", "head"))
+  state = jax.jit(env.reset)(jax.random.key(2))
+  images = {c: np.asarray(state.obs[f"pixels/{c}"]) for c in ("front", "wrist", "head")}
+  for name, image in images.items():
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    assert image.std() > 10, name
+    # Not just the sky and the table: several distinct colours are visible.
+    assert len(np.unique(image.reshape(-1, 3) // 32, axis=0)) >= 6, name
+  assert not np.array_equal(images["front"], images["head"])
+  # The wrist camera rides on the hand: the dark fingers fill part of its view.
+  assert (images["wrist"].max(-1) < 70).mean() > 0.02
+
+
+def test_observation_sizes():
+  env = _env("pick_place")
+  sizes = env.observation_size
+  assert sizes["joints"] == (9,)
+  assert sizes["proprio"] == (9 + 5,)
+  assert env.action_size == 8
