@@ -55,6 +55,11 @@ def ensure_material(spec: mujoco.MjSpec) -> None:
 
 def put_model(mj_model: mujoco.MjModel, impl: str) -> mjx.Model:
   """Copies a MuJoCo model to the device for the chosen implementation."""
+  if impl == "warp":
+    import warp  # pylint: disable=import-outside-toplevel
+    # Warp prints a line per compiled kernel module otherwise; errors still show.
+    warp.config.quiet = True
+    warp.config.log_level = warp.LOG_WARNING
   return mjx.put_model(mj_model, impl=impl)
 
 

@@ -7,4 +7,4 @@ os.environ.setdefault("MUJOCO_GL", "disabled")
 
 import warnings  # noqa: E402
 
-warnings.filterwarnings("ignore", message=".*solver iterations.*")
+warnings.filterwarnings("ignore", message=".*(solver|linesearch) iterations.*")

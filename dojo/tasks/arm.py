@@ -45,7 +45,6 @@ def arm_config() -> config_dict.ConfigDict:
   config.sim_dt = 0.008
   config.naconmax = 40 * 1024     # warp: contact slots over all worlds of a batch
   config.njmax = 160              # warp: constraint rows per world
-  config.cameras = ("front",)
   config.init_joint_noise = 0.1   # std (rad) of the initial arm pose around REST_POSE
   config.expert_speed = 0.6       # expert's Cartesian speed limit (m/s)
   config.expert_yaw_speed = 3.0   # expert's gripper yaw rate limit (rad/s)

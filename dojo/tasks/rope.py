@@ -13,7 +13,7 @@ Sides are world directions as seen by the ``front`` camera: ``left`` is -x, ``ri
 is +x, ``back`` is +y (towards the robot's gantry) and ``front`` is -y.
 
 Physics choices (measured with C MuJoCo over 100 episodes of random actions and with
-the scripted drag): the rope links are light (about 20 g), so the hinges carry a small
+the scripted drag): the rope links are light (25 g), so the hinges carry a small
 armature (1e-4) and damping (1e-3) and the servos are force-limited (25 N); with these
 the 8 ms physics step is stable under random actions. More joint damping (5e-3) makes a
 tight coil refuse to unroll under tension; less armature needs a 4 ms step.
@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 
 from dojo.env import State
@@ -69,6 +70,8 @@ class RopeStraighten(MjxTask):
   def __init__(self, **overrides: Any):
     super().__init__(**overrides)
     model = self._mj_model
+    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"rope{self.num_links}") >= 0:
+      raise ValueError(f"{self.xml_path} has more than num_links={self.num_links} links.")
     self._rope_bodies = np.array([self.body_id(f"rope{i}") for i in range(self.num_links)],
                                  np.int32)
     self._rope_geoms = np.array([self.geom_id(f"rope{i}") for i in range(self.num_links)],
