@@ -47,6 +47,7 @@ def base_config() -> config_dict.ConfigDict:
       randomize_colours=True,  # per-episode colour jitter, applied in reset
       naconmax=4096,          # warp: contact slots over all worlds
       njmax=128,              # warp: constraint rows per world
+      max_qvel=1e4,           # |qvel| above this counts as a physics blow-up
   ))
 
 
@@ -227,7 +228,9 @@ class MjxTask(Env):
     action, invalid = sanitize_action(action, self.action_size, f"{type(self).__name__}.step")
     ctrl = self.action_to_ctrl(state.data, action)
     data = physics.step(self._mjx_model, state.data, ctrl, self._n_substeps)
-    unstable = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))
+    # Non-finite state, or a near-blow-up that is still finite (|qvel| of 1e6 and up).
+    unstable = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel))
+                 & jnp.all(jnp.abs(data.qvel) < self._config.max_qvel))
     # Keep the last finite physics state so that a blown-up env never emits NaN.
     data = physics.where(unstable, state.data, data)
     info = {**state.info, "step": state.info["step"] + 1}

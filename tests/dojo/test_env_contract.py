@@ -150,3 +150,12 @@ def test_expert_success_rate_helper(env):
   rate = rollout.success_rate(env, rollout.expert_policy(env), num_episodes=4,
                               num_steps=1)
   assert 0.0 <= rate <= 1.0
+
+
+def test_physics_blow_up_keeps_last_finite_state():
+  env = Toy(cameras=(), max_qvel=1.0)  # any real motion now counts as a blow-up
+  state = jax.jit(env.reset)(jax.random.key(0))
+  nxt = jax.jit(env.step)(state, jnp.array([1.0, -1.0]))
+  assert float(nxt.metrics["physics_unstable"]) == 1.0
+  assert float(nxt.done) == 1.0 and float(nxt.reward) == 0.0
+  np.testing.assert_allclose(np.asarray(nxt.data.qpos), np.asarray(state.data.qpos))
