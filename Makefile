@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m experiments.collect --config=experiments/configs/collect.py:runlocal \
+	$(BIN)/python -m experiments.collect --config=experiments/configs/collect.py:pick_place,runlocal \
 	  --workdir=$(WORKDIR)
 
 test: $(STAMP)
