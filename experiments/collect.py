@@ -38,7 +38,14 @@ def run(config, workdir: str) -> dict:
   if skip:
     logging.info("Resuming: %d episodes already on disk, skipping %d batches.", done, skip)
 
+  from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
   def progress(stats):
+    writer.add_scalar("collect/success_rate", stats.success_rate, stats.episodes)
+    writer.add_scalar("collect/steps_per_second", stats.steps / max(stats.seconds, 1e-9),
+                      stats.episodes)
+    writer.flush()
     logging.info("[collect %s] %d/%d episodes, %d steps, success %.2f, %.1f steps/s",
                  config.task, stats.episodes, config.num_episodes, stats.steps,
                  stats.success_rate, stats.steps / max(stats.seconds, 1e-9))
@@ -60,6 +67,7 @@ def run(config, workdir: str) -> dict:
       video.write_video(os.path.join(workdir, "videos", f"episode_{index:05d}.gif"),
                         frames, fps=episode["metadata"]["fps"])
     index += 1
+  writer.close()
   successes = [collect_lib.read_npz(p)["metadata"]["success"]
                for p in sorted(glob.glob(os.path.join(episode_dir, "episode_*.npz")))]
   summary = {"task": config.task, "episodes": len(successes),

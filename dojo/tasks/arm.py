@@ -104,6 +104,30 @@ class ArmTask(MjxTask):
                             self.grip_pos(data), self.grip_yaw(data)[None],
                             self.finger_opening(data)[None]])
 
+  @staticmethod
+  def _place_objects(k_xy: jax.Array, k_yaw: jax.Array, qpos: jax.Array,
+                     qpos_adr, slot_xy: jax.Array, half_height: float,
+                     max_yaw: float) -> jax.Array:
+    """Puts free-jointed objects at ``slot_xy`` (+/-2 cm in x, +/-5 cm in y) resting on
+    the table with a random yaw in [-max_yaw, max_yaw]."""
+    n = len(qpos_adr)
+    xy = slot_xy + jax.random.uniform(k_xy, (n, 2), minval=jnp.array([-0.02, -0.05]),
+                                      maxval=jnp.array([0.02, 0.05]))
+    yaw = jax.random.uniform(k_yaw, (n,), minval=-max_yaw, maxval=max_yaw)
+    quat = jnp.stack([jnp.cos(yaw / 2), jnp.zeros(n), jnp.zeros(n), jnp.sin(yaw / 2)], -1)
+    for i, a in enumerate(qpos_adr):
+      qpos = qpos.at[a:a + 3].set(jnp.append(xy[i], half_height)).at[a + 3:a + 7].set(quat[i])
+    return qpos
+
+  @staticmethod
+  def _left_right_pads(k_x: jax.Array, k_y: jax.Array, x_range: tuple[float, float],
+                       y_range: tuple[float, float]) -> jax.Array:
+    """Two table-level goal positions, one at +y (left) and one at -y (right)."""
+    x = jax.random.uniform(k_x, (2,), minval=x_range[0], maxval=x_range[1])
+    y = jax.random.uniform(k_y, (2,), minval=y_range[0], maxval=y_range[1]) * jnp.array(
+        [1.0, -1.0])
+    return jnp.stack([x, y, jnp.zeros(2)], -1)
+
   def _reset_arm(self, rng: jax.Array, data):
     """Arm at a jittered rest pose, gripper open, servos holding that pose."""
     q = self._rest + self._config.init_joint_noise * jax.random.normal(rng, (7,))

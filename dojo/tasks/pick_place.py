@@ -70,17 +70,9 @@ class PickPlace(ArmTask):
     # Which object takes the near slot is random.
     swap = jax.random.bernoulli(k_slot, 0.5)
     slot_x = jnp.where(swap, jnp.array(SLOT_X[::-1]), jnp.array(SLOT_X))
-    xy = jnp.stack([slot_x, jnp.zeros(2)], -1) + jax.random.uniform(
-        k_xy, (2, 2), minval=jnp.array([-0.02, -0.05]), maxval=jnp.array([0.02, 0.05]))
-    yaw = jax.random.uniform(k_yaw, (2,), minval=-np.pi / 3, maxval=np.pi / 3)
-    quat = jnp.stack([jnp.cos(yaw / 2), jnp.zeros(2), jnp.zeros(2), jnp.sin(yaw / 2)], -1)
-    qpos = data.qpos
-    for i in range(2):
-      a = self._obj_qpos[i]
-      qpos = qpos.at[a:a + 3].set(jnp.append(xy[i], HALF_HEIGHT)).at[a + 3:a + 7].set(quat[i])
-    px = jax.random.uniform(k_px, (2,), minval=0.38, maxval=0.52)
-    py = jax.random.uniform(k_py, (2,), minval=0.17, maxval=0.21) * jnp.array([1.0, -1.0])
-    plates = jnp.stack([px, py, jnp.zeros(2)], -1)
+    qpos = self._place_objects(k_xy, k_yaw, data.qpos, self._obj_qpos,
+                               jnp.stack([slot_x, jnp.zeros(2)], -1), HALF_HEIGHT, np.pi / 3)
+    plates = self._left_right_pads(k_px, k_py, (0.38, 0.52), (0.17, 0.21))
     mocap_pos = data.mocap_pos.at[self._plate_mocap].set(plates)
     rgba = info["geom_rgba"]
     for i, g in enumerate(self._obj_geoms):

@@ -70,17 +70,10 @@ class Push(ArmTask):
     n = len(COLOURS)
     other = (colour + jax.random.randint(k_col, (), 1, n)) % n
     colours = jnp.where(block == 0, jnp.stack([colour, other]), jnp.stack([other, colour]))
-    xy = jnp.asarray([[BLOCK_X[0], 0.0], [BLOCK_X[1], 0.0]]) + jax.random.uniform(
-        k_bxy, (2, 2), minval=jnp.array([-0.02, -0.05]), maxval=jnp.array([0.02, 0.05]))
-    yaw = jax.random.uniform(k_yaw, (2,), minval=-np.pi / 4, maxval=np.pi / 4)
-    quat = jnp.stack([jnp.cos(yaw / 2), jnp.zeros(2), jnp.zeros(2), jnp.sin(yaw / 2)], -1)
-    qpos = data.qpos
-    for i in range(2):
-      a = self._block_qpos[i]
-      qpos = qpos.at[a:a + 3].set(jnp.append(xy[i], BLOCK_HALF)).at[a + 3:a + 7].set(quat[i])
-    zx = jax.random.uniform(k_zx, (2,), minval=0.37, maxval=0.55)
-    zy = jax.random.uniform(k_zy, (2,), minval=0.15, maxval=0.21) * jnp.array([1.0, -1.0])
-    zones = jnp.stack([zx, zy, jnp.zeros(2)], -1)
+    qpos = self._place_objects(k_bxy, k_yaw, data.qpos, self._block_qpos,
+                               jnp.asarray([[BLOCK_X[0], 0.0], [BLOCK_X[1], 0.0]]),
+                               BLOCK_HALF, np.pi / 4)
+    zones = self._left_right_pads(k_zx, k_zy, (0.37, 0.55), (0.15, 0.21))
     mocap_pos = data.mocap_pos.at[self._zone_mocap].set(zones)
     rgba = info["geom_rgba"]
     for i, g in enumerate(self._block_geoms):

@@ -31,6 +31,7 @@ def test_collect_writes_and_resumes(tmp_path):
   files = sorted(glob.glob(os.path.join(workdir, "episodes", "*.npz")))
   assert len(files) == 4 and summary["episodes"] == 4
   assert os.path.exists(os.path.join(workdir, "videos", "episode_00000.gif"))
+  assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
   assert json.load(open(os.path.join(workdir, "config.json")))["task"] == "reach"
   # Lose the last batch, re-run: only it is collected again, identically.
   before = collect_lib.read_npz(files[-1])
