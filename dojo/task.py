@@ -201,8 +201,12 @@ class MjxTask(Env):
     del data
     return self._ctrl_mid + jnp.clip(action, -1.0, 1.0) * self._ctrl_half
 
-  def ctrl_to_action(self, ctrl: jax.Array) -> jax.Array:
-    """Inverse of ``action_to_ctrl`` for absolute actions; used by experts."""
+  def ctrl_to_action(self, ctrl: jax.Array, data: Optional[mjx.Data] = None) -> jax.Array:
+    """The action whose ``action_to_ctrl(data, .)`` is ``ctrl``; used by experts.
+
+    Tasks with relative actions override it and need ``data`` (the current controls).
+    """
+    del data
     return jnp.clip((ctrl - self._ctrl_mid) / self._ctrl_half, -1.0, 1.0)
 
   # ---------------------------------------------------------------- the contract

@@ -21,7 +21,7 @@ fingers on the far side and the thumb on the near side, and lift.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -240,12 +240,15 @@ class DexLift(MjxTask):
     fingers = self._ctrl_mid[4:] + action[4:] * self._ctrl_half[4:]
     return jnp.concatenate([wrist, fingers])
 
-  def ctrl_to_action_from(self, data: mjx.Data, ctrl: jax.Array) -> jax.Array:
+  def ctrl_to_action(self, ctrl: jax.Array, data: Optional[mjx.Data] = None) -> jax.Array:
     """The action that moves the controls from ``data.ctrl`` toward ``ctrl``.
 
     The inverse of ``action_to_ctrl`` where ``ctrl`` is reachable in one step; wrist
     targets farther away are approached at full speed.
     """
+    if data is None:
+      raise ValueError("DexLift.ctrl_to_action needs `data`: its wrist actions are "
+                       "relative to the current controls.")
     wrist = (ctrl[:4] - data.ctrl[:4]) / self._wrist_step
     fingers = (ctrl[4:] - self._ctrl_mid[4:]) / self._ctrl_half[4:]
     return jnp.clip(jnp.concatenate([wrist, fingers]), -1.0, 1.0)
@@ -280,6 +283,6 @@ class DexLift(MjxTask):
 
     close = jnp.clip((t - cfg.t_close + 1) / cfg.close_steps, 0.0, 1.0)
     fingers = self._open + close * (self._closed - self._open)
-    action = self.ctrl_to_action_from(data, jnp.concatenate([goal, fingers]))
+    action = self.ctrl_to_action(jnp.concatenate([goal, fingers]), data)
     action = action + noise * jax.random.normal(rng, action.shape)
     return jnp.clip(action, -1.0, 1.0)

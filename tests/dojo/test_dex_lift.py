@@ -96,7 +96,7 @@ def test_relative_wrist_actions_round_trip():
   ctrl = state.data.ctrl + jnp.concatenate([jnp.array([0.01, -0.01, 0.005, 0.05]),
                                             jnp.zeros(20)])
   ctrl = ctrl.at[4:].set(env._ctrl_mid[4:])
-  action = env.ctrl_to_action_from(state.data, ctrl)
+  action = env.ctrl_to_action(ctrl, state.data)
   np.testing.assert_allclose(env.action_to_ctrl(state.data, action), ctrl, atol=1e-6)
 
 
