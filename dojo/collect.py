@@ -27,14 +27,21 @@ Episode = dict  # {"steps": {...arrays with leading time axis...}, "metadata": {
 
 @dataclasses.dataclass
 class CollectStats:
+  """Counts over the episodes collected by this call (not those resumed past)."""
+
   episodes: int = 0
   steps: int = 0
   successes: int = 0
   seconds: float = 0.0
+  resumed: int = 0  # episodes skipped because an earlier run collected them
 
   @property
   def success_rate(self) -> float:
     return self.successes / max(self.episodes, 1)
+
+  @property
+  def total(self) -> int:
+    return self.resumed + self.episodes
 
 
 def make_policy(env: Env, policy: str, noise: float) -> rollout.Policy:
@@ -65,12 +72,12 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
   run = rollout.make_rollout(env, make_policy(env, policy, noise), num_steps, keep=lambda s: {
       "obs": s.obs, "reward": s.reward, "done": s.done, "success": s.metrics["success"],
       "instruction": s.info["instruction"]})
-  stats = CollectStats(episodes=min(skip_batches * batch_size, num_episodes))
+  stats = CollectStats(resumed=min(skip_batches * batch_size, num_episodes))
   start = time.time()
   rng = jax.random.key(seed)
   batch_index = skip_batches
-  while stats.episodes < num_episodes:
-    n = min(batch_size, num_episodes - stats.episodes)
+  while stats.total < num_episodes:
+    n = min(batch_size, num_episodes - stats.total)
     # Fixed batch shape so the rollout compiles once; extra envs are dropped.
     first, records, actions = run(jax.random.fold_in(rng, batch_index), batch_size)
     batch_index += 1
@@ -92,7 +99,8 @@ def _episode(task, first, records, actions, i, *, task_name, embodiment, policy,
   obs0 = {k: np.asarray(v[i]) for k, v in first["obs"].items()}
   obs = {k: np.asarray(v[:, i]) for k, v in records["obs"].items()}
   done = np.asarray(records["done"][:, i]) > 0
-  length = int(np.argmax(done)) + 1 if done.any() else done.shape[0]
+  ended_by_env = bool(done.any())
+  length = int(np.argmax(done)) + 1 if ended_by_env else done.shape[0]
   observation = {}
   for key, value in obs.items():
     name = "image_" + key.split("/", 1)[1] if key.startswith("pixels/") else key
@@ -113,7 +121,9 @@ def _episode(task, first, records, actions, i, *, task_name, embodiment, policy,
       "discount": np.ones(t, np.float32),
       "is_first": np.arange(t) == 0,
       "is_last": is_last,
-      "is_terminal": is_last & success,
+      # Terminal only when the env itself ended the episode in success (e.g. with
+      # terminate_on_success); a time limit is a truncation, not a terminal state.
+      "is_terminal": is_last & success & ended_by_env,
       "language_instruction": np.array([instruction] * t),
   }
   fps = 1.0 / task.dt
@@ -138,8 +148,9 @@ def write_npz(episode: Episode, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   arrays = {"steps/" + k: v for k, v in _flatten(episode["steps"]).items()}
   arrays["metadata"] = np.array(json.dumps(episode["metadata"]))
-  tmp = path + ".tmp.npz"
-  np.savez_compressed(tmp, **arrays)
+  tmp = path + ".partial"  # not matched by "episode_*.npz" if a crash leaves it behind
+  with open(tmp, "wb") as f:
+    np.savez_compressed(f, **arrays)
   os.replace(tmp, path)  # never leave a half-written episode behind
   return path
 

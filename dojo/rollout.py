@@ -53,7 +53,9 @@ def make_rollout(env: Env, policy: Policy, num_steps: int,
       # An env that is done (e.g. after a NaN action) stays frozen.
       nxt = env.step(state, action)
       nxt = physics.where(state.done > 0, state, nxt)
-      return nxt, (keep(nxt), action)
+      # Record what the env executed: actions live in [-1, 1], and a NaN action ran as 0.
+      executed = jnp.where(jnp.all(jnp.isfinite(action)), jnp.clip(action, -1.0, 1.0), 0.0)
+      return nxt, (keep(nxt), executed)
 
     _, (records, actions) = jax.lax.scan(body, first,
                                          jax.random.split(rng_policy, num_steps))

@@ -232,7 +232,7 @@ class MjxTask(Env):
     action, invalid = sanitize_action(action, self.action_size, f"{type(self).__name__}.step")
     ctrl = self.action_to_ctrl(state.data, action)
     data = physics.step(self._mjx_model, state.data, ctrl, self._n_substeps)
-    # Non-finite state, or a near-blow-up that is still finite (|qvel| of 1e6 and up).
+    # Non-finite state, or a near-blow-up that is still finite (|qvel| >= max_qvel).
     unstable = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel))
                  & jnp.all(jnp.abs(data.qvel) < self._config.max_qvel))
     # Keep the last finite physics state so that a blown-up env never emits NaN.

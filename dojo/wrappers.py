@@ -68,12 +68,19 @@ class EpisodeWrapper(Wrapper):
     return state
 
   def step(self, state: State, action: jax.Array) -> State:
-    def body(s, _):
+    def body(carry, _):
+      s, ended = carry
       nxt = self.env.step(s, action)
-      return nxt, nxt.reward
+      # An env that ended in an earlier repeat (blow-up, success) stays ended.
+      nxt = physics.where(ended, s, nxt)
+      reward = jnp.where(ended, 0.0, nxt.reward)
+      ended = ended | (nxt.done > 0)
+      return (nxt, ended), reward
 
-    state, rewards = jax.lax.scan(body, state, None, length=self.action_repeat)
-    state = state.replace(reward=jnp.sum(rewards, axis=0))
+    (state, ended), rewards = jax.lax.scan(
+        body, (state, jnp.zeros(state.done.shape, bool)), None, length=self.action_repeat)
+    state = state.replace(reward=jnp.sum(rewards, axis=0),
+                          done=jnp.maximum(state.done, ended.astype(state.done.dtype)))
     steps = state.info["steps"] + self.action_repeat
     limit = steps >= self.episode_length
     done = jnp.where(limit, jnp.ones_like(state.done), state.done)
@@ -120,7 +127,7 @@ class AutoResetWrapper(Wrapper):
     if "steps" in state.info:
       steps = jnp.where(state.done > 0, jnp.zeros_like(state.info["steps"]),
                         state.info["steps"])
-      state.info.update(steps=steps)
+      state = state.replace(info={**state.info, "steps": steps})  # never mutate the input
     state = state.replace(done=jnp.zeros_like(state.done))
     state = self.env.step(state, action)
 

@@ -8,7 +8,6 @@ Re-running the same command resumes: finished batches are not collected again.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -28,13 +27,21 @@ def run(config, workdir: str) -> dict:
   from dojo import video  # pylint: disable=import-outside-toplevel
 
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
+  config_path = os.path.join(workdir, "config.json")
+  if os.path.exists(config_path):
+    _check_same_data_config(json.load(open(config_path)), json.loads(config.to_json()),
+                            config_path)
+  with open(config_path, "w") as f:
     f.write(config.to_json_best_effort(indent=2))
   env = dojo.load(config.task, **config.env.to_dict())
   num_steps = config.num_steps if config.num_steps > 0 else env.config.episode_length
   episode_dir = os.path.join(workdir, "episodes")
-  done = len(glob.glob(os.path.join(episode_dir, "episode_*.npz")))
-  skip = done // config.batch_size
+  done = 0  # episodes 0..done-1 are all on disk
+  while os.path.exists(os.path.join(episode_dir, f"episode_{done:05d}.npz")):
+    done += 1
+  skip = min(done, config.num_episodes) // config.batch_size
+  if done >= config.num_episodes:
+    skip = -(-config.num_episodes // config.batch_size)
   if skip:
     logging.info("Resuming: %d episodes already on disk, skipping %d batches.", done, skip)
 
@@ -42,15 +49,15 @@ def run(config, workdir: str) -> dict:
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def progress(stats):
-    writer.add_scalar("collect/success_rate", stats.success_rate, stats.episodes)
+    writer.add_scalar("collect/success_rate", stats.success_rate, stats.total)
     writer.add_scalar("collect/steps_per_second", stats.steps / max(stats.seconds, 1e-9),
-                      stats.episodes)
+                      stats.total)
     writer.flush()
     logging.info("[collect %s] %d/%d episodes, %d steps, success %.2f, %.1f steps/s",
-                 config.task, stats.episodes, config.num_episodes, stats.steps,
+                 config.task, stats.total, config.num_episodes, stats.steps,
                  stats.success_rate, stats.steps / max(stats.seconds, 1e-9))
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-      f.write(json.dumps({"episodes": stats.episodes, "success_rate": stats.success_rate,
+      f.write(json.dumps({"episodes": stats.total, "success_rate": stats.success_rate,
                           "steps_per_second": stats.steps / max(stats.seconds, 1e-9)}) + "\n")
 
   episodes = collect_lib.collect(
@@ -68,8 +75,8 @@ def run(config, workdir: str) -> dict:
                         frames, fps=episode["metadata"]["fps"])
     index += 1
   writer.close()
-  successes = [collect_lib.read_npz(p)["metadata"]["success"]
-               for p in sorted(glob.glob(os.path.join(episode_dir, "episode_*.npz")))]
+  successes = [collect_lib.read_npz(os.path.join(episode_dir, f"episode_{i:05d}.npz"))
+               ["metadata"]["success"] for i in range(config.num_episodes)]
   summary = {"task": config.task, "episodes": len(successes),
              "success_rate": sum(successes) / max(len(successes), 1),
              "policy": config.policy, "noise": config.noise}
@@ -77,6 +84,17 @@ def run(config, workdir: str) -> dict:
     json.dump(summary, f, indent=2)
   logging.info("Collected %s", summary)
   return summary
+
+
+# Keys that decide which episodes are drawn: resuming with other values would mix data.
+_DATA_KEYS = ("task", "policy", "noise", "seed", "batch_size", "num_steps", "env")
+
+
+def _check_same_data_config(old: dict, new: dict, path: str) -> None:
+  changed = [k for k in _DATA_KEYS if old.get(k) != new.get(k)]
+  if changed:
+    raise ValueError(f"{path} was written with other values of {changed}; resuming would "
+                     "mix episodes drawn differently. Use a new --workdir.")
 
 
 def main(argv):

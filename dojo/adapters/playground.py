@@ -110,7 +110,8 @@ class PlaygroundEnv(Env):
     success = (reward >= self._success_reward) if self._success_reward is not None else (
         jnp.zeros((), bool))
     return {"success": success.astype(jnp.float32),
-            "invalid_action": invalid.astype(jnp.float32)}
+            "invalid_action": invalid.astype(jnp.float32),
+            "physics_unstable": jnp.zeros((), jnp.float32)}
 
   def reset(self, rng: jax.Array) -> State:
     inner = self.env.reset(rng)
@@ -123,13 +124,18 @@ class PlaygroundEnv(Env):
     action, invalid = sanitize_action(action, self.action_size, type(self.env).__name__)
     prev = state.info["inner"]
     inner = self.env.step(prev, action)
-    inner = physics.where(invalid, prev, inner)
-    reward = jnp.where(invalid, 0.0, inner.reward)
-    done = jnp.maximum(inner.done, invalid.astype(inner.done.dtype))
+    new_data = self._data(inner)
+    unstable = ~(jnp.all(jnp.isfinite(new_data.qpos)) & jnp.all(jnp.isfinite(new_data.qvel)))
+    # A NaN action or a physics blow-up keeps the last good state and ends the episode.
+    bad = invalid | unstable
+    inner = physics.where(bad, prev, inner)
+    reward = jnp.where(bad, 0.0, inner.reward)
+    done = jnp.maximum(inner.done, bad.astype(inner.done.dtype))
     info = {**state.info, "inner": inner, "step": state.info["step"] + 1}
+    metrics = {**state.metrics, **self._metrics(reward, invalid),
+               "physics_unstable": unstable.astype(jnp.float32)}
     return state.replace(data=self._data(inner), obs=self._observe(inner), reward=reward,
-                         done=done, metrics={**state.metrics, **self._metrics(reward, invalid)},
-                         info=info)
+                         done=done, metrics=metrics, info=info)
 
 
 def load_playground(name: str, *, config_overrides: Optional[dict] = None,

@@ -199,5 +199,5 @@ class RopeStraighten(MjxTask):
     delta = delta * jnp.minimum(1.0, _EXPERT_LEAD / norm)
     ctrl = jnp.concatenate([pos + delta, jnp.array([_EXPERT_LIFT])])
     action = self.ctrl_to_action(ctrl)
-    return action + noise * jax.random.normal(rng, action.shape)
+    return jnp.clip(action + noise * jax.random.normal(rng, action.shape), -1.0, 1.0)
 

@@ -29,6 +29,7 @@ def test_episode_schema(episodes):
   assert steps["action"].shape == (7, 2)
   assert steps["is_first"].tolist() == [True] + [False] * 6
   assert steps["is_last"].tolist() == [False] * 6 + [True]
+  assert not steps["is_terminal"].any()  # a time limit is a truncation
   assert steps["language_instruction"][0] in ("touch the green point", "touch the blue point")
   meta = eps[0]["metadata"]
   assert meta["source"] == "sim" and meta["task"] == "toy" and meta["fps"] == pytest.approx(25)

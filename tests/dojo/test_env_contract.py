@@ -159,3 +159,13 @@ def test_physics_blow_up_keeps_last_finite_state():
   assert float(nxt.metrics["physics_unstable"]) == 1.0
   assert float(nxt.done) == 1.0 and float(nxt.reward) == 0.0
   np.testing.assert_allclose(np.asarray(nxt.data.qpos), np.asarray(state.data.qpos))
+
+
+def test_action_repeat_keeps_an_early_blow_up():
+  env = Toy(cameras=(), max_qvel=1.0)
+  wrapped = wrappers.EpisodeWrapper(wrappers.VmapWrapper(env), episode_length=9,
+                                    action_repeat=3)
+  state = jax.jit(wrapped.reset)(jax.random.split(jax.random.key(0), 2))
+  nxt = jax.jit(wrapped.step)(state, jnp.array([[1.0, -1.0], [0.0, 0.0]]))
+  assert float(nxt.done[0]) == 1.0 and float(nxt.metrics["physics_unstable"][0]) == 1.0
+  assert float(nxt.reward[0]) == 0.0

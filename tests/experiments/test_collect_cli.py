@@ -37,12 +37,24 @@ def test_collect_writes_and_resumes(tmp_path):
   before = collect_lib.read_npz(files[-1])
   os.remove(files[-1])
   os.remove(files[-2])
+  # A crash mid-write leaves only a ".partial" file, which must not count as done.
+  open(files[-2] + ".partial", "wb").write(b"truncated")
   lines_before = len(open(os.path.join(workdir, "metrics.jsonl")).readlines())
   collect.run(_small_config(), workdir)
   after = collect_lib.read_npz(files[-1])
   assert after["metadata"] == before["metadata"]
   np.testing.assert_array_equal(after["steps"]["action"], before["steps"]["action"])
   assert len(open(os.path.join(workdir, "metrics.jsonl")).readlines()) == lines_before + 1
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+  workdir = str(tmp_path / "w")
+  config = _small_config()
+  config.num_episodes = 2
+  collect.run(config, workdir)
+  config.seed = 1
+  with pytest.raises(ValueError, match=r"other values of \['seed'\].*new --workdir"):
+    collect.run(config, workdir)
 
 
 def test_config_argument_errors():
