@@ -53,7 +53,7 @@ def measure(task: str, impl: str, batch: int, steps: int) -> dict:
   from dojo import wrappers  # pylint: disable=import-outside-toplevel
 
   env = dojo.load(task, impl=impl, cameras=())
-  n_sub = env._n_substeps  # pylint: disable=protected-access
+  n_sub = env.n_substeps
   wrapped = wrappers.wrap_for_training(env, episode_length=10_000)
   keys = jax.random.split(jax.random.key(0), batch)
 

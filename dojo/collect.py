@@ -155,6 +155,18 @@ def write_npz(episode: Episode, path: str) -> str:
   return path
 
 
+def read_metadata(path: str) -> dict:
+  """An episode's metadata, without decompressing its steps."""
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      metadata = str(f["metadata"]) if "metadata" in f.files else None
+  except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError...
+    raise ValueError(f"Episode file {path!r} is unreadable or truncated: {e}") from e
+  if metadata is None:
+    raise ValueError(f"Episode file {path!r} has no metadata entry.")
+  return json.loads(metadata)
+
+
 def read_npz(path: str) -> Episode:
   """Reads an episode written by ``write_npz``; a damaged file names itself."""
   try:

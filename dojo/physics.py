@@ -11,8 +11,10 @@ import importlib.util
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import mujoco
 from mujoco import mjx
+from mujoco.mjx._src.types import Impl, tree_path_to_attr_str
 
 IMPLS = ("jax", "warp")
 
@@ -88,7 +90,7 @@ def _shared_warp_fields() -> frozenset[str]:
   return frozenset(name for name, batched in batch_dims.items() if not batched)
 
 
-_SHARED_WARP_FIELDS = None
+_SHARED_WARP_FIELDS = _shared_warp_fields()
 
 
 def where(cond: jax.Array, x, y):
@@ -97,13 +99,6 @@ def where(cond: jax.Array, x, y):
   Safe on MuJoCo Warp ``Data``: its contact buffers are shared by all worlds of a batch
   (and recomputed every step), so for those fields ``y`` is kept as it is.
   """
-  global _SHARED_WARP_FIELDS
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from mujoco.mjx._src.types import Impl, tree_path_to_attr_str  # pylint: disable=import-outside-toplevel
-
-  if _SHARED_WARP_FIELDS is None:
-    _SHARED_WARP_FIELDS = _shared_warp_fields()
-
   def select(a, b):
     c = jnp.reshape(cond, jnp.shape(cond) + (1,) * (jnp.ndim(a) - jnp.ndim(cond)))
     return jnp.where(c, a, b)

@@ -11,8 +11,9 @@ import numpy as np
 from dojo import physics
 from dojo.env import Env, State
 
-# policy(state, rng) -> action, for one (unbatched) env
-Policy = Callable[[State, jax.Array], jax.Array]
+# policy(state, rng) -> action, or policy(state, rng, args) -> action with per-env args,
+# for one (unbatched) env
+Policy = Callable[..., jax.Array]
 
 
 def expert_policy(env: Env, noise: float = 0.0) -> Policy:
@@ -27,29 +28,46 @@ def random_policy(env: Env) -> Policy:
                                                maxval=1.0)
 
 
+def expert_or_random_policy(env: Env) -> Policy:
+  """Per-env choice made by ``args``: the expert with noise ``args["noise"]`` where
+  ``args["expert"]``, else uniform random actions. Lets one compiled rollout run clean,
+  noisy and random envs side by side (pass ``policy_args`` to the rollout)."""
+  task = env.unwrapped
+
+  def policy(state, rng, args):
+    expert = task.expert_action(state, rng, args["noise"])
+    random = jax.random.uniform(rng, expert.shape, minval=-1.0, maxval=1.0)
+    return jnp.where(args["expert"], expert, random)
+
+  return policy
+
+
 def make_rollout(env: Env, policy: Policy, num_steps: int,
                  keep: Optional[Callable[[State], dict]] = None):
   """Builds a jitted ``rollout(rng, num_envs)`` returning per-step records.
 
   Args:
     env: an unbatched env (it is vmapped here).
-    policy: ``policy(state, rng) -> action`` for one env.
+    policy: ``policy(state, rng) -> action`` for one env, or
+      ``policy(state, rng, args)`` when the rollout is given ``policy_args``.
     num_steps: control steps per episode (no auto-reset: one episode per env).
     keep: picks what to record from each state (default: obs, reward, done, metrics).
 
   Returns:
-    ``rollout(rng, num_envs) -> (first_state, records, actions)`` where records and
-    actions have leading axes ``[num_steps, num_envs]``.
+    ``rollout(rng, num_envs, policy_args=None) -> (first, records, actions)``:
+    ``keep`` of each env's first state, and records and actions with leading axes
+    ``[num_steps, num_envs]``. ``policy_args`` (leading axis ``num_envs``) are handed
+    to the policy per env.
   """
   keep = keep or (lambda s: {"obs": s.obs, "reward": s.reward, "done": s.done,
                              "metrics": s.metrics})
 
-  def one_env(rng):
+  def one_env(rng, args):
     rng_reset, rng_policy = jax.random.split(rng)
     first = env.reset(rng_reset)
 
     def body(state, key):
-      action = policy(state, key)
+      action = policy(state, key) if args is None else policy(state, key, args)
       # An env that is done (e.g. after a NaN action) stays frozen.
       nxt = env.step(state, action)
       nxt = physics.where(state.done > 0, state, nxt)
@@ -63,8 +81,8 @@ def make_rollout(env: Env, policy: Policy, num_steps: int,
 
   batched = jax.jit(jax.vmap(one_env))
 
-  def rollout(rng: jax.Array, num_envs: int):
-    first, records, actions = batched(jax.random.split(rng, num_envs))
+  def rollout(rng: jax.Array, num_envs: int, policy_args=None):
+    first, records, actions = batched(jax.random.split(rng, num_envs), policy_args)
     swap = lambda x: jnp.swapaxes(x, 0, 1)
     return first, jax.tree.map(swap, records), swap(actions)
 

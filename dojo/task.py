@@ -146,6 +146,11 @@ class MjxTask(Env):
     return self._config.ctrl_dt
 
   @property
+  def n_substeps(self) -> int:
+    """Physics steps per control step (``ctrl_dt / sim_dt``)."""
+    return self._n_substeps
+
+  @property
   def action_size(self) -> int:
     return self._mj_model.nu
 

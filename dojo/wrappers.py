@@ -24,10 +24,9 @@ class VmapWrapper(Wrapper):
     self.batch_size = batch_size
 
   def reset(self, rng: jax.Array) -> State:
-    if self.batch_size is not None and rng.ndim == 1 and not jnp.issubdtype(
-        rng.dtype, jax.dtypes.prng_key):
-      rng = jax.random.split(rng, self.batch_size)
-    elif self.batch_size is not None and rng.ndim == 0:
+    """``rng``: a batch of keys, or (with ``batch_size``) one key to split."""
+    single_key = rng.ndim == (0 if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else 1)
+    if self.batch_size is not None and single_key:
       rng = jax.random.split(rng, self.batch_size)
     return jax.vmap(self.env.reset)(rng)
 

@@ -75,8 +75,8 @@ def run(config, workdir: str) -> dict:
                         frames, fps=episode["metadata"]["fps"])
     index += 1
   writer.close()
-  successes = [collect_lib.read_npz(os.path.join(episode_dir, f"episode_{i:05d}.npz"))
-               ["metadata"]["success"] for i in range(config.num_episodes)]
+  successes = [collect_lib.read_metadata(os.path.join(episode_dir, f"episode_{i:05d}.npz"))
+               ["success"] for i in range(config.num_episodes)]
   summary = {"task": config.task, "episodes": len(successes),
              "success_rate": sum(successes) / max(len(successes), 1),
              "policy": config.policy, "noise": config.noise}

@@ -15,6 +15,7 @@ import pytest
 from mujoco import mjx
 
 import dojo
+from dojo import rollout
 from dojo.kinematics import SerialChain, down_frame
 from dojo.tasks.arm import ARM_JOINTS, COLOURS, REST_POSE
 
@@ -33,27 +34,15 @@ def _rollout(name):
   """Records f32[T, N] of success, distance and reward; the first NUM_EXPERT envs
   follow the expert (noise 0), the rest act at random."""
   env = _env(name)
-
-  def one(rng, expert):
-    rng_reset, rng_policy = jax.random.split(rng)
-    first = env.reset(rng_reset)
-
-    def body(state, key):
-      clean = env.expert_action(state, key, 0.0)
-      random = jax.random.uniform(key, clean.shape, minval=-1.0, maxval=1.0)
-      state = env.step(state, jnp.where(expert, clean, random))
-      return state, {"success": state.metrics["success"],
-                     "distance": state.metrics["distance"], "reward": state.reward}
-
-    steps = env.config.episode_length
-    _, records = jax.lax.scan(body, first, jax.random.split(rng_policy, steps))
-    return first.metrics["distance"], records
-
+  run = rollout.make_rollout(
+      env, rollout.expert_or_random_policy(env), env.config.episode_length,
+      keep=lambda s: {"success": s.metrics["success"], "distance": s.metrics["distance"],
+                      "reward": s.reward})
   n = NUM_EXPERT + NUM_RANDOM
-  expert = jnp.arange(n) < NUM_EXPERT
-  first, records = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n), expert)
-  out = {k: np.asarray(v).T for k, v in records.items()}   # [T, N]
-  out["first_distance"] = np.asarray(first)
+  args = {"expert": jnp.arange(n) < NUM_EXPERT, "noise": jnp.zeros(n)}
+  first, records, _ = run(jax.random.key(0), n, args)
+  out = {k: np.asarray(v) for k, v in records.items()}   # [T, N]
+  out["first_distance"] = np.asarray(first["distance"])
   return out
 
 

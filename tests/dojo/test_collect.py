@@ -49,6 +49,7 @@ def test_npz_round_trip_and_corruption(episodes, tmp_path):
   path = collect.write_npz(eps[0], str(tmp_path / "episode_00000.npz"))
   back = collect.read_npz(path)
   assert back["metadata"] == eps[0]["metadata"]
+  assert collect.read_metadata(path) == eps[0]["metadata"]
   np.testing.assert_array_equal(back["steps"]["observation"]["image_front"],
                                 eps[0]["steps"]["observation"]["image_front"])
   with open(path, "rb") as f:
@@ -57,6 +58,8 @@ def test_npz_round_trip_and_corruption(episodes, tmp_path):
   bad.write_bytes(blob[: len(blob) // 2])
   with pytest.raises(ValueError, match="bad.npz.*unreadable or truncated"):
     collect.read_npz(str(bad))
+  with pytest.raises(ValueError, match="bad.npz.*unreadable or truncated"):
+    collect.read_metadata(str(bad))
 
 
 def test_unknown_policy():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import dojo
+from dojo import rollout
 from dojo.tasks.dex_lift import COLOURS, FINGER_JOINTS, OBJECTS, DexLift
 
 NUM_EXPERT = 16
@@ -32,27 +33,15 @@ def records():
   """f32[T, N] success, height and reward: the first NUM_EXPERT envs follow the clean
   expert, the rest act at random."""
   env = _env()
-
-  def one(rng, expert):
-    rng_reset, rng_policy = jax.random.split(rng)
-    first = env.reset(rng_reset)
-
-    def body(state, key):
-      clean = env.expert_action(state, key, 0.0)
-      random = jax.random.uniform(key, clean.shape, minval=-1.0, maxval=1.0)
-      state = env.step(state, jnp.where(expert, clean, random))
-      return state, {"success": state.metrics["success"], "reward": state.reward,
-                     "height": state.metrics["height"],
-                     "unstable": state.metrics["physics_unstable"]}
-
-    steps = env.config.episode_length
-    _, out = jax.lax.scan(body, first, jax.random.split(rng_policy, steps))
-    return out
-
+  run = rollout.make_rollout(
+      env, rollout.expert_or_random_policy(env), env.config.episode_length,
+      keep=lambda s: {"success": s.metrics["success"], "reward": s.reward,
+                      "height": s.metrics["height"],
+                      "unstable": s.metrics["physics_unstable"]})
   n = NUM_EXPERT + NUM_RANDOM
-  expert = jnp.arange(n) < NUM_EXPERT
-  out = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n), expert)
-  return {k: np.asarray(v).T for k, v in out.items()}   # [T, N]
+  args = {"expert": jnp.arange(n) < NUM_EXPERT, "noise": jnp.zeros(n)}
+  _, out, _ = run(jax.random.key(0), n, args)
+  return {k: np.asarray(v) for k, v in out.items()}   # [T, N]
 
 
 # ---------------------------------------------------------------- the model

@@ -96,6 +96,13 @@ def test_episode_limit_and_auto_reset(batched):
   assert np.all(np.asarray(state.info["step"]) == 0)  # task counters restart too
 
 
+def test_vmap_wrapper_splits_one_key(env):
+  wrapped = wrappers.VmapWrapper(env, batch_size=3)
+  assert wrapped.reset(jax.random.key(0)).reward.shape == (3,)
+  assert wrapped.reset(jax.random.PRNGKey(0)).reward.shape == (3,)
+  assert wrapped.reset(jax.random.split(jax.random.key(0), 2)).reward.shape == (2,)
+
+
 def test_action_repeat(env):
   wrapped = wrappers.EpisodeWrapper(wrappers.VmapWrapper(env), episode_length=6,
                                     action_repeat=3)

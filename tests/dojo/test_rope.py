@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import dojo
+from dojo import rollout
 from dojo.tasks.rope import COLOURS, SIDES, RopeStraighten
 
 NUM_EXPERT = 16
@@ -30,30 +31,17 @@ def _env(**overrides):
 def _rollout():
   """Records f32[T, N] of success, straightness and reward for expert / noisy / random."""
   env = _env()
-
-  def one(rng, noise, expert):
-    rng_reset, rng_policy = jax.random.split(rng)
-    first = env.reset(rng_reset)
-
-    def body(state, key):
-      act = env.expert_action(state, key, noise)
-      random = jax.random.uniform(key, act.shape, minval=-1.0, maxval=1.0)
-      state = env.step(state, jnp.where(expert, act, random))
-      return state, {"success": state.metrics["success"], "reward": state.reward,
-                     "straightness": state.metrics["straightness"],
-                     "unstable": state.metrics["physics_unstable"]}
-
-    steps = env.config.episode_length
-    _, records = jax.lax.scan(body, first, jax.random.split(rng_policy, steps))
-    return first.metrics, records
-
+  run = rollout.make_rollout(
+      env, rollout.expert_or_random_policy(env), env.config.episode_length,
+      keep=lambda s: {"success": s.metrics["success"], "reward": s.reward,
+                      "straightness": s.metrics["straightness"],
+                      "unstable": s.metrics["physics_unstable"]})
   n = NUM_EXPERT + NUM_NOISY + NUM_RANDOM
   idx = jnp.arange(n)
-  noise = jnp.where(idx >= NUM_EXPERT, NOISE, 0.0)
-  expert = idx < NUM_EXPERT + NUM_NOISY
-  first, records = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), n), noise,
-                                          expert)
-  out = {k: np.asarray(v).T for k, v in records.items()}   # [T, N]
+  args = {"expert": idx < NUM_EXPERT + NUM_NOISY,
+          "noise": jnp.where(idx >= NUM_EXPERT, NOISE, 0.0)}
+  first, records, _ = run(jax.random.key(0), n, args)
+  out = {k: np.asarray(v) for k, v in records.items()}   # [T, N]
   out["first_success"] = np.asarray(first["success"])
   out["first_straightness"] = np.asarray(first["straightness"])
   return out
