@@ -4,7 +4,8 @@ Many envs run at once (``vmap`` + ``scan``) under an expert, noisy-expert or ran
 policy, every step is rendered, and each env's trajectory is cut into an episode:
 ``steps`` in RLDS layout (step t holds observation t, the action taken after it and the
 reward that followed; a final step holds the last observation with ``is_last``) plus
-metadata. Episodes are handed to a sink (``.npz`` files until the TFDS pipeline lands).
+metadata. :func:`collect_to_dir` writes them as ``.npz`` files and resumes an interrupted
+run; the ``dojo_robot`` TFDS builder (dojo/datasets) turns them into a training dataset.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import logging
 import time
 from typing import Callable, Iterator, Optional
 
@@ -84,7 +86,8 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
     first, records, actions = jax.device_get((first, records, actions))
     for i in range(n):
       episode = _episode(task, first, records, actions, i, task_name=task_name,
-                         embodiment=embodiment or task_name, policy=policy,
+                         embodiment=embodiment or getattr(task, "embodiment", task_name),
+                         policy=policy,
                          noise=noise if policy == "noisy_expert" else 0.0)
       stats.episodes += 1
       stats.steps += len(episode["steps"]["reward"]) - 1
@@ -93,6 +96,50 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
     stats.seconds = time.time() - start
     if progress is not None:
       progress(stats)
+
+
+def episode_path(episode_dir: str, index: int) -> str:
+  return os.path.join(episode_dir, f"episode_{index:05d}.npz")
+
+
+def collect_to_dir(env: Env, episode_dir: str, *, num_episodes: int, batch_size: int,
+                   on_episode: Optional[Callable[[int, Episode], None]] = None,
+                   **kwargs) -> CollectStats:
+  """Collects episodes into ``episode_dir/episode_NNNNN.npz``, resuming a partial run.
+
+  Episodes already on disk (a prefix ``0..n-1``) are not collected again: whole batches
+  are skipped, as :func:`collect` draws batch ``b`` with the same keys every time. The
+  caller must pass the same ``kwargs`` (task, policy, noise, seed...) as the first run.
+  ``on_episode(index, episode)`` is called for every newly collected episode.
+  """
+  done = 0  # episodes 0..done-1 are all on disk
+  while os.path.exists(episode_path(episode_dir, done)):
+    done += 1
+  skip = min(done, num_episodes) // batch_size
+  if done >= num_episodes:
+    skip = -(-num_episodes // batch_size)
+  if done:
+    logging.info("Resuming: %d episodes already in %s, skipping %d batches.", done,
+                 episode_dir, skip)
+  latest = [CollectStats(resumed=min(skip * batch_size, num_episodes))]
+  if latest[0].resumed >= num_episodes:
+    return latest[0]
+  user_progress = kwargs.pop("progress", None)
+
+  def progress(stats: CollectStats) -> None:
+    latest[0] = stats
+    if user_progress is not None:
+      user_progress(stats)
+
+  episodes = collect(env, num_episodes=num_episodes, batch_size=batch_size,
+                     skip_batches=skip, progress=progress, **kwargs)
+  index = skip * batch_size
+  for episode in episodes:
+    write_npz(episode, episode_path(episode_dir, index))
+    if on_episode is not None:
+      on_episode(index, episode)
+    index += 1
+  return latest[0]
 
 
 def _episode(task, first, records, actions, i, *, task_name, embodiment, policy, noise):
@@ -117,6 +164,7 @@ def _episode(task, first, records, actions, i, *, task_name, embodiment, policy,
   steps = {
       "observation": observation,
       "action": np.concatenate([act, np.zeros((1, action_dim), np.float32)]),
+      "action_mask": np.arange(t) < length,  # the last step's action is padding
       "reward": reward,
       "discount": np.ones(t, np.float32),
       "is_first": np.arange(t) == 0,

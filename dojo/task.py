@@ -60,6 +60,12 @@ class MjxTask(Env):
   robot_joints: Sequence[str] = ()
   #: Actions map to actuator controls: "absolute" (a in [-1,1] spans ctrlrange).
   instruction_space: InstructionSpace
+  #: The robot, as named in collected data; tasks on one robot share it.
+  embodiment: str = "dojo_robot"
+  #: Named slots (``(name, size)``) of the joints and action vectors in collected data,
+  #: so several robots share one padded vector (wam.data.layout); () = one slot.
+  joint_slots: Sequence[tuple[str, int]] = ()
+  action_slots: Sequence[tuple[str, int]] = ()
 
   def __init__(self, **overrides: Any):
     self._config = apply_overrides(self.default_config(), overrides,
@@ -153,6 +159,21 @@ class MjxTask(Env):
   @property
   def action_size(self) -> int:
     return self._mj_model.nu
+
+  def data_slots(self) -> dict[str, list[tuple[str, int]]]:
+    """Named slots of ``joints``, ``proprio`` and ``action`` for the data schema."""
+    sizes = {"joints": len(self.robot_joints), "action": self.action_size,
+             "proprio": int(self.observation_size["proprio"][0])}
+    slots = {"joints": list(self.joint_slots) or [(f"{self.embodiment}_joints",
+                                                   sizes["joints"])],
+             "action": list(self.action_slots) or [(f"{self.embodiment}_action",
+                                                    sizes["action"])],
+             "proprio": [(f"{self.embodiment}_proprio", sizes["proprio"])]}
+    for name, size in sizes.items():
+      if sum(n for _, n in slots[name]) != size:
+        raise ValueError(f"{type(self).__name__}: {name} slots {slots[name]} do not add up "
+                         f"to its size {size}.")
+    return slots
 
   @property
   def cameras(self) -> Mapping[str, CameraSpec]:

@@ -3,6 +3,8 @@ r"""Collects episodes from a Dojo task into a work directory.
   python -m experiments.collect --config=experiments/configs/collect.py:runlocal \
       --workdir=workdir/collect
 
+Episodes are written as ``episodes/*.npz`` and then, with ``config.tfds`` (the default),
+as the ``dojo_robot`` TFDS dataset under ``tfds/`` that ``wam.data`` pipelines read.
 Re-running the same command resumes: finished batches are not collected again.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -36,14 +39,6 @@ def run(config, workdir: str) -> dict:
   env = dojo.load(config.task, **config.env.to_dict())
   num_steps = config.num_steps if config.num_steps > 0 else env.config.episode_length
   episode_dir = os.path.join(workdir, "episodes")
-  done = 0  # episodes 0..done-1 are all on disk
-  while os.path.exists(os.path.join(episode_dir, f"episode_{done:05d}.npz")):
-    done += 1
-  skip = min(done, config.num_episodes) // config.batch_size
-  if done >= config.num_episodes:
-    skip = -(-config.num_episodes // config.batch_size)
-  if skip:
-    logging.info("Resuming: %d episodes already on disk, skipping %d batches.", done, skip)
 
   from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
@@ -60,34 +55,62 @@ def run(config, workdir: str) -> dict:
       f.write(json.dumps({"episodes": stats.total, "success_rate": stats.success_rate,
                           "steps_per_second": stats.steps / max(stats.seconds, 1e-9)}) + "\n")
 
-  episodes = collect_lib.collect(
-      env, task_name=config.task, num_episodes=config.num_episodes, num_steps=num_steps,
-      batch_size=config.batch_size, policy=config.policy, noise=config.noise,
-      seed=config.seed, skip_batches=skip, progress=progress)
-  index = skip * config.batch_size
-  for episode in episodes:
-    path = os.path.join(episode_dir, f"episode_{index:05d}.npz")
-    collect_lib.write_npz(episode, path)
+  def write_video(index, episode):
     if index < config.videos:
       cams = sorted(k for k in episode["steps"]["observation"] if k.startswith("image_"))
       frames = video.tile([episode["steps"]["observation"][c] for c in cams])
       video.write_video(os.path.join(workdir, "videos", f"episode_{index:05d}.gif"),
                         frames, fps=episode["metadata"]["fps"])
-    index += 1
+
+  collect_lib.collect_to_dir(
+      env, episode_dir, num_episodes=config.num_episodes, batch_size=config.batch_size,
+      on_episode=write_video, task_name=config.task, num_steps=num_steps,
+      policy=config.policy, noise=config.noise, seed=config.seed, progress=progress)
   writer.close()
-  successes = [collect_lib.read_metadata(os.path.join(episode_dir, f"episode_{i:05d}.npz"))
-               ["success"] for i in range(config.num_episodes)]
+  successes = [collect_lib.read_metadata(collect_lib.episode_path(episode_dir, i))["success"]
+               for i in range(config.num_episodes)]
   summary = {"task": config.task, "episodes": len(successes),
              "success_rate": sum(successes) / max(len(successes), 1),
              "policy": config.policy, "noise": config.noise}
+  if config.tfds:
+    summary["dataset_dir"] = build_dataset(config, episode_dir, os.path.join(workdir, "tfds"))
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   logging.info("Collected %s", summary)
   return summary
 
 
+def build_dataset(config, episode_dir: str, data_dir: str) -> str:
+  """Writes the collected episodes as the ``dojo_robot`` TFDS dataset; returns its dir.
+
+  The builder config is named ``<task>_collected``. A dataset already built there is reused
+  if it holds ``num_episodes`` episodes, and rebuilt if more were collected since.
+  """
+  from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
+  env = config.env
+  builder_config = DojoRobotConfig(
+      name=f"{config.task}_collected", task=config.task, num_episodes=config.num_episodes,
+      cameras=tuple(env.cameras), image_size=(env.image_height, env.image_width),
+      policy=config.policy, noise=config.noise, seed=config.seed,
+      num_steps=config.num_steps, batch_size=config.batch_size,
+      val_fraction=config.val_fraction, impl=env.impl,
+      description=f"experiments.collect: {config.num_episodes} {config.task} episodes.")
+  builder = Builder(config=builder_config, data_dir=data_dir, episodes_dir=episode_dir)
+  metadata_path = os.path.join(builder.data_dir, "metadata.json")
+  if builder.is_prepared() and os.path.exists(metadata_path):
+    index = json.load(open(metadata_path))["episodes"]
+    if sum(len(split["length"]) for split in index.values()) != config.num_episodes:
+      logging.info("Rebuilding %s for %d episodes.", builder.data_dir, config.num_episodes)
+      shutil.rmtree(builder.data_dir)
+      builder = Builder(config=builder_config, data_dir=data_dir, episodes_dir=episode_dir)
+  builder.download_and_prepare()
+  logging.info("TFDS dataset: %s", builder.data_dir)
+  return os.fspath(builder.data_dir)
+
+
 # Keys that decide which episodes are drawn: resuming with other values would mix data.
-_DATA_KEYS = ("task", "policy", "noise", "seed", "batch_size", "num_steps", "env")
+_DATA_KEYS = ("task", "policy", "noise", "seed", "batch_size", "num_steps", "env",
+              "val_fraction")
 
 
 def _check_same_data_config(old: dict, new: dict, path: str) -> None:

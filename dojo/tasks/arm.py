@@ -60,6 +60,9 @@ class ArmTask(MjxTask):
   """A task for the Dojo arm; subclasses add objects, reward and the expert's plan."""
 
   robot_joints = ARM_JOINTS + FINGER_JOINTS
+  embodiment = "dojo_arm"
+  joint_slots = (("arm_joints", 7), ("gripper_fingers", 2))
+  action_slots = (("arm_joint_targets", 7), ("gripper", 1))
 
   def __init__(self, **overrides: Any):
     super().__init__(**overrides)

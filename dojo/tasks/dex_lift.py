@@ -83,6 +83,9 @@ class DexLift(MjxTask):
 
   xml_path = "hand.xml"
   robot_joints = WRIST_JOINTS + FINGER_JOINTS
+  embodiment = "dojo_hand"
+  joint_slots = (("wrist_joints", 4), ("hand_joints", 20))
+  action_slots = (("wrist_delta", 4), ("hand_joint_targets", 20))
   randomized_bodies = OBJECTS
   instruction_space = InstructionSpace(
       template="lift the {colour} {object}",

@@ -58,6 +58,9 @@ class RopeStraighten(MjxTask):
 
   xml_path = "rope.xml"
   robot_joints = ("gripper_x", "gripper_y", "gripper_z")
+  embodiment = "dojo_gantry"
+  joint_slots = (("gantry_xyz", 3),)
+  action_slots = (("gantry_xyz_targets", 3),)
   num_links = 8  # rope0 .. rope7 in rope.xml
   randomized_bodies = tuple(f"rope{i}" for i in range(num_links))
   instruction_space = InstructionSpace(

@@ -10,7 +10,8 @@ Argument: comma-separated; a task name (reach, push, pick_place, dex_lift, rope)
 collects 32 noisy-expert episodes with the front and wrist cameras at 64x64 in under a
 minute on a 2-core CPU (mostly compilation), with a success rate above 0.9 for every
 task (see docs/BENCHMARKS.md), and writes
-`episodes/*.npz`, `videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
+`episodes/*.npz`, the TFDS dataset `tfds/dojo_robot/<task>_collected/1.0.0` (ArrayRecord, read
+by `wam.data`), `videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
 The full size collects 1000 episodes.
 """
 
@@ -36,6 +37,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.num_steps = -1            # -1: the task's episode_length
   config.seed = 0
   config.videos = 4                # episodes written as GIF videos
+  config.tfds = True               # also write the dojo_robot TFDS dataset (tfds/)
+  config.val_fraction = 0.05       # last episodes form the TFDS "val" split
   config.env = config_dict.ConfigDict(dict(
       cameras=("front", "wrist"), image_height=64, image_width=64, impl="auto"))
   if "runlocal" in parts:

@@ -33,6 +33,14 @@ def test_collect_writes_and_resumes(tmp_path):
   assert os.path.exists(os.path.join(workdir, "videos", "episode_00000.gif"))
   assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
   assert json.load(open(os.path.join(workdir, "config.json")))["task"] == "reach"
+  # The TFDS dataset holds the same episodes (train, then val).
+  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
+  train = EpisodeDataset(summary["dataset_dir"], "train")
+  val = EpisodeDataset(summary["dataset_dir"], "val")
+  assert (len(train), len(val)) == (3, 1)
+  first = collect_lib.read_npz(files[0])
+  np.testing.assert_array_equal(train.episode(0)["steps"]["observation"]["image_front"],
+                                first["steps"]["observation"]["image_front"])
   # Lose the last batch, re-run: only it is collected again, identically.
   before = collect_lib.read_npz(files[-1])
   os.remove(files[-1])

@@ -33,6 +33,12 @@ EPISODE_INDEX_FIELDS = ("length", "task", "instruction", "success")
 class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base class of episode datasets: subclasses give a spec and the episodes per split."""
 
+  def __init__(self, **kwargs):
+    # ArrayRecord gives random access and needs no TensorFlow (TFRecord writing does).
+    if kwargs.get("file_format") is None:
+      kwargs["file_format"] = "array_record"
+    super().__init__(**kwargs)
+
   @abc.abstractmethod
   def episode_spec(self) -> EpisodeSpec:
     """The spec every episode of this dataset (and config) follows."""
@@ -134,11 +140,11 @@ def write_dataset(name: str, spec: EpisodeSpec,
                            RELEASE_NOTES={version: description or "Imported episodes."},
                            _spec=spec, _splits=dict(splits),
                            _text=description or f"{name}: imported episodes."))
-  builder = cls(data_dir=data_dir, file_format="array_record")
+  builder = cls(data_dir=data_dir)
   if overwrite and builder.is_prepared():
     import shutil  # pylint: disable=import-outside-toplevel
     shutil.rmtree(builder.data_dir)
-    builder = cls(data_dir=data_dir, file_format="array_record")
+    builder = cls(data_dir=data_dir)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       try_download_gcs=False))
   return os.fspath(builder.data_dir)

@@ -1,0 +1,3 @@
+from third_party.tfds_cli import main
+
+main()

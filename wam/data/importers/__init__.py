@@ -1,0 +1,28 @@
+"""Importers for data people already have: HDF5 (ALOHA, robomimic, egocentric hands) and
+npz (Dream Dojo collections), into the episode schema (:mod:`wam.data.schema`).
+
+A :class:`KeyMapping` says where each schema field lives in a source episode; presets
+(``aloha``, ``robomimic``, ``egocentric_hand``, ``dojo``) are mappings for known layouts.
+:func:`import_hdf5` and :func:`import_npz` stream the files, one episode in memory at a
+time, into a TFDS ArrayRecord dataset that :class:`wam.data.reader.EpisodeDataset` reads.
+Both are also command lines: ``python -m wam.data.importers.hdf5 --help``.
+"""
+
+from wam.data.importers.importer import REPORT_FILE, read_report, split_counts
+from wam.data.importers.mapping import (KeyMapping, Preset, SourceError, VectorKey,
+                                        natural_key)
+
+# The format modules load on first use: ``python -m wam.data.importers.hdf5`` then runs
+# the module once (as __main__), not also as an import of this package.
+_LAZY = {"import_hdf5": "hdf5", "aloha": "hdf5", "robomimic": "hdf5",
+         "egocentric_hand": "hdf5", "import_npz": "npz", "dojo": "npz"}
+
+__all__ = ["KeyMapping", "Preset", "REPORT_FILE", "SourceError", "VectorKey", "natural_key",
+           "read_report", "split_counts", *_LAZY]
+
+
+def __getattr__(name: str):
+  if name in _LAZY:
+    import importlib  # pylint: disable=import-outside-toplevel
+    return getattr(importlib.import_module(f"wam.data.importers.{_LAZY[name]}"), name)
+  raise AttributeError(f"module 'wam.data.importers' has no attribute {name!r}")
