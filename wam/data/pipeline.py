@@ -113,6 +113,7 @@ class Pipeline:
         num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size))
     iter_ds = iter_ds.batch(self.batch_size, drop_remainder=drop_remainder)
     if worker_count > 0:
+      _ensure_flags_parsed()
       iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(
           num_workers=worker_count, per_worker_buffer_size=worker_buffer_size))
     self.dataset: grain.IterDataset = iter_ds
@@ -144,6 +145,14 @@ class Pipeline:
     source = self.sources[0]
     windows = [source[i % len(source)] for i in range(self.batch_size)]
     return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
+
+
+def _ensure_flags_parsed() -> None:
+  """Grain's worker processes read absl flags; outside an absl app (notebooks, tests)
+  nothing has parsed them, so take the defaults."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
 
 
 def _shard(index: Optional[int], count: Optional[int]) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from wam.data import builder
 from wam.data.importers.mapping import (KeyMapping, Preset, SourceError, SourceFile,
                                         as_list, check_episode, describe, natural_key,
                                         read_episode, resolve)
-from wam.data.schema import Episode, EpisodeSpec
+from wam.data.schema import Episode, EpisodeError, EpisodeSpec
 
 ON_ERROR = ("raise", "skip")
 REPORT_FILE = "import_report.json"
@@ -127,7 +127,7 @@ def import_episodes(open_file: Callable[[str], SourceFile], files: str | Sequenc
   def failed(path: str, group: Optional[str], stage: str, error: Exception) -> None:
     where = path if group is None else f"{path} (episode group {group!r})"
     if on_error == "raise":
-      if isinstance(error, SourceError):
+      if isinstance(error, (SourceError, EpisodeError)):  # these name the file already
         raise error
       raise SourceError(f"{where}: {type(error).__name__}: {error}") from error
     logging.warning("Skipping %s: %s", where, error)

@@ -558,8 +558,7 @@ def _instruction(source: EpisodeSource, mapping: KeyMapping, n: int) -> np.ndarr
   value = _optional(source, mapping, "instruction") if mapping.instruction else None
   if value is None:
     return np.array([mapping.default_instruction] * n, dtype=object)
-  array = np.asarray(value[()] if hasattr(value, "shape") and _shape(value) == () else value,
-                     dtype=object)
+  array = np.asarray(np.asarray(value), dtype=object)
   if array.ndim == 0:
     return np.array([_text(array.item())] * n, dtype=object)
   if array.shape != (n,):
@@ -599,7 +598,7 @@ def _is_array(value: Any) -> bool:
 
 
 def _scalar(value: Any) -> Any:
-  array = np.asarray(value[()] if hasattr(value, "shape") else value)
+  array = np.asarray(value)
   if array.size != 1:
     raise SourceError(f"Expected a single value, got shape {array.shape}.")
   return array.reshape(()).item()
