@@ -277,7 +277,7 @@ def test_corrupt_file_raises_or_is_skipped(aloha_files, tmp_path):
       ("episode_5.hdf5", "open"), ("episode_7.hdf5", "write")]
   assert report["episodes"] == {"train": 2}
   with open(os.path.join(path, "dataset_info.json")) as f:
-    assert "1 files or episodes skipped" in json.load(f)["description"]
+    assert "1 files or episodes skipped while scanning" in json.load(f)["description"]
   with open(tmp_path / "garbage.npz", "wb") as f:
     f.write(b"PK\x03\x04 truncated")
   with pytest.raises(SourceError, match=r"garbage\.npz: cannot open as npz"):

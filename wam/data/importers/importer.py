@@ -53,9 +53,11 @@ def expand_files(files: str | Sequence[str]) -> list[str]:
   for pattern in as_list(files):
     pattern = os.path.expanduser(os.fspath(pattern))
     found = glob.glob(pattern, recursive=True)
-    if not found:
-      raise FileNotFoundError(f"No files match {pattern!r}.")
-    paths.update(p for p in found if os.path.isfile(p))
+    files_found = [p for p in found if os.path.isfile(p)]
+    if not files_found:
+      hint = " (only directories: give a glob of files, e.g. dir/*.hdf5)" if found else ""
+      raise FileNotFoundError(f"No files match {pattern!r}{hint}.")
+    paths.update(files_found)
   return sorted(paths, key=natural_key)
 
 
@@ -157,7 +159,7 @@ def import_episodes(open_file: Callable[[str], SourceFile], files: str | Sequenc
         try:
           episode = handle.episode(group)
           if spec is None:
-            resolved, spec = resolve(episode, preset.mapping, preset, name=name,
+            resolved, spec = resolve(episode, preset, name=name,
                                      embodiment=embodiment, source_kind=source,
                                      cameras=cameras, image_size=image_size, fps=fps)
           refs.append(EpisodeRef(path, group, check_episode(episode, resolved, spec)))
@@ -196,8 +198,9 @@ def import_episodes(open_file: Callable[[str], SourceFile], files: str | Sequenc
   scan_skips = len(skipped)
   description = (f"{name}: {len(refs)} episodes imported by wam.data.importers from "
                  f"{len(paths)} {kind} files ({', '.join(as_list(files))}); "
-                 f"{scan_skips} files or episodes skipped (on_error={on_error!r}); "
-                 f"details in {REPORT_FILE}.")
+                 f"{scan_skips} files or episodes skipped while scanning "
+                 f"(on_error={on_error!r}); every skip, also any while writing, is listed in "
+                 f"{REPORT_FILE}.")
   out = builder.write_dataset(
       name, spec, {split: (lambda s=split: episodes(s)) for split in by_split},
       data_dir, version=version, description=description, overwrite=overwrite)
@@ -272,8 +275,10 @@ def run_cli(import_fn: Callable[..., str], presets: Mapping[str, Callable[..., P
     split, _, fraction = item.partition("=")
     splits[split] = float(fraction or 1)
   image_size = tuple(int(s) for s in f.image_size) if f.image_size else None
-  return import_fn(f.files, mapping, name=f.name, data_dir=f.data_dir,
+  path = import_fn(f.files, mapping, name=f.name, data_dir=f.data_dir,
                    embodiment=f.embodiment, source=f.source, cameras=f.cameras,
                    image_size=image_size, fps=f.fps, episode_groups=f.episode_groups,
                    splits=splits, max_episodes=f.max_episodes, on_error=f.on_error,
                    task=f.task, version=f.version, overwrite=f.overwrite)
+  print(path)  # the dataset directory, for scripts
+  return path

@@ -268,13 +268,13 @@ def match_path(pattern: str, path: str) -> Optional[list[str]]:
   returns what each ``*`` matched, or None."""
   regex = "/".join("[^/]*".join(re.escape(p) for p in c.split("*"))
                    for c in pattern.strip("/").split("/"))
-  regex = regex.replace("[^/]*", "([^/]*)")
+  regex = regex.replace("[^/]*", "([^/]+)")
   m = re.fullmatch(regex, path.strip("/"))
   return list(m.groups()) if m else None
 
 
 # ---------------------------------------------------------------------------- spec
-def resolve(source: EpisodeSource, mapping: KeyMapping, preset: Preset, *, name: str,
+def resolve(source: EpisodeSource, preset: Preset, *, name: str,
             embodiment: Optional[str] = None, source_kind: Optional[str] = None,
             cameras: Optional[Sequence[str]] = None,
             image_size: Optional[tuple[int, int]] = None, fps: Optional[float] = None
@@ -284,7 +284,7 @@ def resolve(source: EpisodeSource, mapping: KeyMapping, preset: Preset, *, name:
   Precedence: explicit overrides, then the first episode (``metadata_json``,
   ``sim_flag``), then the preset, then ``embodiment=name``, ``source="robot"``, fps 10.
   """
-  where = source.where
+  mapping, where = preset.mapping, source.where
   images: dict[str, str] = {}
   for cam, key in mapping.images.items():
     if cam != "*":
@@ -322,13 +322,7 @@ def resolve(source: EpisodeSource, mapping: KeyMapping, preset: Preset, *, name:
                                    images[first], where)[1]
     else:
       image_size = (1, 1)  # no cameras: unused, but the spec needs a valid size
-  layouts = {}
-  for field in ("joints", "proprio", "action"):
-    layout = Layout()
-    for vk in getattr(mapping, field):
-      dim = _vector_dim(source.get(vk.key, field), vk.key, where)
-      layout = Layout(layout.slots + vk.layout(dim, where).slots)  # duplicates raise
-    layouts[field] = layout
+  layouts = {field: _layout(source, mapping, field) for field in ("joints", "proprio", "action")}
   privileged_dim = sum(_vector_dim(source.get(k, "privileged"), k, where)
                        for k in mapping.privileged)
   try:
@@ -341,6 +335,18 @@ def resolve(source: EpisodeSource, mapping: KeyMapping, preset: Preset, *, name:
   except ValueError as e:
     raise SourceError(f"{where}: {e}") from e
   return mapping, spec
+
+
+def _layout(source: EpisodeSource, mapping: KeyMapping, field: str) -> Layout:
+  """The slots of vector ``field`` in this episode (a repeated slot name raises)."""
+  slots: tuple = ()
+  for vk in getattr(mapping, field):
+    dim = _vector_dim(source.get(vk.key, field), vk.key, source.where)
+    slots += vk.layout(dim, source.where).slots
+  try:
+    return Layout(slots)
+  except ValueError as e:
+    raise SourceError(f"{source.where}: {field}: {e}") from e
 
 
 # ---------------------------------------------------------------------------- checking
@@ -366,11 +372,9 @@ def check_episode(source: EpisodeSource, mapping: KeyMapping, spec: EpisodeSpec)
     _resize_plan(size, (h, w), key, where)
     note(key, value)
   for field in ("joints", "proprio", "action"):
-    layout = Layout()
     for vk in getattr(mapping, field):
-      value = source.get(vk.key, field)
-      note(vk.key, value)
-      layout = Layout(layout.slots + vk.layout(_vector_dim(value, vk.key, where), where).slots)
+      note(vk.key, source.get(vk.key, field))
+    layout = _layout(source, mapping, field)
     if layout != spec.layout(field):
       raise SourceError(f"{where}: {field} has slots {layout.to_json()}; the dataset (from "
                         f"its first episode) has {spec.layout(field).to_json()}.")
@@ -459,9 +463,10 @@ def read_episode(source: EpisodeSource, mapping: KeyMapping, spec: EpisodeSpec, 
     steps["reward"] = np.asarray(value, np.float32).reshape(n)
   if mapping.is_terminal and (value := _optional(source, mapping, "is_terminal")) is not None:
     steps["is_terminal"] = np.asarray(value).reshape(n).astype(bool)
-  texts = _instruction(source, mapping, n)
+  recorded = _metadata_json(source, mapping)
+  texts = _instruction(source, mapping, n, fallback=recorded.get("instruction"))
   steps["language_instruction"] = texts
-  metadata = {"task": default_task, **_metadata_json(source, mapping)}
+  metadata = {"task": default_task, **recorded}
   if task is not None:
     metadata["task"] = task
   metadata["instruction"] = texts[0]
@@ -554,10 +559,13 @@ def _vector_dim(value: Any, key: str, where: str) -> int:
   return int(np.prod(shape[1:], dtype=np.int64))
 
 
-def _instruction(source: EpisodeSource, mapping: KeyMapping, n: int) -> np.ndarray:
+def _instruction(source: EpisodeSource, mapping: KeyMapping, n: int,
+                 fallback: Optional[str] = None) -> np.ndarray:
+  """One instruction per step: the key's, else ``fallback``, else the mapping's default."""
   value = _optional(source, mapping, "instruction") if mapping.instruction else None
   if value is None:
-    return np.array([mapping.default_instruction] * n, dtype=object)
+    text = mapping.default_instruction if fallback is None else fallback
+    return np.array([text] * n, dtype=object)
   array = np.asarray(np.asarray(value), dtype=object)
   if array.ndim == 0:
     return np.array([_text(array.item())] * n, dtype=object)
