@@ -190,3 +190,30 @@ def test_damaged_data_raises_or_is_skipped_and_counted(robot_dir, tmp_path):
   assert skipped > 0
   assert sum(len(b["episode"]) for b in batches) == len(
       WindowSource(EpisodeDataset(robot_dir), WINDOW))
+
+
+def test_two_processes_read_their_own_slices(robot_dir, tmp_path):
+  import json  # pylint: disable=import-outside-toplevel
+  import socket  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
+  env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+  outs = [str(tmp_path / f"host{i}.json") for i in range(2)]
+  procs = [subprocess.Popen([sys.executable, "-m", "tests.wam.data.multihost_reader",
+                             str(port), str(i), robot_dir, str(tmp_path / "stats"), outs[i]],
+                            cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err[-3000:]
+  hosts = [json.load(open(o)) for o in outs]
+  assert [h["shard"] for h in hosts] == [[0, 2], [1, 2]]
+  assert all(h["batch_size"] == 2 for h in hosts)
+  seen = [{tuple(w) for w in h["windows"]} for h in hosts]
+  assert not seen[0] & seen[1]
+  assert len(seen[0] | seen[1]) == len(WindowSource(EpisodeDataset(robot_dir), WINDOW))
