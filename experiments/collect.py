@@ -74,6 +74,7 @@ def run(config, workdir: str) -> dict:
              "policy": config.policy, "noise": config.noise}
   if config.tfds:
     summary["dataset_dir"] = build_dataset(config, episode_dir, os.path.join(workdir, "tfds"))
+    summary["windows_plot"] = plot_windows(config, summary["dataset_dir"], workdir)
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   logging.info("Collected %s", summary)
@@ -106,6 +107,33 @@ def build_dataset(config, episode_dir: str, data_dir: str) -> str:
   builder.download_and_prepare()
   logging.info("TFDS dataset: %s", builder.data_dir)
   return os.fspath(builder.data_dir)
+
+
+def plot_windows(config, dataset_dir: str, workdir: str) -> str:
+  """Reads one batch of training windows back through the wam.data pipeline and saves
+  it as a PNG grid: a row per window and camera, 4 frames up to 4 steps apart (fewer
+  for short episodes)."""
+  import imageio.v2 as imageio  # pylint: disable=import-outside-toplevel
+  from dojo import video  # pylint: disable=import-outside-toplevel
+  from wam.data.pipeline import DatasetRef, Pipeline  # pylint: disable=import-outside-toplevel
+  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
+  from wam.data.window import WindowConfig  # pylint: disable=import-outside-toplevel
+  env = config.env
+  longest = int(EpisodeDataset(dataset_dir).episode_lengths.max())
+  chunk = max(1, min(4, longest // 4))
+  window = WindowConfig(num_frames=min(4, longest // chunk), num_context=1,
+                        action_chunk=chunk,
+                        cameras=tuple(env.cameras), image_size=(env.image_height,
+                                                                env.image_width))
+  pipeline = Pipeline([DatasetRef(dataset_dir)], window, batch_size=4, seed=config.seed,
+                      shard_index=0, shard_count=1, normalization="none", read_threads=1)
+  frames = next(iter(pipeline))["frames"]  # [B, T, V, H, W, 3]
+  b, t, v = frames.shape[:3]
+  rows = frames.transpose(0, 2, 1, 3, 4, 5).reshape(b * v * t, *frames.shape[3:])
+  path = os.path.join(workdir, "plots", "training_windows.png")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  imageio.imwrite(path, video.grid(rows, columns=t))
+  return path
 
 
 # Keys that decide which episodes are drawn: resuming with other values would mix data.

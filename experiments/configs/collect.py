@@ -11,7 +11,8 @@ collects 32 noisy-expert episodes with the front and wrist cameras at 64x64 in u
 minute on a 2-core CPU (mostly compilation), with a success rate above 0.9 for every
 task (see docs/BENCHMARKS.md), and writes
 `episodes/*.npz`, the TFDS dataset `tfds/dojo_robot/<task>_collected/1.0.0` (ArrayRecord, read
-by `wam.data`), `videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
+by `wam.data`), `plots/training_windows.png` (a batch read back through the `wam.data`
+pipeline), `videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
 The full size collects 1000 episodes.
 """
 

@@ -38,6 +38,7 @@ def test_collect_writes_and_resumes(tmp_path):
   train = EpisodeDataset(summary["dataset_dir"], "train")
   val = EpisodeDataset(summary["dataset_dir"], "val")
   assert (len(train), len(val)) == (3, 1)
+  assert os.path.exists(summary["windows_plot"])
   first = collect_lib.read_npz(files[0])
   np.testing.assert_array_equal(train.episode(0)["steps"]["observation"]["image_front"],
                                 first["steps"]["observation"]["image_front"])
