@@ -34,7 +34,6 @@ This machine is shared and noisy: compare ratios, not absolute rates, across run
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -42,6 +41,8 @@ import time
 from typing import Any, Iterator
 
 from absl import app, flags
+
+from benchmarks import results as results_lib
 
 _OUT = flags.DEFINE_string("out", "benchmarks/data.json", "Where to write the JSON results.")
 _DATASET = flags.DEFINE_string(
@@ -235,10 +236,7 @@ def main(argv):
       },
       "seconds": time.perf_counter() - t_start,
   }
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(results, f, indent=2)
-  _log(f"wrote {_OUT.value}")
+  results_lib.write_json(_OUT.value, results)
   print(f"loader {loader_rate:.0f} windows/s (workers=2: {loader_rate2:.0f}), stand-in "
         f"train {train_rate:.0f} windows/s, ratio {results['loader_over_train_ratio']:.2f} "
         f"(target >= 2), fed/alone {results['train_with_loader_over_train_alone']:.2f} "

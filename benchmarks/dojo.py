@@ -22,6 +22,8 @@ import time
 
 from absl import app, flags
 
+from benchmarks import results as results_lib
+
 _OUT = flags.DEFINE_string("out", "benchmarks/dojo.json", "Where to write the JSON results.")
 _TASK = flags.DEFINE_string("task", "reach", "Dojo task to measure.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Number of parallel envs.")
@@ -149,10 +151,7 @@ def main(argv):
     run = measure(_TASK.value, impl, batch, steps)
     print(json.dumps(run, indent=2), flush=True)
     results["runs"].append(run)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(results, f, indent=2)
-  print(f"wrote {_OUT.value}")
+  results_lib.write_json(_OUT.value, results)
 
 
 if __name__ == "__main__":

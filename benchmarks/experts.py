@@ -10,10 +10,11 @@ control steps; seed 0; the default physics implementation for this backend.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from absl import app, flags
+
+from benchmarks import results as results_lib
 
 _OUT = flags.DEFINE_string("out", "benchmarks/experts.json", "JSON results file.")
 _TASKS = flags.DEFINE_list("tasks", ["reach", "push", "pick_place", "dex_lift", "rope"],
@@ -39,10 +40,7 @@ def main(argv):
              "success_rate": rate, "impl": env.impl, "seconds": time.time() - start}
       print(json.dumps(row), flush=True)
       results.append(row)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(results, f, indent=2)
-  print(f"wrote {_OUT.value}")
+  results_lib.write_json(_OUT.value, results)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,9 @@ import re
 import types
 from typing import Callable, Iterable, Iterator, Mapping, Optional
 
-import numpy as np
 import tensorflow_datasets as tfds
 
-from wam.data.schema import Episode, EpisodeError, EpisodeSpec
+from wam.data.schema import Episode, EpisodeError, EpisodeSpec, nest
 
 EPISODE_INDEX_FIELDS = ("length", "task", "instruction", "success")
 
@@ -72,7 +71,7 @@ class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       steps, metadata = spec.validate(episode, where=f"{self.name} {split} episode {e}")
       n = len(steps["is_first"])
       for t in range(n):
-        example = _nest({k: v[t] for k, v in steps.items()})
+        example = nest({k: v[t] for k, v in steps.items()})
         example["episode_index"] = e
         example["step_index"] = t
         yield f"{e:09d}_{t:06d}", example  # zero-padded: key order = generation order
@@ -82,17 +81,6 @@ class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       index["success"].append(bool(metadata["success"]))
     if not index["length"]:
       raise EpisodeError(f"{self.name}: split {split!r} has no episodes.")
-
-
-def _nest(flat: Mapping[str, np.ndarray]) -> dict:
-  tree: dict = {}
-  for key, value in flat.items():
-    node = tree
-    *parents, leaf = key.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
 
 
 def _check_name(name: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from wam.data.schema import Episode, EpisodeSpec
+from wam.data.schema import Episode, EpisodeSpec, as_text, flatten, nest
 
 
 class CorruptDataError(RuntimeError):
@@ -195,14 +195,14 @@ class EpisodeDataset:
         raise CorruptDataError(
             f"{self.shard_files[shard]}: record {r} holds step {row['step_index']} of "
             f"episode {row['episode_index']}, the index says {self._describe(index)}.")
-      rows.append(_flatten(row))
+      rows.append(flatten(row))
     out = {}
     for key in rows[0]:
       if key.startswith("observation/image_"):
         if with_images:
           out[key] = np.stack([rows[i][key] for i in sorted(with_images)])
       elif key == "language_instruction":
-        out[key] = np.array([_text(r[key]) for r in rows], dtype=object)
+        out[key] = np.array([as_text(r[key]) for r in rows], dtype=object)
       else:
         out[key] = np.stack([np.asarray(r[key]) for r in rows])
     return out
@@ -210,30 +210,9 @@ class EpisodeDataset:
   def episode(self, e: int) -> Episode:
     """The whole episode ``e`` in the schema's nested layout (for inspection, videos)."""
     steps = self.read_steps(e, range(int(self.episode_lengths[e])))
-    nested: dict = {}
-    for key, value in steps.items():
-      if key in ("episode_index", "step_index"):
-        continue
-      node = nested
-      *parents, leaf = key.split("/")
-      for p in parents:
-        node = node.setdefault(p, {})
-      node[leaf] = value
+    nested = nest({k: v for k, v in steps.items()
+                   if k not in ("episode_index", "step_index")})
     metadata = {"embodiment": self.spec.embodiment, "source": self.spec.source,
                 "fps": self.spec.fps, "task": self.tasks[e],
                 "instruction": self.instructions[e], "success": bool(self.successes[e])}
     return {"steps": nested, "metadata": metadata}
-
-
-def _flatten(tree, prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}/"))
-    else:
-      flat[prefix + key] = value
-  return flat
-
-
-def _text(value: Any) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)

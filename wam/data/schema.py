@@ -134,7 +134,7 @@ class EpisodeSpec:
     """
     if not isinstance(episode, Mapping) or "steps" not in episode:
       raise EpisodeError(f"{where}: an episode is a dict with 'steps' and 'metadata'.")
-    steps = _flatten(episode["steps"])
+    steps = flatten(episode["steps"])
     metadata = dict(episode.get("metadata") or {})
     n = _episode_length(steps, where)
     out: dict[str, np.ndarray] = {}
@@ -172,8 +172,8 @@ class EpisodeSpec:
       if texts.shape != (n,):
         raise EpisodeError(f"{where}: steps/language_instruction has shape {texts.shape}, "
                            f"expected ({n},).")
-      out["language_instruction"] = np.array([_text(t) for t in texts], dtype=object)
-      instruction = instruction or (_text(texts[0]) if n else "")
+      out["language_instruction"] = np.array([as_text(t) for t in texts], dtype=object)
+      instruction = instruction or (as_text(texts[0]) if n else "")
     else:
       out["language_instruction"] = np.array([instruction] * n, dtype=object)
     # Masked-out entries are padding: zero them so nothing downstream reads garbage.
@@ -201,14 +201,34 @@ class EpisodeSpec:
     return out, metadata
 
 
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+  """``{"observation": {"joints": x}}`` -> ``{"observation/joints": x}``."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, Mapping):
-      flat.update(_flatten(value, f"{prefix}{key}/"))
+      flat.update(flatten(value, f"{prefix}{key}/"))
     else:
       flat[prefix + key] = value
   return flat
+
+
+def nest(flat: Mapping[str, Any]) -> dict:
+  """The inverse of :func:`flatten`."""
+  tree: dict = {}
+  for key, value in flat.items():
+    node = tree
+    *parents, leaf = key.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return tree
+
+
+def as_text(value: Any) -> str:
+  """A stored or source string (``bytes``, ``np.bytes_`` or ``str``) as ``str``."""
+  if isinstance(value, (bytes, np.bytes_)):
+    return bytes(value).decode("utf-8")
+  return str(value)
 
 
 def _episode_length(steps: Mapping[str, Any], where: str) -> int:
@@ -243,7 +263,3 @@ def _field(steps, key, shape, dtype, where, default: Optional[Any] = None) -> np
 
 def _mask(steps, key, n, where) -> np.ndarray:
   return _field(steps, key, (n,), np.bool_, where, default=True)
-
-
-def _text(value: Any) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)

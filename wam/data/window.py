@@ -29,7 +29,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from wam.data import text
+from wam.data import images, text
 from wam.data.layout import Layout
 from wam.data.reader import CorruptDataError, EpisodeDataset
 from wam.data.schema import NUM_HAND_KEYPOINTS
@@ -101,8 +101,9 @@ class WindowSource:
     self.embodiment_id = embodiment_id
     self.dataset_id = dataset_id
     self.on_corrupt = on_corrupt
-    self._scatter = {n: self.layouts.get(n).scatter_index(spec.layout(n)) for n in VECTOR_KEYS}
-    self._check_images()
+    for name in VECTOR_KEYS:  # fail now, not at the first read, if a slot has no place
+      self.layouts.get(name).scatter_index(spec.layout(name))
+    self._image_plan = self._check_images()
     # Window starts per episode: 0, stride, ... up to length - span.
     counts = np.maximum(0, (dataset.episode_lengths - window.span) // window.window_stride + 1)
     if counts.sum() == 0:
@@ -114,19 +115,18 @@ class WindowSource:
     self._offsets = np.concatenate([[0], np.cumsum(counts)])
     self._tokens = {}
 
-  def _check_images(self) -> None:
-    spec, (h, w) = self.dataset.spec, self.window.image_size
-    sh, sw = spec.image_size
-    ok = (sh % h == 0 and sw % w == 0 and sh // h == sw // w) or (
-        h % sh == 0 and w % sw == 0 and h // sh == w // sw)
-    if not ok:
+  def _check_images(self) -> images.Plan:
+    spec = self.dataset.spec
+    try:
+      plan = images.resize_plan(spec.image_size, self.window.image_size)
+    except ValueError as e:
       raise ValueError(
           f"image_size: {self.dataset.path} has {spec.image_size} images, the window wants "
-          f"{self.window.image_size}; only equal aspect ratios with integer scale factors "
-          "are resized.")
+          f"{self.window.image_size}: {e}") from None
     if not set(self.window.cameras) & set(spec.cameras):
       logging.warning("%s has none of the window's cameras %s (it has %s): its frames are "
                       "all masked.", self.dataset, self.window.cameras, spec.cameras)
+    return plan
 
   def __len__(self) -> int:
     return int(self._offsets[-1])
@@ -173,7 +173,7 @@ class WindowSource:
     for v, cam in enumerate(cfg.cameras):
       key = f"observation/image_{cam}"
       if key in steps:
-        frames[:, v] = _resize(steps[key], cfg.image_size)
+        frames[:, v] = images.to_uint8(images.resize(steps[key], self._image_plan))
         camera_mask[v] = True
     out["frames"], out["camera_mask"] = frames, camera_mask
     for name in ("joints", "proprio"):
@@ -202,30 +202,13 @@ class WindowSource:
   def _vector(self, steps: Mapping[str, np.ndarray], name: str
               ) -> tuple[np.ndarray, np.ndarray]:
     """One vector over all window steps, normalised and padded: ``(values, mask)``."""
-    n = self.window.span
     target = self.layouts.get(name)
-    values = np.zeros((n, target.dim), np.float32)
-    mask = np.zeros((n, target.dim), bool)
     key = VECTOR_KEYS[name]
-    if key in steps:
-      x = steps[key]
-      if name in self.statistics:
-        x = self.statistics[name].normalize(x, self.normalization)
-      present = steps[MASK_KEYS[name]].astype(bool)
-      values[:, self._scatter[name]] = np.where(present[:, None], x, 0.0)
-      mask[:, self._scatter[name]] = present[:, None]
-    return values, mask
+    if key not in steps:  # the dataset has no such vector: all padding
+      shape = (self.window.span, target.dim)
+      return np.zeros(shape, np.float32), np.zeros(shape, bool)
+    x = steps[key]
+    if name in self.statistics:
+      x = self.statistics[name].normalize(x, self.normalization)
+    return target.pack(self.dataset.spec.layout(name), x, steps[MASK_KEYS[name]])
 
-
-def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Integer-factor area down-sampling or nearest up-sampling of ``[..., H, W, 3]``."""
-  h, w = frames.shape[-3:-1]
-  th, tw = size
-  if (h, w) == (th, tw):
-    return frames
-  if h % th == 0:  # down: mean over f x f blocks
-    f = h // th
-    blocks = frames.reshape(frames.shape[:-3] + (th, f, tw, f, 3)).astype(np.float32)
-    return np.round(blocks.mean(axis=(-4, -2))).astype(np.uint8)
-  f = th // h  # up: repeat pixels
-  return np.repeat(np.repeat(frames, f, axis=-3), f, axis=-2)

@@ -80,6 +80,7 @@ def _spec(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl
       privileged_dim=int(env.observation_size["privileged"][0]), fps=1.0 / env.dt)
 
 
+@functools.lru_cache(maxsize=8)  # the spec and the collection share one env
 def _load(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str):
   import dojo  # pylint: disable=import-outside-toplevel
   return dojo.load(task, cameras=tuple(cameras), image_height=image_size[0],

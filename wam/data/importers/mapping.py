@@ -29,8 +29,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from wam.data import images
 from wam.data.layout import Layout
-from wam.data.schema import NUM_HAND_KEYPOINTS, SOURCES, Episode, EpisodeSpec
+from wam.data.schema import NUM_HAND_KEYPOINTS, SOURCES, Episode, EpisodeSpec, as_text
 
 # Fields whose key may be absent from an episode when listed in ``KeyMapping.optional``.
 OPTIONAL_FIELDS = ("instruction", "reward", "is_terminal", "action_mask", "metadata_json",
@@ -495,10 +496,7 @@ def to_frames(array: Any, image_size: tuple[int, int], key: str, where: str) -> 
     elif x.dtype != np.uint8:
       raise SourceError(f"{where}: {key} has dtype {x.dtype}; images are uint8 or float "
                         "in [0, 1].")
-    x = _resize(x, plan)
-    if x.dtype != np.uint8:
-      x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    out[start:start + len(x)] = x
+    out[start:start + len(x)] = images.to_uint8(images.resize(x, plan))
   return out
 
 
@@ -516,33 +514,16 @@ def _image_geometry(array: Any, key: str, where: str) -> tuple[str, tuple[int, i
 
 
 def _resize_plan(size: tuple[int, int], target: tuple[int, int], key: str, where: str
-                 ) -> tuple[tuple[str, int], tuple[str, int]]:
-  plan = []
-  for src, dst in zip(size, target):
-    if src == dst:
-      plan.append(("same", 1))
-    elif src % dst == 0:
-      plan.append(("down", src // dst))
-    elif dst % src == 0:
-      plan.append(("up", dst // src))
-    else:
-      h, w = size
-      sizes = [(h // k, w // k) for k in (1, 2, 3, 4, 8) if h % k == 0 and w % k == 0]
-      raise SourceError(
-          f"{where}: {key} is {h}x{w}, the dataset's image_size is {target[0]}x{target[1]}: "
-          f"not an integer-factor down- or up-sampling of each side. Pass an image_size "
-          f"that is, e.g. one of {sizes}.")
-  return plan[0], plan[1]
-
-
-def _resize(x: np.ndarray, plan) -> np.ndarray:
-  for axis, (kind, factor) in zip((1, 2), plan):
-    if kind == "down":  # area: the mean of each factor-long block
-      shape = x.shape[:axis] + (x.shape[axis] // factor, factor) + x.shape[axis + 1:]
-      x = x.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
-    elif kind == "up":  # nearest
-      x = np.repeat(x, factor, axis=axis)
-  return x
+                 ) -> images.Plan:
+  try:
+    return images.resize_plan(size, target)
+  except ValueError:
+    h, w = size
+    sizes = [(h // k, w // k) for k in (1, 2, 3, 4, 8) if h % k == 0 and w % k == 0]
+    raise SourceError(
+        f"{where}: {key} is {h}x{w}, the dataset's image_size is {target[0]}x{target[1]}: "
+        f"not an integer-factor down- or up-sampling of each side. Pass an image_size "
+        f"that is, e.g. one of {sizes}.") from None
 
 
 def _vector(value: Any, n: int, key: str, where: str) -> np.ndarray:
@@ -568,11 +549,11 @@ def _instruction(source: EpisodeSource, mapping: KeyMapping, n: int,
     return np.array([text] * n, dtype=object)
   array = np.asarray(np.asarray(value), dtype=object)
   if array.ndim == 0:
-    return np.array([_text(array.item())] * n, dtype=object)
+    return np.array([as_text(array.item())] * n, dtype=object)
   if array.shape != (n,):
     raise SourceError(f"{source.where}: {mapping.instruction} has shape {array.shape}; an "
                       f"instruction is one string or one per step ({n},).")
-  return np.array([_text(t) for t in array], dtype=object)
+  return np.array([as_text(t) for t in array], dtype=object)
 
 
 def _metadata_json(source: EpisodeSource, mapping: KeyMapping) -> dict[str, Any]:
@@ -582,7 +563,7 @@ def _metadata_json(source: EpisodeSource, mapping: KeyMapping) -> dict[str, Any]
   if value is None:
     return {}
   try:
-    metadata = json.loads(_text(_scalar(value)))
+    metadata = json.loads(as_text(_scalar(value)))
   except (TypeError, ValueError) as e:
     raise SourceError(f"{source.where}: {mapping.metadata_json} is not JSON: {e}") from e
   if not isinstance(metadata, dict):
@@ -610,12 +591,6 @@ def _scalar(value: Any) -> Any:
   if array.size != 1:
     raise SourceError(f"Expected a single value, got shape {array.shape}.")
   return array.reshape(()).item()
-
-
-def _text(value: Any) -> str:
-  if isinstance(value, (bytes, np.bytes_)):
-    return bytes(value).decode("utf-8")
-  return str(value)
 
 
 def describe(spec: EpisodeSpec) -> str:
