@@ -72,3 +72,41 @@ def synthetic_episodes(spec: EpisodeSpec, num_episodes: int,
   for e in range(num_episodes):
     length = lengths if isinstance(lengths, int) else lengths[e]
     yield synthetic_episode(spec, length, seed * 100_003 + e)
+
+
+def synthetic_batch(batch_size: int = 4, *, num_frames: int = 4, action_chunk: int = 2,
+                    image_size: tuple[int, int] = (16, 16), cameras: Sequence[str] = ("front",),
+                    joints: int = 3, proprio: int = 2, action: int = 3,
+                    max_instruction_length: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+  """A batch of training windows shaped like ``wam.data.Pipeline``'s, without a dataset.
+
+  Windows are cut from :func:`synthetic_episode` (moving squares whose joints and
+  actions follow the square), so a model can learn them; values are not normalised.
+  """
+  from wam.data import text  # pylint: disable=import-outside-toplevel
+  from wam.data.schema import EpisodeSpec  # pylint: disable=import-outside-toplevel
+  spec = EpisodeSpec.from_json(dict(
+      embodiment="synthetic", source="sim", cameras=list(cameras), image_size=list(image_size),
+      joints=[["q", joints]], proprio=[["p", proprio]] if proprio else [],
+      action=[["a", action]], hand_keypoints=False, privileged_dim=0, fps=10.0))
+  span = num_frames * action_chunk
+  out: dict[str, list] = {}
+  for b in range(batch_size):
+    steps = synthetic_episode(spec, span + 1, seed * 7919 + b)["steps"]
+    obs = steps["observation"]
+    pos = np.arange(num_frames) * action_chunk
+    window = {
+        "frames": np.stack([obs[f"image_{c}"][pos] for c in cameras], 1),
+        "camera_mask": np.ones(len(cameras), bool),
+        "joints": obs["joints"][pos], "joints_mask": np.ones((num_frames, joints), bool),
+        "proprio": obs["proprio"][pos] if proprio else np.zeros((num_frames, 0), np.float32),
+        "proprio_mask": np.ones((num_frames, proprio), bool),
+        "actions": steps["action"][:span].reshape(num_frames, action_chunk, action),
+        "action_mask": np.ones((num_frames, action_chunk, action), bool),
+        "embodiment": np.int32(0), "dataset": np.int32(0), "episode": np.int32(b),
+        "start": np.int32(0), "skipped": np.int32(0)}
+    tokens, mask = text.encode(str(steps["language_instruction"][0]), max_instruction_length)
+    window["instruction"], window["instruction_mask"] = tokens, mask
+    for k, v in window.items():
+      out.setdefault(k, []).append(v)
+  return {k: np.stack(v) for k, v in out.items()}

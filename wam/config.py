@@ -1,0 +1,91 @@
+"""Model configs: named size variants and the defaults of every model option.
+
+    config.model = wam.config.model_config("toy")      # or tiny, small, base, large
+
+A variant fixes the transformer's width, depth and heads and the tokenizer's stages; any
+single value is overridden afterwards (``--config.model.depth=6``). Approximate
+parameter counts (one 32x32 camera, 7+2 joints, 8 actions, 64 instruction bytes):
+
+  toy     width 128, depth 4     ~1.1 M    trains in minutes on a 2-core CPU
+  tiny    width 256, depth 6     ~5.6 M
+  small   width 512, depth 12    ~40 M
+  base    width 768, depth 16    ~120 M
+  large   width 1024, depth 24   ~310 M
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+from ml_collections import config_dict
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "toy": dict(width=128, depth=4, num_heads=4, tokenizer_channels=(32, 64),
+                latent_channels=16, text_hidden=64, text_depth=1),
+    "tiny": dict(width=256, depth=6, num_heads=4, tokenizer_channels=(32, 64),
+                 latent_channels=16, text_hidden=128, text_depth=2),
+    "small": dict(width=512, depth=12, num_heads=8, tokenizer_channels=(64, 128),
+                  latent_channels=16, text_hidden=256, text_depth=2),
+    "base": dict(width=768, depth=16, num_heads=12, tokenizer_channels=(64, 128, 256),
+                 latent_channels=32, text_hidden=384, text_depth=4),
+    "large": dict(width=1024, depth=24, num_heads=16, tokenizer_channels=(128, 256, 256),
+                  latent_channels=32, text_hidden=512, text_depth=4),
+}
+
+
+def model_config(variant: str = "toy") -> config_dict.ConfigDict:
+  """The model config of size ``variant`` (one of ``VARIANTS``)."""
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown model variant {variant!r}{suggest(variant, VARIANTS)}; "
+                     f"choose from {sorted(VARIANTS)}.")
+  v = VARIANTS[variant]
+  c = config_dict.ConfigDict()
+  c.variant = variant
+  c.width = v["width"]
+  c.depth = v["depth"]
+  c.num_heads = v["num_heads"]
+  c.mlp_ratio = 4.0
+  c.max_blocks = 16            # longest sequence of time blocks (training or dreaming)
+  c.max_embodiments = 16
+  c.goal_image = False         # condition on a goal frame (the window's last frame)
+  c.dtype = "float32"          # activations: float32 | bfloat16 (parameters stay float32)
+  c.remat = False              # rematerialise blocks to save memory on big variants
+  c.tokenizer = config_dict.ConfigDict(dict(
+      channels=tuple(v["tokenizer_channels"]), latent_channels=v["latent_channels"]))
+  c.text_encoder = config_dict.ConfigDict(dict(
+      name="bytes", kwargs=dict(hidden=v["text_hidden"], depth=v["text_depth"],
+                                num_heads=4, max_length=256)))
+  # Objective: "flow" (flow matching; dreams with any number of Euler steps) or
+  # "regression" (deterministic, one step; for comparison).
+  c.objective = "flow"
+  c.loss_weights = config_dict.ConfigDict(dict(
+      video=1.0, state=1.0, action=1.0, reconstruction=1.0))
+  # Probability that a block's action chunk is given clean (world-model mode) rather
+  # than denoised jointly with the frames (policy mode); both modes train at once.
+  c.given_action_prob = 0.5
+  c.time_sampling = "uniform"  # uniform | logit_normal (flow time of each block)
+  return c
+
+
+def suggest(name: str, choices) -> str:
+  """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
+  close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(config: config_dict.ConfigDict, reference: Mapping | config_dict.ConfigDict,
+               where: str = "config") -> None:
+  """Raises ``KeyError`` for keys of ``config`` absent from ``reference``, with a suggestion.
+
+  Nested ConfigDicts are checked recursively; a reference value that is an empty
+  ConfigDict (such as ``data.datasets``) accepts any keys.
+  """
+  ref = reference.to_dict() if isinstance(reference, config_dict.ConfigDict) else reference
+  cfg = config.to_dict() if isinstance(config, config_dict.ConfigDict) else config
+  for key, value in cfg.items():
+    if key not in ref:
+      raise KeyError(f"Unknown config key {where}.{key}{suggest(key, ref)}; "
+                     f"valid keys of {where}: {sorted(ref)}.")
+    if isinstance(value, dict) and isinstance(ref[key], dict) and ref[key]:
+      check_keys(value, ref[key], f"{where}.{key}")
