@@ -1,0 +1,185 @@
+"""The world action model: learning, masks, causality, cached dreaming, sizes, bad input."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from wam import config as wam_config
+from wam import dream, model as wam_model, objective
+from wam.data.synthetic import synthetic_batch
+
+
+def tiny_config(objective_name: str = "flow"):
+  cfg = wam_config.model_config("toy")
+  cfg.width, cfg.depth, cfg.num_heads = 64, 2, 2
+  cfg.tokenizer.channels, cfg.tokenizer.latent_channels = (16,), 8
+  cfg.text_encoder.kwargs.update(hidden=16, depth=1, num_heads=2)
+  cfg.objective = objective_name
+  return cfg
+
+
+@pytest.fixture(scope="module")
+def batch():
+  b = synthetic_batch(2, num_frames=3, action_chunk=2, image_size=(16, 16))
+  return {k: jnp.asarray(v) for k, v in b.items()}
+
+
+@pytest.fixture(scope="module")
+def model(batch):
+  m = wam_model.WorldActionModel(tiny_config(), wam_model.Dims.from_batch(batch),
+                                 rngs=nnx.Rngs(0))
+  # Heads start at zero; make outputs depend on the inputs for the equality tests.
+  for head in (m.action_head, m.frame_head, m.state_head):
+    head.kernel[...] = 0.3 * jax.random.normal(jax.random.key(1), head.kernel.shape)
+  return m
+
+
+def _train(cfg, batch, steps, fixed_noise):
+  m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+  opt = nnx.Optimizer(m, optax.adam(3e-3), wrt=nnx.Param)
+
+  @nnx.jit
+  def step(m, opt, rng):
+    (_, metrics), grads = nnx.value_and_grad(lambda m: m.loss(batch, rng), has_aux=True)(m)
+    opt.update(m, grads)
+    return metrics["loss"]
+  losses = [float(step(m, opt, jax.random.key(0 if fixed_noise else i))) for i in range(steps)]
+  return np.mean(losses[:3]), np.mean(losses[-5:])
+
+
+def test_overfits_a_tiny_batch(batch):
+  """The flow objective on a fixed batch and fixed noise draw falls more than 10x."""
+  first, last = _train(tiny_config("flow"), batch, 120, fixed_noise=True)
+  assert last < first / 10, (first, last)
+
+
+def test_regression_variant_learns(batch):
+  first, last = _train(tiny_config("regression"), batch, 60, fixed_noise=False)
+  assert last < first / 2, (first, last)
+
+
+def _grads(model, batch):
+  graphdef, params = nnx.split(model, nnx.Param)
+
+  def loss(p):
+    return nnx.merge(graphdef, p).loss(batch, jax.random.key(3))[0]
+  return jax.jit(jax.grad(loss))(params)
+
+
+def test_action_free_batch_gives_zero_gradient_to_the_action_head(model, batch):
+  free = dict(batch, action_mask=jnp.zeros_like(batch["action_mask"]),
+              actions=jnp.zeros_like(batch["actions"]))
+  grads = _grads(model, free)
+  assert float(jnp.abs(grads["action_head"]["kernel"][...]).max()) == 0.0
+  assert float(jnp.abs(grads["action_head"]["bias"][...]).max()) == 0.0
+  # ... while video, state and the tokenizer still learn.
+  assert float(jnp.abs(grads["frame_head"]["kernel"][...]).max()) > 0.0
+  assert float(jnp.abs(grads["state_head"]["kernel"][...]).max()) > 0.0
+  with_actions = _grads(model, batch)
+  assert float(jnp.abs(with_actions["action_head"]["kernel"][...]).max()) > 0.0
+
+
+def _forward(model, batch, flow):
+  z = model.latents(batch["frames"])
+  return model.forward(batch, z, flow.noisy, flow.tau_action, flow.tau_video)
+
+
+def _flow(model, batch, rng=0):
+  z = model.latents(batch["frames"])
+  state, state_mask = model.state_of(batch)
+  x1, masks = objective.targets(z, state, state_mask, batch, model.tokens_per_frame)
+  return objective.Flow.sample(jax.random.key(rng), x1, masks["has_actions"], model.config)
+
+
+def test_future_blocks_do_not_change_earlier_predictions(model, batch):
+  flow = _flow(model, batch)
+  before = _forward(model, batch, flow)
+  # Change everything about block 2: its frame, joints, actions and its noisy inputs.
+  changed = dict(batch)
+  changed["frames"] = batch["frames"].at[:, 2].set(255 - batch["frames"][:, 2])
+  changed["joints"] = batch["joints"].at[:, 2].add(5.0)
+  changed["actions"] = batch["actions"].at[:, 2].add(5.0)
+  noisy = objective.Targets(*[x.at[:, 2].add(3.0) for x in flow.noisy])
+  after = _forward(model, changed, flow._replace(noisy=noisy))
+  for b, a in zip(before, after):
+    np.testing.assert_allclose(a[:, :2], b[:, :2], atol=1e-5)
+    assert float(jnp.abs(a[:, 2] - b[:, 2]).max()) > 1e-3  # block 2 itself did change
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["policy_mode", "world_model_mode"])
+def test_kv_cached_rollout_equals_full_recomputation(model, batch, given):
+  context = {k: (v[:, :1] if v.ndim >= 3 and k not in ("instruction_mask",) else v)
+             for k, v in batch.items()}
+  actions = batch["actions"][:, :2] if given else None
+  cached = dream.dream(model, context, jax.random.key(0), horizon=2, actions=actions,
+                       flow_steps=2, decode=False)
+  full = dream.dream(model, context, jax.random.key(0), horizon=2, actions=actions,
+                     flow_steps=2, decode=False, use_cache=False)
+  for a, b in zip(cached[:3], full[:3]):
+    np.testing.assert_allclose(a, b, atol=2e-5)
+  if given:
+    np.testing.assert_array_equal(cached.actions, actions)
+
+
+def test_one_step_rollout_matches_the_training_forward_pass(model, batch):
+  """Dreaming one Euler step from noise = the clean estimate of the training pass at tau=0."""
+  t = 1  # predict block 1 from observed blocks 0 and 1
+  noise = dream.block_noise(model, jax.random.key(5), 2)
+  cache = dream.start(model, batch["instruction"], batch["instruction_mask"],
+                      batch["camera_mask"], num_blocks=3)
+  z = model.latents(batch["frames"])
+  state, state_mask = model.state_of(batch)
+  for i in range(t + 1):
+    cache = dream.observe(model, cache, i, z[:, i], state[:, i], state_mask[:, i],
+                          batch["camera_mask"], batch["embodiment"])
+  one_step = dream.predict(model, cache, t, noise, camera_mask=batch["camera_mask"],
+                           embodiment=batch["embodiment"], flow_steps=1)
+  flow = _flow(model, batch)
+  noisy = objective.Targets(*[x.at[:, t].set(n) for x, n in zip(flow.noisy, noise)])
+  zeros = jnp.zeros_like(flow.tau_video)
+  out = model.forward(batch, z, noisy, zeros, zeros)
+  for estimate, n, o in zip(one_step, noise, out):
+    np.testing.assert_allclose(estimate, n + o[:, t], atol=2e-5)
+
+
+def test_dream_runs_under_jit_with_one_flow_step(model, batch):
+  graphdef, params = nnx.split(model)
+  context = {k: (v[:, :1] if v.ndim >= 3 and k != "instruction_mask" else v)
+             for k, v in batch.items()}
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def run(params, context):
+    return dream.dream(nnx.merge(graphdef, params), context, jax.random.key(0), horizon=2,
+                       flow_steps=1)
+  out = run(params, context)
+  out = run(params, context)
+  assert out.frames.shape == (2, 2, 1, 16, 16, 3)
+  assert float(out.frames.min()) >= 0.0 and float(out.frames.max()) <= 1.0
+
+
+@pytest.mark.parametrize("variant,low,high", [("toy", 0.5e6, 3e6), ("small", 20e6, 80e6),
+                                              ("large", 200e6, 500e6)])
+def test_size_variants(batch, variant, low, high):
+  dims = wam_model.Dims(num_frames=4, num_cameras=1, image_size=(32, 32), joints=9,
+                        proprio=0, action=8, action_chunk=4, instruction_length=64)
+  abstract = nnx.eval_shape(lambda: wam_model.WorldActionModel(
+      wam_config.model_config(variant), dims, rngs=nnx.Rngs(0)))
+  assert low < wam_model.count_parameters(abstract) < high
+
+
+def test_bad_input_errors(model, batch):
+  with pytest.raises(ValueError, match="did you mean 'small'"):
+    wam_config.model_config("smal")
+  bad = dict(batch, frames=batch["frames"][:, :, :, :8], joints=batch["joints"][..., :2])
+  with pytest.raises(wam_model.BatchShapeError, match=r"frames: batch \[2, 3, 1, 8, 16, 3\] "
+                     r"vs model \[2, 3, 1, 16, 16, 3\]") as e:
+    model.dims.check_batch(bad)
+  assert "joints: batch [2, 3, 2] vs model [2, 3, 3]" in str(e.value)
+  with pytest.raises(ValueError, match="exceeds model.max_blocks"):
+    dream.start(model, batch["instruction"], batch["instruction_mask"], batch["camera_mask"],
+                num_blocks=99)

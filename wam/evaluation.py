@@ -1,0 +1,144 @@
+"""Evaluating dreams against reality, during and after training.
+
+On a fixed batch of held-out windows the model sees the first ``num_context`` frames and
+imagines the rest (world-model mode, given the real action chunks). Per horizon step:
+PSNR and SSIM of dreamed frames against the real ones, next to the "copy the last
+context frame" baseline a model must beat; the tokenizer's reconstruction PSNR (the
+ceiling for any dream); joint-angle error; and in policy mode the error of the generated
+first action chunk against the demonstrated one (vectors in normalised units).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from wam import dream as dream_lib
+from wam import image_metrics, visualize
+from wam.metric_writer import MetricWriter
+
+_TIME_FIELDS = ("frames", "joints", "joints_mask", "proprio", "proprio_mask", "actions",
+                "action_mask")
+
+
+def context_of(batch: Mapping[str, jax.Array], num_context: int) -> dict:
+  """The first ``num_context`` frames of a window batch (other fields unchanged)."""
+  return {k: (v[:, :num_context] if k in _TIME_FIELDS else v) for k, v in batch.items()}
+
+
+def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
+                    num_context: int, flow_steps: int) -> dict[str, jax.Array]:
+  """Dreams the rest of each window from its context; returns metrics and frames."""
+  t = batch["frames"].shape[1]
+  c = max(1, min(num_context, t - 1))
+  horizon = t - c
+  ctx = context_of(batch, c)
+  world = dream_lib.dream(model, ctx, rng, horizon=horizon,
+                          actions=batch["actions"][:, c - 1:c - 1 + horizon].astype(jnp.float32),
+                          flow_steps=flow_steps)
+  policy = dream_lib.dream(model, ctx, rng, horizon=1, flow_steps=flow_steps, decode=False)
+  real = batch["frames"][:, c:].astype(jnp.float32) / 255.0          # [B, H, V, h, w, 3]
+  last = jnp.broadcast_to(batch["frames"][:, c - 1:c].astype(jnp.float32) / 255.0, real.shape)
+  recon = model.tokenizer.decode(model.tokenizer.encode(batch["frames"][:, c:]))
+  cam = batch["camera_mask"].astype(jnp.float32)[:, None, :]          # [B, 1, V]
+
+  def over_cameras(x):  # [B, H, V] -> [B, H]
+    return (x * cam).sum(-1) / jnp.maximum(cam.sum(-1), 1.0)
+
+  def horizon_metric(fn, pred):
+    return image_metrics.per_horizon(over_cameras(fn(pred, real)))
+  j = model.dims.joints
+  jmask = batch["joints_mask"][:, c:].astype(jnp.float32)
+  joint_err = (jnp.abs(world.state[..., :j] - batch["joints"][:, c:]) * jmask).sum() / (
+      jnp.maximum(jmask.sum(), 1.0))
+  amask = batch["action_mask"][:, c - 1].astype(jnp.float32)
+  action_err = (((policy.actions[:, 0] - batch["actions"][:, c - 1]) ** 2) * amask).sum() / (
+      jnp.maximum(amask.sum(), 1.0))
+  return {
+      "psnr": horizon_metric(image_metrics.psnr, world.frames),
+      "ssim": horizon_metric(image_metrics.ssim, world.frames),
+      "psnr_copy_last": horizon_metric(image_metrics.psnr, last),
+      "ssim_copy_last": horizon_metric(image_metrics.ssim, last),
+      "psnr_reconstruction": horizon_metric(image_metrics.psnr, recon),
+      "joint_mae": joint_err,
+      "action_mse": action_err,
+      "dreamed": world.frames, "real": real, "num_context": jnp.asarray(c),
+  }
+
+
+class Evaluator:
+  """Runs ``evaluate_dreams`` on a fixed batch (compiled once) and writes the results."""
+
+  def __init__(self, graphdef, config, batch: Mapping[str, np.ndarray]):
+    self.batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    self.config = config
+    self.rng = jax.random.key(config.seed + 1)
+
+    @jax.jit
+    def run(params, batch, rng):
+      model = nnx.merge(graphdef, params)
+      return evaluate_dreams(model, batch, rng, num_context=config.data.num_context,
+                             flow_steps=config.eval.flow_steps)
+    self._run = run
+
+  def run(self, params, step: int, workdir: str, writer: MetricWriter) -> dict[str, float]:
+    """Evaluates ``params``; logs scalars, writes a GIF, a PNG grid and horizon plots."""
+    out = jax.device_get(self._run(params, self.batch, self.rng))
+    scalars = {"eval/joint_mae": float(out["joint_mae"]),
+               "eval/action_mse": float(out["action_mse"])}
+    for name in ("psnr", "ssim", "psnr_copy_last", "ssim_copy_last", "psnr_reconstruction"):
+      for h, value in enumerate(out[name], start=1):
+        scalars[f"eval/{name}_h{h}"] = float(value)
+    scalars["eval/psnr_gain_over_copy_h1"] = (scalars["eval/psnr_h1"]
+                                              - scalars["eval/psnr_copy_last_h1"])
+    writer.write_scalars(step, scalars)
+    if writer.enabled:
+      self._write_media(out, step, workdir, writer)
+    return scalars
+
+  def _write_media(self, out, step: int, workdir: str, writer: MetricWriter) -> None:
+    c = int(out["num_context"])
+    n = min(self.config.eval.videos, out["real"].shape[0])
+    context = np.asarray(self.batch["frames"][:n, :c])
+    # Cameras side by side: [B, T, V, h, w, 3] -> [B, T, h, V*w, 3].
+    def flat(x):
+      return np.concatenate(list(np.moveaxis(np.asarray(x), 2, 0)), axis=-2)
+    real = np.concatenate([flat(context), flat(visualize.to_uint8(out["real"][:n]))], 1)
+    dreamed = np.concatenate([flat(context), flat(visualize.to_uint8(out["dreamed"][:n]))], 1)
+    videos = os.path.join(workdir, "videos")
+    os.makedirs(videos, exist_ok=True)
+    visualize.dream_video(os.path.join(videos, f"dream_{step:07d}.gif"), real, dreamed,
+                          fps=2.0, num_context=c)
+    grid = visualize.dream_grid(real, dreamed, num_context=c)
+    import imageio.v2 as imageio  # pylint: disable=import-outside-toplevel
+    imageio.imwrite(os.path.join(videos, f"dream_{step:07d}.png"), grid)
+    writer.write_images(step, {"eval/dreams": grid})
+    plots = os.path.join(workdir, "plots")
+    visualize.plot_horizon({"model": out["psnr"].tolist(),
+                            "copy last frame": out["psnr_copy_last"].tolist(),
+                            "tokenizer reconstruction": out["psnr_reconstruction"].tolist()},
+                           os.path.join(plots, "psnr_by_horizon.png"), "PSNR (dB)")
+    visualize.plot_horizon({"model": out["ssim"].tolist(),
+                            "copy last frame": out["ssim_copy_last"].tolist()},
+                           os.path.join(plots, "ssim_by_horizon.png"), "SSIM")
+
+
+def plot_training(workdir: str) -> None:
+  """Loss curves and evaluation curves from ``metrics.jsonl`` as PNGs in ``plots/``."""
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(metrics):
+    return
+  plots = os.path.join(workdir, "plots")
+  visualize.plot_curves(metrics, os.path.join(plots, "losses.png"),
+                        ["loss", "loss/video", "loss/state", "loss/action",
+                         "loss/reconstruction"])
+  visualize.plot_curves(metrics, os.path.join(plots, "eval.png"),
+                        ["eval/psnr_h1", "eval/psnr_gain_over_copy_h1", "eval/joint_mae",
+                         "eval/action_mse"], log_y=False)
+  visualize.plot_curves(metrics, os.path.join(plots, "throughput.png"),
+                        ["steps_per_second", "mfu"], log_y=False)
