@@ -21,8 +21,8 @@ from typing import Any, Mapping
 from ml_collections import config_dict
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "toy": dict(width=128, depth=4, num_heads=4, tokenizer_channels=(32, 64),
-                latent_channels=16, text_hidden=64, text_depth=1),
+    "toy": dict(width=128, depth=4, num_heads=4, tokenizer_channels=(32, 64, 64),
+                latent_channels=32, text_hidden=64, text_depth=1),
     "tiny": dict(width=256, depth=6, num_heads=4, tokenizer_channels=(32, 64),
                  latent_channels=16, text_hidden=128, text_depth=2),
     "small": dict(width=512, depth=12, num_heads=8, tokenizer_channels=(64, 128),

@@ -23,7 +23,7 @@ from typing import Callable, Mapping, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from wam import layers, sequence
+from wam import layers, objective, sequence
 from wam.model import WorldActionModel
 from wam.objective import Targets
 from wam.sequence import OBS, TokenMeta
@@ -89,8 +89,8 @@ RunFn = Callable[[jax.Array, TokenMeta], jax.Array]
 
 
 def _denoise(model: WorldActionModel, run: RunFn, block, noise: Targets,
-             given_actions: Optional[jax.Array], camera_mask: jax.Array, embodiment: jax.Array,
-             flow_steps: int) -> Targets:
+             given_actions: Optional[jax.Array], last: tuple[jax.Array, jax.Array],
+             camera_mask: jax.Array, embodiment: jax.Array, flow_steps: int) -> Targets:
   """Integrates one prediction block from noise (Euler) given a way to run the backbone."""
   b = noise.frames.shape[0]
   regression = model.config.objective == "regression"
@@ -108,23 +108,28 @@ def _denoise(model: WorldActionModel, run: RunFn, block, noise: Targets,
     tokens, meta = model.embed_pred(x.actions[:, None], x.frames[:, None], x.state[:, None],
                                     tau_action[:, None] if given else tau[:, None],
                                     tau[:, None], camera_mask, embodiment, block)
-    out = model.read_pred(run(tokens, meta), 1)
+    out = model.read_pred(run(tokens, meta), last[0][:, None], last[1][:, None])
     out = Targets(out.actions[:, 0], out.frames[:, 0], out.state[:, 0])
     if regression:
       return Targets(x.actions if given else out.actions, out.frames, out.state), None
-    new = Targets(x.actions if given else x.actions + dt * out.actions,
-                  x.frames + dt * out.frames, x.state + dt * out.state)
+    new = Targets(x.actions if given else objective.euler_step(x.actions, out.actions, tau, dt),
+                  objective.euler_step(x.frames, out.frames, tau, dt),
+                  objective.euler_step(x.state, out.state, tau, dt))
     return new, None
   x, _ = jax.lax.scan(step, x, jnp.arange(flow_steps))
   return x
 
 
 def predict(model: WorldActionModel, cache: Cache, block, noise: Targets, *,
-            camera_mask: jax.Array, embodiment: jax.Array,
-            actions: Optional[jax.Array] = None, flow_steps: int = 4) -> Targets:
+            last_latents: jax.Array, last_state: jax.Array, camera_mask: jax.Array,
+            embodiment: jax.Array, actions: Optional[jax.Array] = None,
+            flow_steps: int = 4) -> Targets:
   """Denoises prediction block ``block`` against the cache.
 
   Args:
+    last_latents, last_state: the observation of block ``block`` (the last one added to
+      the cache), [B, V*N, C] and [B, S] (state already multiplied by its mask); the
+      prediction is made relative to it.
     noise: starting noise, shaped like one block's targets ([B, K, A], [B, V*N, C], [B, S]).
     actions: the action chunk [B, K, A] to condition on (world-model mode), or None to
       generate it (policy mode).
@@ -133,7 +138,8 @@ def predict(model: WorldActionModel, cache: Cache, block, noise: Targets, *,
     Clean estimates of the action chunk, the next frame latents and the next state.
   """
   return _denoise(model, lambda x, m: model.run(x, m, (cache.kvs, cache.meta))[0], block,
-                  noise, actions, camera_mask, embodiment, flow_steps)
+                  noise, actions, (last_latents, last_state), camera_mask, embodiment,
+                  flow_steps)
 
 
 def block_noise(model: WorldActionModel, rng: jax.Array, batch: int) -> Targets:
@@ -186,12 +192,15 @@ def dream(model: WorldActionModel, context: Mapping[str, jax.Array], rng: jax.Ar
     for t in range(c):
       cache = observe(model, cache, t, z[:, t], state[:, t], state_mask[:, t], cam, emb)
 
-    def step(cache, i):
+    def step(carry, i):
+      cache, last_z, last_s = carry
       noise, given = noise_and_actions(i)
-      out = predict(model, cache, c - 1 + i, noise, camera_mask=cam, embodiment=emb,
-                    actions=given, flow_steps=flow_steps)
-      return observe(model, cache, c + i, out.frames, out.state, dreamed_mask, cam, emb), out
-    _, outs = jax.lax.scan(step, cache, jnp.arange(horizon))
+      out = predict(model, cache, c - 1 + i, noise, last_latents=last_z, last_state=last_s,
+                    camera_mask=cam, embodiment=emb, actions=given, flow_steps=flow_steps)
+      cache = observe(model, cache, c + i, out.frames, out.state, dreamed_mask, cam, emb)
+      return (cache, out.frames, out.state * dreamed_mask), out
+    last = (z[:, -1], state[:, -1] * state_mask[:, -1])
+    _, outs = jax.lax.scan(step, (cache,) + last, jnp.arange(horizon))
     outs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), outs)
   else:
     outs = _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
@@ -220,7 +229,8 @@ def _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
                        sequence.concat(prefix[1], obs[1], meta))
       return h[:, -x.shape[1]:]
     noise, given = noise_and_actions(i)
-    out = _denoise(model, run, c - 1 + i, noise, given, cam, emb, flow_steps)
+    out = _denoise(model, run, c - 1 + i, noise, given, (zs[-1], ss[-1] * masks[-1]), cam, emb,
+                   flow_steps)
     zs.append(out.frames)
     ss.append(out.state)
     masks.append(dreamed_mask)

@@ -94,7 +94,7 @@ class Dims:
 
 
 class Prediction(NamedTuple):
-  """Model outputs on prediction tokens: flow velocities or clean estimates."""
+  """Model outputs on prediction tokens: estimates of the clean targets ``x1``."""
   actions: jax.Array  # [B, T, K, A]
   frames: jax.Array   # [B, T, V*N, C]  latents of the next frame
   state: jax.Array    # [B, T, S]       joints + proprio of the next step
@@ -214,14 +214,21 @@ class WorldActionModel(nnx.Module):
                              jnp.ones((b, 1), bool)], -1)
     return x, sequence.block_meta(PRED, n, k + self.frame_tokens + 1, valid, first_block)
 
-  def read_pred(self, h: jax.Array, n: int) -> Prediction:
-    """Heads on the transformer outputs of ``n`` prediction blocks."""
-    b = h.shape[0]
+  def read_pred(self, h: jax.Array, last_latents: jax.Array, last_state: jax.Array
+                ) -> Prediction:
+    """Heads on the transformer outputs of ``n`` prediction blocks.
+
+    The next frame and state are predicted as changes from the block's own (last)
+    observation, ``last_latents`` [B, n, V*N, C] and ``last_state`` [B, n, S]: the heads
+    start at zero, so an untrained model predicts "nothing moves" (copy the last frame)
+    and learning only has to explain what changes.
+    """
+    b, n = last_latents.shape[:2]
     k = self.dims.action_chunk
     h = h.reshape(b, n, k + self.frame_tokens + 1, -1).astype(jnp.float32)
     return Prediction(self.action_head(h[:, :, :k]),
-                      self.frame_head(h[:, :, k:k + self.frame_tokens]),
-                      self.state_head(h[:, :, -1]))
+                      last_latents + self.frame_head(h[:, :, k:k + self.frame_tokens]),
+                      last_state + self.state_head(h[:, :, -1]))
 
   def run(self, x: jax.Array, meta: TokenMeta, cache: Optional[tuple[list, TokenMeta]] = None
           ) -> tuple[jax.Array, list[layers.KV]]:
@@ -248,7 +255,6 @@ class WorldActionModel(nnx.Module):
   def forward(self, batch: Mapping[str, jax.Array], z: jax.Array, noisy: Prediction,
               tau_action: jax.Array, tau_video: jax.Array) -> Prediction:
     """Full teacher-forced pass over a window: all obs blocks clean, all pred blocks noisy."""
-    t = z.shape[1]
     state, state_mask = self.state_of(batch)
     goal = z[:, -1] if self.config.goal_image else None
     px, pmeta = self.encode_prefix(batch["instruction"], batch["instruction_mask"], goal,
@@ -257,7 +263,8 @@ class WorldActionModel(nnx.Module):
     qx, qmeta = self.embed_pred(noisy.actions, noisy.frames, noisy.state, tau_action, tau_video,
                                 batch["camera_mask"], batch["embodiment"], 0)
     h, _ = self.run(jnp.concatenate([px, ox, qx], 1), sequence.concat(pmeta, ometa, qmeta))
-    return self.read_pred(h[:, px.shape[1] + ox.shape[1]:], t)
+    return self.read_pred(h[:, px.shape[1] + ox.shape[1]:], z,
+                          state * state_mask.astype(state.dtype))
 
   def loss(self, batch: Mapping[str, jax.Array], rng: jax.Array
            ) -> tuple[jax.Array, dict[str, jax.Array]]:

@@ -2,9 +2,15 @@
 
 Targets of prediction block ``t`` (``x1``): the action chunk taken from step ``t``, the
 frame latents of step ``t + 1`` and its joints + proprio. Flow matching follows the
-straight path ``x_tau = (1 - tau) * noise + tau * x1`` (``tau = 1`` is clean) and learns
-the velocity ``x1 - noise``; a rollout integrates it with Euler steps from ``tau = 0``.
-One Euler step gives the conditional mean, so one step works (fast, a little blurry).
+straight path ``x_tau = (1 - tau) * noise + tau * x1`` (``tau = 1`` is clean). The network
+predicts the clean ``x1`` itself ("x-prediction", as in Li & He 2025, "Back to Basics:
+Let Denoising Generative Models Denoise") and is trained with the squared error on
+``x1``, i.e. the velocity loss weighted by ``(1 - tau)^2``; a rollout integrates the
+implied velocity ``(x1_hat - x_tau) / (1 - tau)`` with Euler steps from ``tau = 0``. One
+step returns ``x1_hat`` at ``tau = 0``, the conditional mean: one step works (fast, a
+little blurry). A small model predicting ``x1`` (most of which is "the same as the last
+frame", see ``WorldActionModel.read_pred``) learns far faster than one that must cancel
+the noise exactly to predict a velocity.
 
 Each block draws its own flow times: ``tau_video`` for frames and state together and
 ``tau_action`` for the action chunk. With probability ``given_action_prob`` the chunk is
@@ -14,7 +20,7 @@ jointly) in one network. A window without actions (human or unlabeled video) alw
 gets ``tau_action = 0`` (pure noise in, nothing to learn from out): the video and state
 terms train, the action head receives exactly zero gradient.
 
-The regression variant feeds zeros (``tau = 0``) and regresses ``x1`` directly.
+The regression variant feeds zeros (``tau = 0``) instead of noise, with the same loss.
 Per-modality masks (absent cameras, the last block's missing next frame, joints a
 source does not have, padded action slots) weight every term.
 """
@@ -115,11 +121,8 @@ def _masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Arra
 
 def losses(out, flow: Flow, x1: Targets, masks: Mapping[str, jax.Array]
            ) -> dict[str, jax.Array]:
-  """Masked mean squared errors of the video, state and action terms."""
-  if flow.regression:
-    target = x1
-  else:
-    target = Targets(*[a - b for a, b in zip(x1, flow.noise)])
+  """Masked mean squared errors of the video, state and action terms (on ``x1``)."""
+  target = x1
   # Given (clean) action chunks carry no action loss.
   action_mask = masks["actions"] & (flow.tau_action < 1.0)[:, :, None, None]
   return {"video": _masked_mse(out.frames, target.frames, masks["frames"]),
@@ -127,9 +130,7 @@ def losses(out, flow: Flow, x1: Targets, masks: Mapping[str, jax.Array]
           "action": _masked_mse(out.actions, target.actions, action_mask)}
 
 
-def clean_estimate(output: jax.Array, x_tau: jax.Array, tau: jax.Array, regression: bool
-                   ) -> jax.Array:
-  """The model's estimate of ``x1`` from its output at flow time ``tau``."""
-  if regression:
-    return output
-  return x_tau + _expand(1.0 - tau, x_tau) * output
+def euler_step(x: jax.Array, x1_hat: jax.Array, tau: jax.Array, dt: float) -> jax.Array:
+  """One Euler step of the flow from ``tau`` to ``tau + dt`` given the model's ``x1_hat``."""
+  tau = _expand(tau, x)
+  return x + dt * (x1_hat - x) / jnp.maximum(1.0 - tau, dt)

@@ -1,0 +1,90 @@
+r"""Train the world action model on Dream Dojo demonstrations.
+
+Command (CPU smoke size; `make demo` runs it after collecting):
+
+  python -m experiments.train --config=experiments/configs/wam.py:runlocal \
+      --workdir=workdir/wam
+
+Argument: comma-separated; a model variant (toy, tiny, small, base, large; default
+small), a Dojo task (reach, push, pick_place, dex_lift, rope; default reach),
+`regression` (the deterministic objective instead of flow matching) and/or `runlocal`.
+
+Data: unless `config.data.datasets` names datasets, `experiments.train` first builds the
+`dojo_robot` TFDS dataset of `config.dojo.task` (scripted noisy expert; resumable) under
+`config.dojo.data_dir` (default `<workdir>/tfds`) and trains on its `train` split,
+evaluating on `val`.
+
+Expected: `runlocal` (toy model, about 1.1 M parameters, 48 reach episodes, 32x32 front
+camera, 4 frames x 4-step action chunks, batch 16, 1500 steps) finishes in about 12
+minutes on a 2-core CPU, data collection included. Dreamed frames track the arm over
+the first steps: PSNR at horizon 1 beats copying the last frame (see
+`videos/dream_*.gif`, `plots/psnr_by_horizon.png`, docs/BENCHMARKS.md). The full size
+(small model, 1000 episodes, 64x64 front + wrist, 100k steps) is for a GPU/TPU host.
+"""
+
+from ml_collections import config_dict
+
+from wam import config as wam_config
+from wam import trainer
+
+TASKS = ("reach", "push", "pick_place", "dex_lift", "rope")
+
+
+def get_config(arg: str = "") -> config_dict.ConfigDict:
+  """The training config; ``arg`` as in the module docstring."""
+  parts = [p for p in arg.split(",") if p]
+  known = TASKS + tuple(wam_config.VARIANTS) + ("runlocal", "regression")
+  unknown = [p for p in parts if p not in known]
+  if unknown:
+    raise ValueError(f"Unknown wam config argument(s) {unknown}; use a variant from "
+                     f"{tuple(wam_config.VARIANTS)}, a task from {TASKS}, 'regression' "
+                     "and/or 'runlocal'.")
+  runlocal = "runlocal" in parts
+  variant = next((p for p in parts if p in wam_config.VARIANTS), "toy" if runlocal else "small")
+  config = trainer.default_config()
+  config.model = wam_config.model_config(variant)
+  if "regression" in parts:
+    config.model.objective = "regression"
+
+  # Where the data comes from (read by experiments.train, not by the library trainer).
+  config.dojo = config_dict.ConfigDict(dict(
+      task=next((p for p in parts if p in TASKS), "reach"), num_episodes=1000,
+      cameras=("front", "wrist"), image_size=(64, 64), noise=0.1, seed=0,
+      val_fraction=0.05, data_dir=""))
+  config.data.cameras = ("front", "wrist")
+  config.data.image_size = (64, 64)
+  config.data.num_frames = 4
+  config.data.action_chunk = 4
+  config.data.batch_size = 64
+  config.data.worker_count = 2
+  config.num_steps = 100_000
+  config.optimizer.learning_rate = 3e-4
+  config.optimizer.warmup_steps = 2000
+  config.checkpoint_every = 2000
+  config.eval.every = 2000
+
+  if runlocal:
+    config.dojo.num_episodes = 48
+    config.dojo.val_fraction = 0.1
+    config.dojo.cameras = ("front",)
+    config.data.cameras = ("front",)
+    config.data.image_size = (32, 32)
+    config.data.batch_size = 8
+    config.data.max_instruction_length = 32
+    config.data.worker_count = 0
+    config.data.read_threads = 2
+    config.num_steps = 1500
+    config.optimizer.learning_rate = 2e-3
+    config.optimizer.warmup_steps = 100
+    config.log_every = 50
+    config.checkpoint_every = 250
+    config.eval.every = 500
+    config.eval.batch_size = 8
+  return config
+
+
+def sweep(add):
+  """Objective x model size (used by the sweep launcher of a later stage)."""
+  for objective in ("flow", "regression"):
+    for variant in ("toy", "tiny"):
+      add(**{"model.objective": objective, "model.variant": variant})

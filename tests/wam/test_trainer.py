@@ -1,0 +1,175 @@
+"""The trainer: resume, preemption, NaN handling, self-describing checkpoints, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from wam import checkpoint, dream, sharding, trainer
+from wam.data import builder, synthetic
+from wam.data.config import dataset_config
+from wam.data.layout import Layout
+from wam.data.schema import EpisodeSpec
+
+SPEC = EpisodeSpec(
+    embodiment="toy_arm", source="sim", cameras=("front",), image_size=(16, 16),
+    joints=Layout.of([("arm_joints", 3)]), proprio=Layout.of([("toy_proprio", 2)]),
+    action=Layout.of([("arm_joints", 3)]), fps=10.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+  root = tmp_path_factory.mktemp("trainer_data")
+  return builder.write_dataset(
+      "toy_trainer", SPEC,
+      {"train": lambda: synthetic.synthetic_episodes(SPEC, 6, 16),
+       "val": lambda: synthetic.synthetic_episodes(SPEC, 2, 16, seed=7)}, str(root))
+
+
+def tiny_config(dataset_path, stats_dir, num_steps=6):
+  c = trainer.default_config()
+  c.num_steps = num_steps
+  c.log_every = c.checkpoint_every = 3
+  c.eval.every, c.eval.batch_size, c.eval.videos, c.eval.flow_steps = 6, 2, 1, 1
+  c.model.width, c.model.depth, c.model.num_heads = 32, 1, 2
+  c.model.tokenizer.channels, c.model.tokenizer.latent_channels = (8,), 4
+  c.model.text_encoder.kwargs.update(hidden=16, depth=1, num_heads=2)
+  c.data.datasets.robot = dataset_config(dataset_path)
+  c.data.update(batch_size=4, num_frames=3, action_chunk=2, image_size=(16, 16),
+                max_instruction_length=16, statistics_dir=str(stats_dir), read_threads=1)
+  c.optimizer.warmup_steps = 2
+  c.peak_flops = 1e11  # skip measuring the machine in tests
+  return c
+
+
+def _params(state_or_model):
+  return jax.tree.leaves(nnx.state(state_or_model, nnx.Param))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run_a")
+  config = tiny_config(dataset, workdir / "stats")
+  return trainer.train_and_evaluate(config, str(workdir)), str(workdir), config
+
+
+def test_run_writes_metrics_checkpoints_plots_and_videos(uninterrupted):
+  result, workdir, _ = uninterrupted
+  assert result.step == 6
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  logged = {k for line in lines for k in line}
+  for key in ("loss", "loss/video", "loss/action", "steps_per_second", "examples_per_second",
+              "mfu", "eval/psnr_h1", "eval/ssim_h1", "eval/psnr_copy_last_h1",
+              "eval/joint_mae", "eval/action_mse", "num_params"):
+    assert key in logged, key
+  assert sorted(checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                        read_only=True).all_steps()) == [3, 6]
+  for path in ("config.json", "plots/losses.png", "plots/psnr_by_horizon.png",
+               "videos/dream_0000006.gif", "videos/dream_0000006.png"):
+    assert os.path.exists(os.path.join(workdir, path)), path
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_preempted_and_resumed_run_equals_uninterrupted(uninterrupted, dataset, tmp_path,
+                                                        monkeypatch):
+  """N steps, SIGTERM (checkpoint), re-run: same parameters as 2N steps in one go."""
+  result, _, _ = uninterrupted
+  workdir = str(tmp_path / "run_b")
+  config = tiny_config(dataset, tmp_path / "stats")
+  calls = []
+  original = sharding.global_batch
+
+  def preempt_at_third_batch(local, batch_sharding):
+    calls.append(1)
+    if len(calls) == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return original(local, batch_sharding)
+  monkeypatch.setattr(sharding, "global_batch", preempt_at_third_batch)
+  first = trainer.train_and_evaluate(config, workdir)
+  assert first.step == 3
+  monkeypatch.setattr(sharding, "global_batch", original)
+  second = trainer.train_and_evaluate(config, workdir)
+  assert second.step == 6
+  for a, b in zip(_params(result.model), _params(second.model)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(dataset, tmp_path,
+                                                                   monkeypatch):
+  original = trainer.make_train_step
+
+  def poisoned(graphdef, optimizer):
+    step = original(graphdef, optimizer)
+
+    def train_step(state, batch):
+      bad = jnp.where(state["step"] >= 4, jnp.nan, 0.0)
+      return step(state, dict(batch, joints=batch["joints"] + bad))
+    return train_step
+  monkeypatch.setattr(trainer, "make_train_step", poisoned)
+  config = tiny_config(dataset, tmp_path / "stats", num_steps=9)
+  config.checkpoint_every = 2
+  with pytest.raises(trainer.NonFiniteLossError, match=r"NaN/inf at step 4.*step 4 \(intact\)"):
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  monkeypatch.setattr(trainer, "make_train_step", original)
+  model, _ = trainer.load(str(tmp_path / "run"))
+  assert all(np.isfinite(np.asarray(p)).all() for p in _params(model))
+
+
+def test_load_rebuilds_the_model_from_the_directory_alone(uninterrupted):
+  result, workdir, _ = uninterrupted
+  model, meta = trainer.load(workdir)
+  for a, b in zip(_params(result.model), _params(model)):
+    np.testing.assert_array_equal(a, b)
+  assert meta.statistics and "robot" in meta.statistics
+  batch = {k: jnp.asarray(v) for k, v in meta.example_batch.items()}
+  context = {k: (v[:, :1] if v.ndim >= 3 and k != "instruction_mask" else v)
+             for k, v in batch.items()}
+  out = dream.dream(model, context, jax.random.key(0), horizon=2, flow_steps=1)
+  assert out.frames.shape[:2] == (4, 2)
+
+
+def test_incompatible_checkpoint_lists_the_mismatched_parameters(uninterrupted):
+  _, workdir, config = uninterrupted
+  config = tiny_config(config.data.datasets.robot.path, "unused")
+  config.model.width = 48
+  meta = checkpoint.read_run_metadata(os.path.join(workdir, "checkpoints"))
+  from wam.optimizer import make_optimizer
+  optimizer = make_optimizer(config.optimizer, config.num_steps)
+  abstract = jax.eval_shape(lambda: trainer._train_state(
+      trainer.build_model(config, meta.example_batch), optimizer, jax.random.key(0)))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  with pytest.raises(checkpoint.IncompatibleCheckpointError,
+                     match=r"params.*backbone.*checkpoint \(32,?.*vs model \(48"):
+    ckpt.restore(abstract)
+
+
+def test_config_errors(uninterrupted, dataset, tmp_path):
+  config = tiny_config(dataset, tmp_path)
+  config.model.widht = 64
+  with pytest.raises(KeyError, match="config.model.widht.*did you mean 'width'"):
+    trainer.check_config(config)
+  config = tiny_config(dataset, tmp_path)
+  config.data.datasets.robot.wieght = 2.0
+  with pytest.raises(KeyError, match="did you mean 'weight'"):
+    trainer.check_config(config)
+  _, workdir, _ = uninterrupted
+  config = tiny_config(dataset, tmp_path)
+  config.model.depth = 2
+  with pytest.raises(ValueError, match="different config.model"):
+    trainer.train_and_evaluate(config, workdir)
+
+
+def test_sharded_step_on_8_devices_equals_single_device():
+  """Runs in a fresh process: the device count is fixed when JAX starts."""
+  script = os.path.join(os.path.dirname(__file__), "multidevice_step.py")
+  out = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "max difference" in out.stdout
