@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from ml_collections import config_dict
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "toy": dict(width=128, depth=4, num_heads=4, tokenizer_channels=(32, 64, 64),
+    "toy": dict(width=128, depth=4, num_heads=2, tokenizer_channels=(32, 64, 64),
                 latent_channels=32, text_hidden=64, text_depth=1),
     "tiny": dict(width=256, depth=6, num_heads=4, tokenizer_channels=(32, 64),
                  latent_channels=16, text_hidden=128, text_depth=2),
@@ -65,6 +65,10 @@ def model_config(variant: str = "toy") -> config_dict.ConfigDict:
   # than denoised jointly with the frames (policy mode); both modes train at once.
   c.given_action_prob = 0.5
   c.time_sampling = "uniform"  # uniform | logit_normal (flow time of each block)
+  # Typical size of what changes from one block to the next (normalised units): sets
+  # how the prediction heads blend the noisy input with the network's correction
+  # (``wam.objective.precondition``).
+  c.residual_scale = config_dict.ConfigDict(dict(frames=0.5, state=0.5, actions=1.0))
   return c
 
 

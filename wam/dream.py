@@ -29,6 +29,15 @@ from wam.objective import Targets
 from wam.sequence import OBS, TokenMeta
 
 
+TIME_FIELDS = ("frames", "joints", "joints_mask", "proprio", "proprio_mask", "actions",
+               "action_mask", "hand_keypoints", "hand_keypoints_mask")
+
+
+def context_of(batch: Mapping[str, jax.Array], num_context: int) -> dict:
+  """The first ``num_context`` time blocks of a batch of windows (other fields unchanged)."""
+  return {k: (v[:, :num_context] if k in TIME_FIELDS else v) for k, v in batch.items()}
+
+
 class Cache(NamedTuple):
   """Keys/values of the prefix and the observed blocks, in fixed-size buffers."""
   kvs: list          # one layers.KV per layer: [B, capacity, heads, head_dim]
@@ -42,7 +51,7 @@ class Dream(NamedTuple):
   actions: jax.Array  # [B, H, K, A]: given (world-model mode) or generated (policy mode)
   latents: jax.Array  # [B, H, V*N, C]: predicted frame latents after each chunk
   state: jax.Array    # [B, H, S]: predicted joints + proprio after each chunk
-  frames: Optional[jax.Array] = None  # [B, H, V, H, W, 3] in [0, 1] (decoded)
+  frames: Optional[jax.Array] = None  # [B, H, V, H, W, 3] in [0, 1] (rendered)
 
 
 def start(model: WorldActionModel, instruction: jax.Array, instruction_mask: jax.Array,
@@ -108,7 +117,10 @@ def _denoise(model: WorldActionModel, run: RunFn, block, noise: Targets,
     tokens, meta = model.embed_pred(x.actions[:, None], x.frames[:, None], x.state[:, None],
                                     tau_action[:, None] if given else tau[:, None],
                                     tau[:, None], camera_mask, embodiment, block)
-    out = model.read_pred(run(tokens, meta), last[0][:, None], last[1][:, None])
+    noisy = Targets(x.actions[:, None], x.frames[:, None], x.state[:, None])
+    out = model.read_pred(run(tokens, meta), noisy,
+                          (tau_action if given else tau)[:, None], tau[:, None],
+                          last[0][:, None], last[1][:, None])
     out = Targets(out.actions[:, 0], out.frames[:, 0], out.state[:, 0])
     if regression:
       return Targets(x.actions if given else out.actions, out.frames, out.state), None
@@ -154,7 +166,7 @@ def block_noise(model: WorldActionModel, rng: jax.Array, batch: int) -> Targets:
 
 def dream(model: WorldActionModel, context: Mapping[str, jax.Array], rng: jax.Array, *,
           horizon: int, actions: Optional[jax.Array] = None, flow_steps: int = 4,
-          decode: bool = True, use_cache: bool = True) -> Dream:
+          decode: bool = True, render: str = "anchored", use_cache: bool = True) -> Dream:
   """Imagines ``horizon`` blocks after the context frames.
 
   Args:
@@ -167,7 +179,11 @@ def dream(model: WorldActionModel, context: Mapping[str, jax.Array], rng: jax.Ar
       steps apart).
     actions: [B, horizon, K, A] chunks to execute (world-model mode) or None (policy mode).
     flow_steps: Euler steps per block (1 is fastest).
-    decode: also decode predicted latents to pixels.
+    decode: also render predicted latents to pixels.
+    render: ``"anchored"``: the last context frame plus the decoded change of latents
+      since it, ``frame_c + decode(z_hat) - decode(z_c)`` (what did not change stays
+      pixel-exact, and the tokenizer's reconstruction error largely cancels); or
+      ``"decoded"``: ``decode(z_hat)`` alone.
     use_cache: False recomputes the whole sequence at every block (a reference for tests).
 
   Returns:
@@ -205,7 +221,15 @@ def dream(model: WorldActionModel, context: Mapping[str, jax.Array], rng: jax.Ar
   else:
     outs = _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
                                 noise_and_actions, horizon, flow_steps)
-  frames = decode_latents(model, outs.frames) if decode else None
+  frames = None
+  if decode:
+    frames = decode_latents(model, outs.frames)
+    if render == "anchored":
+      anchor = context["frames"][:, -1].astype(jnp.float32) / 255.0   # [B, V, H, W, 3]
+      base = decode_latents(model, z[:, -1])
+      frames = jnp.clip(anchor[:, None] + frames - base[:, None], 0.0, 1.0)
+    elif render != "decoded":
+      raise ValueError(f"Unknown render {render!r}; use 'anchored' or 'decoded'.")
   return Dream(outs.actions, outs.frames, outs.state, frames)
 
 
@@ -236,6 +260,35 @@ def _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
     masks.append(dreamed_mask)
     outs.append(out)
   return jax.tree.map(lambda *x: jnp.stack(x, 1), *outs)
+
+
+def act(model: WorldActionModel, cache: Cache, block, observation: Mapping[str, jax.Array],
+        rng: jax.Array, *, flow_steps: int = 1) -> tuple[jax.Array, Targets, Cache]:
+  """One closed-loop control step: observe the real observation, then plan a chunk.
+
+  The real observation of time block ``block`` enters the cache (replacing what the model
+  would have dreamed), then the next block is denoised in policy mode.
+
+  Args:
+    cache: from ``start`` (with room for the blocks to come) or the previous ``act``.
+    observation: one time step of ``wam.data`` fields without the time axis: ``frames``
+      [B, V, H, W, 3], ``joints``/``proprio`` and masks [B, ...], ``camera_mask``,
+      ``embodiment``; vectors normalised like the training data.
+
+  Returns:
+    The action chunk [B, K, A] (normalised), the predicted next latents and state, and
+    the cache holding the observation.
+  """
+  z = model.latents(observation["frames"][:, None])[:, 0]
+  state, mask = model.state_of({k: observation[k][:, None] for k in
+                                ("joints", "joints_mask", "proprio", "proprio_mask")})
+  state, mask = state[:, 0], mask[:, 0]
+  cam, emb = observation["camera_mask"], observation["embodiment"]
+  cache = observe(model, cache, block, z, state, mask, cam, emb)
+  out = predict(model, cache, block, block_noise(model, rng, z.shape[0]), last_latents=z,
+                last_state=state * mask, camera_mask=cam, embodiment=emb,
+                flow_steps=flow_steps)
+  return out.actions, out, cache
 
 
 def decode_latents(model: WorldActionModel, latents: jax.Array) -> jax.Array:

@@ -214,21 +214,28 @@ class WorldActionModel(nnx.Module):
                              jnp.ones((b, 1), bool)], -1)
     return x, sequence.block_meta(PRED, n, k + self.frame_tokens + 1, valid, first_block)
 
-  def read_pred(self, h: jax.Array, last_latents: jax.Array, last_state: jax.Array
+  def read_pred(self, h: jax.Array, noisy: Prediction, tau_action: jax.Array,
+                tau_video: jax.Array, last_latents: jax.Array, last_state: jax.Array
                 ) -> Prediction:
-    """Heads on the transformer outputs of ``n`` prediction blocks.
+    """Estimates of the clean targets from the transformer outputs of ``n`` pred blocks.
 
-    The next frame and state are predicted as changes from the block's own (last)
-    observation, ``last_latents`` [B, n, V*N, C] and ``last_state`` [B, n, S]: the heads
-    start at zero, so an untrained model predicts "nothing moves" (copy the last frame)
-    and learning only has to explain what changes.
+    The next frame and state are predicted relative to the block's own (last)
+    observation, ``last_latents`` [B, n, V*N, C] and ``last_state`` [B, n, S], and blended
+    with the noisy inputs (``objective.precondition``): an untrained model predicts
+    "nothing moves" from noise and the clean input when it is given, and learning only
+    has to explain what changes.
     """
     b, n = last_latents.shape[:2]
     k = self.dims.action_chunk
     h = h.reshape(b, n, k + self.frame_tokens + 1, -1).astype(jnp.float32)
-    return Prediction(self.action_head(h[:, :, :k]),
-                      last_latents + self.frame_head(h[:, :, k:k + self.frame_tokens]),
-                      last_state + self.state_head(h[:, :, -1]))
+    s = self.config.residual_scale
+    return Prediction(
+        objective.precondition(self.action_head(h[:, :, :k]), noisy.actions, tau_action,
+                               jnp.zeros_like(noisy.actions), s.actions),
+        objective.precondition(self.frame_head(h[:, :, k:k + self.frame_tokens]),
+                               noisy.frames, tau_video, last_latents, s.frames),
+        objective.precondition(self.state_head(h[:, :, -1]), noisy.state, tau_video,
+                               last_state, s.state))
 
   def run(self, x: jax.Array, meta: TokenMeta, cache: Optional[tuple[list, TokenMeta]] = None
           ) -> tuple[jax.Array, list[layers.KV]]:
@@ -263,7 +270,7 @@ class WorldActionModel(nnx.Module):
     qx, qmeta = self.embed_pred(noisy.actions, noisy.frames, noisy.state, tau_action, tau_video,
                                 batch["camera_mask"], batch["embodiment"], 0)
     h, _ = self.run(jnp.concatenate([px, ox, qx], 1), sequence.concat(pmeta, ometa, qmeta))
-    return self.read_pred(h[:, px.shape[1] + ox.shape[1]:], z,
+    return self.read_pred(h[:, px.shape[1] + ox.shape[1]:], noisy, tau_action, tau_video, z,
                           state * state_mask.astype(state.dtype))
 
   def loss(self, batch: Mapping[str, jax.Array], rng: jax.Array

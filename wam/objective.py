@@ -130,6 +130,31 @@ def losses(out, flow: Flow, x1: Targets, masks: Mapping[str, jax.Array]
           "action": _masked_mse(out.actions, target.actions, action_mask)}
 
 
+def precondition(network: jax.Array, x_tau: jax.Array, tau: jax.Array, base: jax.Array,
+                 scale: float) -> jax.Array:
+  """The estimate of ``x1`` from the network's output, blended with the noisy input.
+
+  With ``x1 = base + r`` and ``r`` of typical size ``scale``, the best linear guess of
+  ``x1`` from ``x_tau`` alone is ``base + k (x_tau - tau base)`` with
+  ``k = tau s^2 / (tau^2 s^2 + (1 - tau)^2)``; the network adds a correction scaled by
+  ``c = s (1 - tau) / sqrt(tau^2 s^2 + (1 - tau)^2)`` (EDM's ``c_skip``/``c_out``, Karras
+  et al. 2022, for this flow path). At ``tau = 1`` the estimate is the (clean) input, at
+  ``tau = 0`` it is ``base + s * network``: the network never has to learn to copy its
+  input, only to correct it, with unit-scale outputs at every noise level.
+
+  Args:
+    network: raw head outputs; x_tau: the noisy inputs; tau: flow times broadcastable
+      to them ([B, T] is expanded); base: the prior guess (the last observation for
+      frames and state, 0 for actions); scale: ``s``.
+  """
+  tau = _expand(tau, x_tau)
+  s2 = scale ** 2
+  denominator = tau ** 2 * s2 + (1.0 - tau) ** 2
+  k = tau * s2 / denominator
+  c = scale * (1.0 - tau) * jax.lax.rsqrt(denominator)
+  return base + k * (x_tau - tau * base) + c * network
+
+
 def euler_step(x: jax.Array, x1_hat: jax.Array, tau: jax.Array, dt: float) -> jax.Array:
   """One Euler step of the flow from ``tau`` to ``tau + dt`` given the model's ``x1_hat``."""
   tau = _expand(tau, x)

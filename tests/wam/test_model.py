@@ -112,8 +112,7 @@ def test_future_blocks_do_not_change_earlier_predictions(model, batch):
 
 @pytest.mark.parametrize("given", [False, True], ids=["policy_mode", "world_model_mode"])
 def test_kv_cached_rollout_equals_full_recomputation(model, batch, given):
-  context = {k: (v[:, :1] if v.ndim >= 3 and k not in ("instruction_mask",) else v)
-             for k, v in batch.items()}
+  context = dream.context_of(batch, 1)
   actions = batch["actions"][:, :2] if given else None
   cached = dream.dream(model, context, jax.random.key(0), horizon=2, actions=actions,
                        flow_steps=2, decode=False)
@@ -123,6 +122,22 @@ def test_kv_cached_rollout_equals_full_recomputation(model, batch, given):
     np.testing.assert_allclose(a, b, atol=2e-5)
   if given:
     np.testing.assert_array_equal(cached.actions, actions)
+
+
+def test_closed_loop_act_uses_real_observations(model, batch):
+  """act() on real frames 0 and 1 plans block 1 exactly as a dream with both frames as
+  context does, and differently from a dream that imagined frame 1 itself."""
+  rng = jax.random.key(2)
+  cache = dream.start(model, batch["instruction"], batch["instruction_mask"],
+                      batch["camera_mask"], num_blocks=3)
+  for t in range(2):
+    obs = {k: (v[:, t] if k in dream.TIME_FIELDS else v) for k, v in batch.items()}
+    actions, _, cache = dream.act(model, cache, t, obs, jax.random.fold_in(rng, 0),
+                                  flow_steps=2)
+  real = dream.dream(model, dream.context_of(batch, 2), rng, horizon=1, flow_steps=2)
+  np.testing.assert_allclose(actions, real.actions[:, 0], atol=2e-5)
+  imagined = dream.dream(model, dream.context_of(batch, 1), rng, horizon=2, flow_steps=2)
+  assert float(jnp.abs(imagined.actions[:, 1] - actions).max()) > 1e-4
 
 
 def test_one_step_rollout_matches_the_training_forward_pass(model, batch):
@@ -150,8 +165,7 @@ def test_one_step_rollout_matches_the_training_forward_pass(model, batch):
 
 def test_dream_runs_under_jit_with_one_flow_step(model, batch):
   graphdef, params = nnx.split(model)
-  context = {k: (v[:, :1] if v.ndim >= 3 and k != "instruction_mask" else v)
-             for k, v in batch.items()}
+  context = dream.context_of(batch, 1)
 
   @jax.jit
   @chex.assert_max_traces(n=1)

@@ -129,8 +129,7 @@ def test_load_rebuilds_the_model_from_the_directory_alone(uninterrupted):
     np.testing.assert_array_equal(a, b)
   assert meta.statistics and "robot" in meta.statistics
   batch = {k: jnp.asarray(v) for k, v in meta.example_batch.items()}
-  context = {k: (v[:, :1] if v.ndim >= 3 and k != "instruction_mask" else v)
-             for k, v in batch.items()}
+  context = dream.context_of(batch, 1)
   out = dream.dream(model, context, jax.random.key(0), horizon=2, flow_steps=1)
   assert out.frames.shape[:2] == (4, 2)
 
