@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m experiments.collect --config=experiments/configs/collect.py:pick_place,runlocal \
+	$(BIN)/python -m experiments.train --config=experiments/configs/wam.py:runlocal \
 	  --workdir=$(WORKDIR)
 
 test: $(STAMP)

@@ -64,7 +64,7 @@ def model_config(variant: str = "toy") -> config_dict.ConfigDict:
   # Probability that a block's action chunk is given clean (world-model mode) rather
   # than denoised jointly with the frames (policy mode); both modes train at once.
   c.given_action_prob = 0.5
-  c.time_sampling = "uniform"  # uniform | logit_normal (flow time of each block)
+  c.time_sampling = "quadratic"  # uniform | logit_normal | quadratic (flow time per block)
   # Typical size of what changes from one block to the next (normalised units): sets
   # how the prediction heads blend the noisy input with the network's correction
   # (``wam.objective.precondition``).

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 OBJECTIVES = ("flow", "regression")
-TIME_SAMPLING = ("uniform", "logit_normal")
+TIME_SAMPLING = ("uniform", "logit_normal", "quadratic")
 
 
 class Targets(NamedTuple):
@@ -67,6 +67,9 @@ def _times(rng: jax.Array, shape, sampling: str) -> jax.Array:
     return jax.random.uniform(rng, shape)
   if sampling == "logit_normal":
     return jax.nn.sigmoid(jax.random.normal(rng, shape))
+  if sampling == "quadratic":  # tau = u^2: half the draws below 0.25, where a 1-step
+    return jax.random.uniform(rng, shape) ** 2  # rollout starts and context matters most
+
   raise ValueError(f"Unknown model.time_sampling {sampling!r}; choose from {TIME_SAMPLING}.")
 
 

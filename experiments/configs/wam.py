@@ -73,13 +73,15 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.data.max_instruction_length = 32
     config.data.worker_count = 0
     config.data.read_threads = 2
-    config.num_steps = 1500
+    config.num_steps = 3500
+    config.model.loss_weights.video = 2.0
     config.optimizer.learning_rate = 2e-3
     config.optimizer.warmup_steps = 100
     config.log_every = 50
     config.checkpoint_every = 250
     config.eval.every = 500
     config.eval.batch_size = 8
+    config.eval.flow_steps = 1
   return config
 
 
