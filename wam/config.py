@@ -3,14 +3,14 @@
     config.model = wam.config.model_config("toy")      # or tiny, small, base, large
 
 A variant fixes the transformer's width, depth and heads and the tokenizer's stages; any
-single value is overridden afterwards (``--config.model.depth=6``). Approximate
-parameter counts (one 32x32 camera, 7+2 joints, 8 actions, 64 instruction bytes):
+single value is overridden afterwards (``--config.model.depth=6``). Parameter counts
+for one 32x32 camera, 9 joints, 8 actions and 4-action chunks:
 
-  toy     width 128, depth 4     ~1.1 M    trains in minutes on a 2-core CPU
-  tiny    width 256, depth 6     ~5.6 M
-  small   width 512, depth 12    ~40 M
-  base    width 768, depth 16    ~120 M
-  large   width 1024, depth 24   ~310 M
+  toy     width 128, depth 4     1.9 M    trains in minutes on a 2-core CPU
+  tiny    width 256, depth 6     7.5 M
+  small   width 512, depth 12    55 M
+  base    width 768, depth 16    168 M
+  large   width 1024, depth 24   432 M
 """
 
 from __future__ import annotations
