@@ -7,17 +7,16 @@ The data is real rendered Dojo data by default (``dojo_robot/reach_small``: 32 e
 front+wrist cameras at 64x64, built into ``--data_dir`` the first time, about a minute,
 and reused); ``--dataset=synthetic`` writes a small synthetic dataset of the same shape
 instead (fast: the smoke test uses it); a path to a built dataset directory also works.
-The pipeline is ``wam.data.pipeline.from_config`` on ``wam.data.config.default_config()``.
-
-The training step is a STAND-IN (``benchmarks/standin_step.py``): wam's world action
-model does not exist yet, so a jitted jax+optax step of roughly the toy model's compute
-takes its place. Re-run this benchmark once the model lands.
+The pipeline is ``wam.data.pipeline.from_config`` on the data config of
+``experiments/configs/wam.py:runlocal`` (one 32x32 camera, 4 frames x 4-action chunks,
+batch 8) and the consumer is the world action model's real training step
+(``wam.trainer.make_train_step``, toy model) on that data, as ``experiments.train`` runs it.
 
 Keys of the JSON:
 - ``loader_windows_per_s``: windows/s the pipeline delivers (default config, threads in
   this process, ``worker_count=0``), after warm-up batches;
 - ``loader_windows_per_s_workers2``: the same with ``worker_count=2`` worker processes;
-- ``train_windows_per_s``: windows/s of the stand-in step alone on one fixed batch already
+- ``train_windows_per_s``: windows/s of the training step alone on one fixed batch already
   on the device, after compiling (mean of two runs bracketing the next measurement);
 - ``loader_over_train_ratio``: ``loader_windows_per_s / train_windows_per_s`` (target >= 2);
 - ``train_with_loader_over_train_alone``: windows/s of the step fed straight from the
@@ -27,7 +26,7 @@ Keys of the JSON:
 - ``peak_rss_mb``: max of ``ru_maxrss`` of this process and of its (finished) children;
 - ``dataset``: path, episodes, steps and on-disk MB of the train split;
 - ``config``: the data config; ``machine``: cpu count, platform, jax backend;
-- ``train_step``: what the stand-in is; ``seconds``: wall time of the whole run;
+- ``train_step``: what the step is; ``seconds``: wall time of the whole run;
 - ``details``: the runs behind the means, peak RSS of self and children, compile time.
 This machine is shared and noisy: compare ratios, not absolute rates, across runs.
 """
@@ -123,7 +122,11 @@ def _peak_rss_mb() -> tuple[float, float]:
 def main(argv):
   del argv
   import jax  # pylint: disable=import-outside-toplevel
-  from benchmarks import standin_step  # pylint: disable=import-outside-toplevel
+  from experiments.configs import wam as wam_configs  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  from wam import trainer  # pylint: disable=import-outside-toplevel
+  from wam.model import count_parameters  # pylint: disable=import-outside-toplevel
+  from wam.optimizer import make_optimizer  # pylint: disable=import-outside-toplevel
   from wam.data import config as config_lib  # pylint: disable=import-outside-toplevel
   from wam.data import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
 
@@ -140,7 +143,8 @@ def main(argv):
   _log(f"  {path}: {dataset['episodes']} episodes, {dataset['steps']} steps, "
        f"{dataset['on_disk_mb']:.1f} MB")
 
-  config = config_lib.default_config()
+  train_config = wam_configs.get_config("runlocal")
+  config = train_config.data
   config.datasets.robot = config_lib.dataset_config(path)
   config.statistics_dir = os.path.join(data_dir, "statistics")
   config2 = config.copy_and_resolve_references()
@@ -160,18 +164,24 @@ def main(argv):
   loader_rate2 = _loader_rate(iterator2, bsz, batches, warmup + 2)
   _log(f"  {loader_rate2:.1f} windows/s")
 
-  # 2. The stand-in step alone on one batch already on the device.
-  cfg = standin_step.StandinConfig()
-  batch = jax.device_put({k: v for k, v in next(iterator).items()
-                          if k in standin_step.FIELDS})
-  params = standin_step.init(jax.random.key(0), batch, cfg)
-  optimizer, train_step = standin_step.make_train_step(cfg)
-  opt_state = optimizer.init(params)
+  # 2. The training step alone on one batch already on the device.
+  example = next(iterator)
+  optimizer = make_optimizer(train_config.optimizer, train_config.num_steps)
+  model = trainer.build_model(train_config, example)
+  state = trainer._train_state(model, optimizer, jax.random.key(0))  # pylint: disable=protected-access
+  graphdef, _ = nnx.split(model)
+  step = jax.jit(trainer.make_train_step(graphdef, optimizer), donate_argnums=(0,))
+  params, opt_state = state, None  # the loops below thread the train state through
+
+  def train_step(state, unused_opt_state, batch):
+    state, metrics = step(state, batch)
+    return state, None, metrics
+  batch = jax.device_put(example)
   t0 = time.perf_counter()
   params, opt_state, metrics = train_step(params, opt_state, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
-  _log(f"stand-in step compiled in {compile_s:.1f}s; {warmup} warm-up + {steps} timed steps")
+  _log(f"train step compiled in {compile_s:.1f}s; {warmup} warm-up + {steps} timed steps")
 
   def train_alone():
     nonlocal params, opt_state, metrics
@@ -225,7 +235,8 @@ def main(argv):
       "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                   "processor": platform.processor(), "backend": jax.default_backend(),
                   "devices": str(jax.devices())},
-      "train_step": cfg.describe(),
+      "train_step": (f"wam.trainer.make_train_step, {train_config.model.variant} model "
+                     f"({count_parameters(model):,} parameters), runlocal data"),
       "details": {
           "train_windows_per_s_runs": [train_a, train_b],
           "train_with_loader_windows_per_s": with_loader,
@@ -237,7 +248,7 @@ def main(argv):
       "seconds": time.perf_counter() - t_start,
   }
   results_lib.write_json(_OUT.value, results)
-  print(f"loader {loader_rate:.0f} windows/s (workers=2: {loader_rate2:.0f}), stand-in "
+  print(f"loader {loader_rate:.0f} windows/s (workers=2: {loader_rate2:.0f}), wam "
         f"train {train_rate:.0f} windows/s, ratio {results['loader_over_train_ratio']:.2f} "
         f"(target >= 2), fed/alone {results['train_with_loader_over_train_alone']:.2f} "
         f"(workers=2: {results['train_with_loader_workers2_over_train_alone']:.2f}), peak "

@@ -23,7 +23,7 @@ def test_quick_benchmark_writes_its_keys(tmp_path):
   results = json.loads(out.read_text())
   for key in POSITIVE_KEYS:
     assert results[key] > 0, (key, results[key])
-  assert results["train_step"].startswith("stand-in")
+  assert results["train_step"].startswith("wam.trainer.make_train_step")
   assert results["dataset"]["episodes"] > 0 and results["dataset"]["steps"] > 0
-  assert results["config"]["batch_size"] == 32
+  assert results["config"]["batch_size"] == 8  # the runlocal training batch
   assert results["machine"]["backend"] == "cpu"
