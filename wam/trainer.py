@@ -40,7 +40,7 @@ from wam.data import config as data_config
 from wam.data import pipeline as data_pipeline
 from wam.metric_writer import MetricWriter
 from wam.model import Dims, WorldActionModel, count_parameters
-from wam.optimizer import make_optimizer
+from wam.optimizer import learning_rate_schedule, make_optimizer
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -180,6 +180,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
 
   # -- Model and sharding ---------------------------------------------------------------
   optimizer = make_optimizer(config.optimizer, config.num_steps)
+  schedule = learning_rate_schedule(config.optimizer, config.num_steps)
   abstract_model = nnx.eval_shape(lambda: build_model(config, example_batch, config.seed))
   graphdef, _ = nnx.split(abstract_model)
   abstract_state = jax.eval_shape(lambda: _train_state(
@@ -250,7 +251,8 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   try:
     while step < config.num_steps:
       local = next(data_iter)
-      abstract_model.dims.check_batch(local) if step == start_step else None
+      if step == start_step:  # a clear error rather than a shape failure inside jit
+        abstract_model.dims.check_batch(local)
       state, metrics = compiled(state, sharding.global_batch(local, batch_sharding))
       step += 1
       window_steps += 1
@@ -264,7 +266,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
         last.update(steps_per_second=steps_per_s,
                     examples_per_second=steps_per_s * config.data.batch_size,
                     mfu=step_flops * steps_per_s / peak,
-                    learning_rate=float(optimizer_lr(config, step)))
+                    learning_rate=float(schedule(step)))
         writer.write_scalars(step, last)
         logging.info("[train] step %d/%d loss %.4f (video %.4f state %.4f action %.4f recon "
                      "%.4f) %.2f steps/s mfu %.2f", step, config.num_steps, last["loss"],
@@ -292,11 +294,6 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
     evaluation.plot_training(workdir)
   model = nnx.merge(graphdef, state["params"])
   return Trained(step, model, last)
-
-
-def optimizer_lr(config, step: int) -> float:
-  from wam.optimizer import learning_rate_schedule  # pylint: disable=import-outside-toplevel
-  return learning_rate_schedule(config.optimizer, config.num_steps)(step)
 
 
 # -------------------------------------------------------------------------- helpers

@@ -199,3 +199,12 @@ def test_bad_input_errors(model, batch):
   with pytest.raises(ValueError, match="exceeds model.max_blocks"):
     dream.start(model, batch["instruction"], batch["instruction_mask"], batch["camera_mask"],
                 num_blocks=99)
+
+
+def test_bfloat16_activations(batch):
+  cfg = tiny_config()
+  cfg.dtype = "bfloat16"
+  m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+  loss, _ = nnx.jit(lambda m, b: m.loss(b, jax.random.key(0)))(m, batch)
+  assert loss.dtype == jnp.float32 and bool(jnp.isfinite(loss))
+  assert m.backbone.blocks[0].mlp.gate.kernel[...].dtype == jnp.float32  # params stay f32
