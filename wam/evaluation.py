@@ -31,6 +31,8 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
   c = max(1, min(num_context, t - 1))
   horizon = t - c
   ctx = dream_lib.context_of(batch, c)
+  if model.config.goal_image:  # the window's last frame, as in training
+    ctx["goal_latents"] = model.latents(batch["frames"][:, -1:])[:, 0]
   world = dream_lib.dream(model, ctx, rng, horizon=horizon,
                           actions=batch["actions"][:, c - 1:c - 1 + horizon].astype(jnp.float32),
                           flow_steps=flow_steps)

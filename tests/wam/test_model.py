@@ -208,3 +208,18 @@ def test_bfloat16_activations(batch):
   loss, _ = nnx.jit(lambda m, b: m.loss(b, jax.random.key(0)))(m, batch)
   assert loss.dtype == jnp.float32 and bool(jnp.isfinite(loss))
   assert m.backbone.blocks[0].mlp.gate.kernel[...].dtype == jnp.float32  # params stay f32
+
+
+def test_goal_image_conditioning(batch):
+  cfg = tiny_config()
+  cfg.goal_image = True
+  m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+  loss, _ = nnx.jit(lambda m, b: m.loss(b, jax.random.key(0)))(m, batch)
+  assert bool(jnp.isfinite(loss))
+  context = dream.context_of(batch, 1)
+  context["goal_latents"] = m.latents(batch["frames"][:, -1:])[:, 0]
+  out = nnx.jit(lambda m, c: dream.dream(m, c, jax.random.key(0), horizon=1, flow_steps=1,
+                                         decode=False))(m, context)
+  assert out.latents.shape[:2] == (2, 1)
+  with pytest.raises(ValueError, match="no goal frame"):
+    dream.dream(m, dream.context_of(batch, 1), jax.random.key(0), horizon=1, decode=False)
