@@ -1,8 +1,8 @@
-"""experiments/configs/wam.py and the dataset wiring of experiments.train (no training)."""
+"""experiments/configs/wam.py and experiments.dojo_data (the data wiring of experiments.train)."""
 
 import pytest
 
-from experiments import train
+from experiments import dojo_data
 from experiments.configs import wam as wam_config
 from wam import trainer
 
@@ -11,7 +11,7 @@ from wam import trainer
 def test_configs_pass_the_trainer_checks(arg, tmp_path):
   config = wam_config.get_config(arg)
   config.data.datasets.robot = {"path": str(tmp_path), "weight": 1.0, "split": "train"}
-  config = train.trainer_config(config, str(tmp_path))
+  config = dojo_data.trainer_config(config, str(tmp_path))
   assert "dojo" not in config
   trainer.check_config(config)
   if "regression" in arg:
@@ -30,4 +30,4 @@ def test_unknown_argument_and_missing_data_are_clear(tmp_path):
   config = wam_config.get_config("runlocal")
   del config["dojo"]
   with pytest.raises(ValueError, match="names no datasets"):
-    train.trainer_config(config, str(tmp_path))
+    dojo_data.trainer_config(config, str(tmp_path))
