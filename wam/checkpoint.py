@@ -40,6 +40,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from wam.data import schema
+
 PyTree = Any
 DataState = Union[dict, bytes, str]
 
@@ -528,30 +530,13 @@ def _atomic_write(path: str, write: Callable[[Any], None], mode: str) -> None:
     raise
 
 
-def _flatten_batch(batch: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
-  flat = {}
-  for key, value in batch.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, Mapping):
-      flat.update(_flatten_batch(value, name + "/"))
-      continue
-    array = np.asarray(value)
+def _flatten_batch(batch: Mapping) -> dict[str, np.ndarray]:
+  flat = {name: np.asarray(value) for name, value in schema.flatten(batch).items()}
+  for name, array in flat.items():
     if array.dtype == object:
       raise TypeError(f"example_batch[{name!r}] has dtype object (not storable without "
                       "pickle); convert it to a numeric or fixed-width string array.")
-    flat[name] = array
   return flat
-
-
-def _nest(flat: Mapping[str, np.ndarray]) -> dict:
-  nested: dict = {}
-  for name, value in flat.items():
-    *parents, leaf = name.split("/")
-    node = nested
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return nested
 
 
 def write_run_metadata(directory: str, *, config_json: str, statistics: Optional[dict],
@@ -606,6 +591,6 @@ def read_run_metadata(directory: str) -> RunMetadata:
   with open(os.path.join(directory, EXTRA_FILE)) as f:
     extra = json.load(f)
   with np.load(os.path.join(directory, EXAMPLE_BATCH_FILE), allow_pickle=False) as npz:
-    example_batch = _nest({name: npz[name] for name in npz.files})
+    example_batch = schema.nest({name: npz[name] for name in npz.files})
   return RunMetadata(config=config, statistics=statistics, example_batch=example_batch,
                      extra=extra)

@@ -176,12 +176,7 @@ class MetricWriter:
     if not self.enabled:
       return 0
     step = int(step)
-    if self._file is not None:
-      self._file.close()
-      self._file = None
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
+    self.close()
     self._purge_step = step + 1
     if not os.path.exists(self.metrics_path):
       return 0

@@ -38,6 +38,8 @@ from wam import config as config_lib
 from wam import evaluation, flops, sharding
 from wam.data import config as data_config
 from wam.data import pipeline as data_pipeline
+from wam.data.reader import EpisodeDataset
+from wam.data.window import WindowSource
 from wam.metric_writer import MetricWriter
 from wam.model import Dims, WorldActionModel, count_parameters
 from wam.optimizer import learning_rate_schedule, make_optimizer
@@ -341,25 +343,25 @@ def _statistics_json(data) -> dict:
 
 
 def _eval_batch(config, data) -> dict:
-  """A fixed batch for evaluation: the ``config.eval.split`` split, else training data."""
-  eval_data = config_dict.ConfigDict(config.data.to_dict())
-  eval_data.batch_size = config.eval.batch_size
-  eval_data.shuffle = False
-  eval_data.worker_count = 0
-  for ds in eval_data.datasets.values():
-    ds.split = config.eval.split
+  """A fixed batch for evaluation from the ``config.eval.split`` split of the first dataset.
+
+  Windows are normalised with the *training* statistics and layouts (what the model saw),
+  spread over the split's episodes. Without such a split: the first training windows.
+  """
+  train_source = data.sources[0]
   try:
-    pipeline = data_pipeline.from_config(eval_data, shard_index=0, shard_count=1)
+    source = WindowSource(
+        EpisodeDataset(train_source.dataset.path, config.eval.split), train_source.window,
+        layouts=train_source.layouts, statistics=train_source.statistics,
+        normalization=train_source.normalization, embodiment_id=train_source.embodiment_id,
+        dataset_id=train_source.dataset_id)
   except (KeyError, ValueError, FileNotFoundError) as e:
     logging.warning("No %r split for evaluation (%s); evaluating on training windows.",
                     config.eval.split, e)
     return {k: v[:config.eval.batch_size] for k, v in data.example_batch().items()}
-  batch = pipeline.example_batch()
-  # Spread over episodes rather than the first windows of one episode.
-  n = len(pipeline.sources[0])
-  picks = np.linspace(0, n - 1, config.eval.batch_size).astype(int)
-  windows = [pipeline.sources[0][int(i)] for i in picks]
-  return {k: np.stack([w[k] for w in windows]) for k in batch}
+  picks = np.linspace(0, len(source) - 1, config.eval.batch_size).astype(int)
+  windows = [source[int(i)] for i in picks]
+  return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
 
 
 class _PreemptionFlag:
