@@ -38,6 +38,43 @@ class VmapWrapper(Wrapper):
     return jax.vmap(self.env.step)(state, action)
 
 
+class ChunkWrapper(Wrapper):
+  """One step executes a chunk of ``chunk`` actions, given flat: ``[chunk * A]``.
+
+  The interface of the neural simulator (whose engine predicts a chunk at a time), so a
+  planner or a PPO agent runs unchanged on physics and on dreams. ``reward`` and
+  ``metrics`` are those after the chunk's last action (as in the neural simulator);
+  ``done`` is set if any step of the chunk ended the episode (later steps are not
+  applied).
+  """
+
+  def __init__(self, env: Env, chunk: int):
+    super().__init__(env)
+    if chunk < 1:
+      raise ValueError(f"ChunkWrapper: chunk must be positive, got {chunk}.")
+    self.chunk = chunk
+
+  @property
+  def action_size(self) -> int:
+    return self.chunk * self.env.action_size
+
+  @property
+  def dt(self) -> float:
+    return self.chunk * self.env.dt
+
+  def step(self, state: State, action: jax.Array) -> State:
+    if action.shape != (self.action_size,):
+      raise ValueError(f"ChunkWrapper.step: action has shape {action.shape}, expected "
+                       f"({self.action_size},) = chunk {self.chunk} x {self.env.action_size}.")
+
+    def body(s, a):
+      nxt = self.env.step(s, a)
+      return physics.where(s.done > 0, s, nxt), None
+
+    state, _ = jax.lax.scan(body, state, action.reshape(self.chunk, -1))
+    return state
+
+
 class EpisodeWrapper(Wrapper):
   """Ends episodes after ``episode_length`` control steps; repeats each action.
 

@@ -15,12 +15,15 @@ def prepare_dojo_data(dojo_config, workdir: str) -> str:
   c = dojo_config
   data_dir = os.path.expanduser(c.data_dir) if c.data_dir else os.path.join(workdir, "tfds")
   cameras = "_".join(c.cameras)
+  instructions = c.get("instructions", "all")
   name = (f"{c.task}_{c.num_episodes}ep_{cameras}_{c.image_size[0]}px_noise{c.noise}"
-          f"_seed{c.seed}").replace(".", "p")
+          f"_seed{c.seed}" + ("" if instructions == "all" else f"_{instructions}")
+          ).replace(".", "p")
   builder = Builder(config=DojoRobotConfig(
       name=name, task=c.task, num_episodes=c.num_episodes, cameras=tuple(c.cameras),
       image_size=tuple(c.image_size), policy="noisy_expert", noise=c.noise, seed=c.seed,
-      val_fraction=c.val_fraction, description="experiments.train"), data_dir=data_dir)
+      val_fraction=c.val_fraction, instructions=instructions,
+      description="experiments.train"), data_dir=data_dir)
   if not builder.is_prepared():
     logging.info("Building the %s dataset (%d episodes) in %s.", c.task, c.num_episodes,
                  builder.data_dir)

@@ -116,7 +116,8 @@ def _denoise(model: WorldActionModel, run: RunFn, block, noise: Targets,
     tau = jnp.full((b,), i * dt)
     tokens, meta = model.embed_pred(x.actions[:, None], x.frames[:, None], x.state[:, None],
                                     tau_action[:, None] if given else tau[:, None],
-                                    tau[:, None], camera_mask, embodiment, block)
+                                    tau[:, None], last[0][:, None], last[1][:, None],
+                                    camera_mask, embodiment, block)
     noisy = Targets(x.actions[:, None], x.frames[:, None], x.state[:, None])
     out = model.read_pred(run(tokens, meta), noisy,
                           (tau_action if given else tau)[:, None], tau[:, None],

@@ -124,8 +124,11 @@ class WorldActionModel(nnx.Module):
     # Inputs.
     self.obs_frame_in = layers.dense(rngs, c, d, ("latent", "embed"))
     self.obs_state_in = layers.dense(rngs, 2 * dims.state, d, ("state", "embed"))
-    self.pred_frame_in = layers.dense(rngs, c, d, ("latent", "embed"))
-    self.pred_state_in = layers.dense(rngs, dims.state, d, ("state", "embed"))
+    # Prediction tokens read their noisy input side by side with the block's own (clean)
+    # observation: each frame token sees the latent it is to change without having to
+    # find it by attention (conditioning by concatenation, as video diffusion models do).
+    self.pred_frame_in = layers.dense(rngs, 2 * c, d, ("latent", "embed"))
+    self.pred_state_in = layers.dense(rngs, 2 * dims.state, d, ("state", "embed"))
     self.action_in = layers.dense(rngs, dims.action, d, ("action", "embed"))
     self.spatial = layers.embedding(rngs, self.frame_tokens, d, axis="positions")
     self.chunk_position = layers.embedding(rngs, dims.action_chunk, d, axis="positions")
@@ -189,13 +192,16 @@ class WorldActionModel(nnx.Module):
     return x, sequence.block_meta(OBS, n, per_block, valid, first_block)
 
   def embed_pred(self, actions: jax.Array, frames: jax.Array, state: jax.Array,
-                 tau_action: jax.Array, tau_video: jax.Array, camera_mask: jax.Array,
-                 embodiment: jax.Array, first_block) -> tuple[jax.Array, TokenMeta]:
+                 tau_action: jax.Array, tau_video: jax.Array, last_latents: jax.Array,
+                 last_state: jax.Array, camera_mask: jax.Array, embodiment: jax.Array,
+                 first_block) -> tuple[jax.Array, TokenMeta]:
     """Noisy prediction blocks -> tokens [B, n*(K+V*N+1), D].
 
     Args:
       actions: [B, n, K, A]; frames: [B, n, V*N, C]; state: [B, n, S] (flow states x_tau).
       tau_action, tau_video: flow times [B, n] (1 = clean; given actions have 1).
+      last_latents, last_state: each block's own observation, [B, n, V*N, C] and
+        [B, n, S] (as in ``read_pred``).
     """
     b, n = frames.shape[:2]
     blocks = first_block + jnp.arange(n)
@@ -205,9 +211,11 @@ class WorldActionModel(nnx.Module):
     t_vid = self._time(tau_video)[:, :, None]
     act = (self.action_in(actions) + self.chunk_position.embedding[...]
            + self.role(jnp.asarray(4)) + pos + emb + t_act)
-    frame = (self.pred_frame_in(frames) + self.spatial.embedding[...]
+    frame = (self.pred_frame_in(jnp.concatenate([frames, last_latents.astype(frames.dtype)], -1))
+             + self.spatial.embedding[...]
              + self.role(jnp.asarray(5)) + pos + t_vid)
-    st = self.pred_state_in(state)[:, :, None] + self.role(jnp.asarray(6)) + pos + emb + t_vid
+    st = (self.pred_state_in(jnp.concatenate([state, last_state.astype(state.dtype)], -1))
+          [:, :, None]) + self.role(jnp.asarray(6)) + pos + emb + t_vid
     x = jnp.concatenate([act, frame, st], 2).reshape(b, -1, act.shape[-1])
     k = self.dims.action_chunk
     valid = jnp.concatenate([jnp.ones((b, k), bool), self._frame_valid(camera_mask),
@@ -267,11 +275,12 @@ class WorldActionModel(nnx.Module):
     px, pmeta = self.encode_prefix(batch["instruction"], batch["instruction_mask"], goal,
                                    batch["camera_mask"])
     ox, ometa = self.embed_obs(z, state, state_mask, batch["camera_mask"], batch["embodiment"], 0)
+    last_state = state * state_mask.astype(state.dtype)
     qx, qmeta = self.embed_pred(noisy.actions, noisy.frames, noisy.state, tau_action, tau_video,
-                                batch["camera_mask"], batch["embodiment"], 0)
+                                z, last_state, batch["camera_mask"], batch["embodiment"], 0)
     h, _ = self.run(jnp.concatenate([px, ox, qx], 1), sequence.concat(pmeta, ometa, qmeta))
     return self.read_pred(h[:, px.shape[1] + ox.shape[1]:], noisy, tau_action, tau_video, z,
-                          state * state_mask.astype(state.dtype))
+                          last_state)
 
   def loss(self, batch: Mapping[str, jax.Array], rng: jax.Array
            ) -> tuple[jax.Array, dict[str, jax.Array]]:

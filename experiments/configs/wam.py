@@ -7,7 +7,8 @@ Command (CPU smoke size; `make demo` runs it after collecting):
 
 Argument: comma-separated; a model variant (toy, tiny, small, base, large; default
 small), a Dojo task (reach, push, pick_place, dex_lift, rope; default reach),
-`regression` (the deterministic objective instead of flow matching) and/or `runlocal`.
+`regression` (the deterministic objective instead of flow matching), `bc` (the
+behaviour-cloning baseline: same backbone, actions only) and/or `runlocal`.
 
 Data: unless `config.data.datasets` names datasets, `experiments.train` first builds the
 `dojo_robot` TFDS dataset of `config.dojo.task` (scripted noisy expert; resumable) under
@@ -35,11 +36,11 @@ TASKS = ("reach", "push", "pick_place", "dex_lift", "rope")
 def get_config(arg: str = "") -> config_dict.ConfigDict:
   """The training config; ``arg`` as in the module docstring."""
   parts = [p for p in arg.split(",") if p]
-  known = TASKS + tuple(wam_config.VARIANTS) + ("runlocal", "regression")
+  known = TASKS + tuple(wam_config.VARIANTS) + ("runlocal", "regression", "bc")
   unknown = [p for p in parts if p not in known]
   if unknown:
     raise ValueError(f"Unknown wam config argument(s) {unknown}; use a variant from "
-                     f"{tuple(wam_config.VARIANTS)}, a task from {TASKS}, 'regression' "
+                     f"{tuple(wam_config.VARIANTS)}, a task from {TASKS}, 'regression', 'bc' "
                      "and/or 'runlocal'.")
   runlocal = "runlocal" in parts
   variant = next((p for p in parts if p in wam_config.VARIANTS), "toy" if runlocal else "small")
@@ -47,12 +48,21 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.model = wam_config.model_config(variant)
   if "regression" in parts:
     config.model.objective = "regression"
+  if "bc" in parts:
+    # The behaviour-cloning baseline (VLA-style): the same backbone and inputs, trained
+    # on the action chunk alone (always in policy mode, no video or joint targets).
+    config.model.loss_weights.video = 0.0
+    config.model.loss_weights.state = 0.0
+    config.model.given_action_prob = 0.0
 
   # Where the data comes from (read by experiments.train, not by the library trainer).
   config.dojo = config_dict.ConfigDict(dict(
       task=next((p for p in parts if p in TASKS), "reach"), num_episodes=1000,
       cameras=("front", "wrist"), image_size=(64, 64), noise=0.1, seed=0,
-      val_fraction=0.05, data_dir=""))
+      val_fraction=0.05, data_dir="",
+      # Demonstrations use the "seen" instruction combinations only, so closed-loop
+      # evaluation (experiments.evaluate) can test held-out ones.
+      instructions="seen"))
   config.data.cameras = ("front", "wrist")
   config.data.image_size = (64, 64)
   config.data.num_frames = 4
@@ -82,7 +92,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.log_every = 50
     config.checkpoint_every = 250
     config.eval.every = 500
-    config.eval.batch_size = 8
+    config.eval.batch_size = 32
     config.eval.flow_steps = 1
   return config
 

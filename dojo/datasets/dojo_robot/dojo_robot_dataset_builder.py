@@ -53,6 +53,7 @@ class DojoRobotConfig(tfds.core.BuilderConfig):
   batch_size: int = 64           # envs simulated at once while collecting
   val_fraction: float = 0.05
   impl: str = "auto"             # physics implementation (dojo.physics)
+  instructions: str = "all"      # all | seen (leave held-out combinations for evaluation)
 
 
 def _configs() -> list[DojoRobotConfig]:
@@ -71,7 +72,7 @@ def _configs() -> list[DojoRobotConfig]:
 @functools.lru_cache(maxsize=8)
 def _spec(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str
           ) -> EpisodeSpec:
-  env = _load(task, cameras, image_size, impl)
+  env = _load(task, cameras, image_size, impl, "all")
   slots = env.data_slots()
   return EpisodeSpec(
       embodiment=env.embodiment, source="sim", cameras=tuple(cameras),
@@ -81,10 +82,11 @@ def _spec(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl
 
 
 @functools.lru_cache(maxsize=8)  # the spec and the collection share one env
-def _load(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str):
+def _load(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str,
+          instructions: str):
   import dojo  # pylint: disable=import-outside-toplevel
   return dojo.load(task, cameras=tuple(cameras), image_height=image_size[0],
-                   image_width=image_size[1], impl=impl)
+                   image_width=image_size[1], impl=impl, instructions=instructions)
 
 
 class Builder(EpisodeBuilder):
@@ -111,7 +113,7 @@ class Builder(EpisodeBuilder):
     episode_dir = self._episodes_dir
     if episode_dir is None:
       episode_dir = os.path.join(dl_manager.download_dir, "dojo_robot", c.name, "episodes")
-      env = _load(c.task, tuple(c.cameras), tuple(c.image_size), c.impl)
+      env = _load(c.task, tuple(c.cameras), tuple(c.image_size), c.impl, c.instructions)
       num_steps = c.num_steps if c.num_steps > 0 else env.config.episode_length
       logging.info("Collecting %d %s episodes into %s", c.num_episodes, c.task, episode_dir)
       collect_lib.collect_to_dir(

@@ -1,0 +1,213 @@
+"""How a trained world action model reads a Dojo task's observations and writes actions.
+
+A WAM sees normalised, padded vectors (``wam.data``: per-dataset statistics, layouts
+shared by a mixture of robots), frames at its own resolution and cameras, and byte
+tokens of the instruction. ``ModelIO`` holds those conversions for one (model, task)
+pair as pure JAX functions on *unbatched* values, so the neural simulator, the
+policy-mode controller and the planners share one definition of them, and a task that
+does not fit the model (another robot, a camera the model never saw, an image size
+that does not rescale by an integer factor) fails at construction with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wam.data import images
+from wam.data import text as text_lib
+from wam.data.layout import Layout
+from wam.data.statistics import VectorStatistics
+from wam.model import WorldActionModel
+
+
+class ModelTaskMismatchError(ValueError):
+  """A task's observations or actions do not fit a model's inputs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Vector:
+  """Normalisation and placement of one vector (joints, proprio or action)."""
+  index: np.ndarray      # where each env dimension goes in the model's layout
+  model_dim: int
+  shift: np.ndarray      # normalised = (x - shift) * scale, per env dimension
+  scale: np.ndarray
+
+  def to_model(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Env vector [..., D_env] -> (normalised padded [..., D_model], mask)."""
+    y = (x.astype(jnp.float32) - self.shift) * self.scale
+    lead = x.shape[:-1]
+    out = jnp.zeros(lead + (self.model_dim,), jnp.float32).at[..., self.index].set(y)
+    mask = jnp.zeros((self.model_dim,), bool).at[self.index].set(True)
+    return out, jnp.broadcast_to(mask, out.shape)
+
+  def to_env(self, y: jax.Array) -> jax.Array:
+    """Normalised padded [..., D_model] -> env vector [..., D_env]."""
+    safe = np.where(self.scale != 0, self.scale, 1.0)
+    return jnp.where(self.scale != 0, y[..., self.index] / safe + self.shift, self.shift)
+
+
+def _vector(name: str, env_layout: Layout, model_layout: Layout,
+            stats: Optional[VectorStatistics], normalization: str) -> _Vector:
+  try:
+    index = model_layout.scatter_index(env_layout)
+  except (KeyError, ValueError) as e:
+    raise ModelTaskMismatchError(
+        f"The task's {name} slots {env_layout.names} do not fit the model's {name} layout "
+        f"{model_layout.names}: {e}") from None
+  d = env_layout.dim
+  shift, scale = np.zeros(d, np.float32), np.ones(d, np.float32)
+  if stats is not None and normalization == "mean_std":
+    shift = np.asarray(stats.mean, np.float32)
+    scale = np.where(stats.std > 1e-6, 1.0 / np.maximum(stats.std, 1e-6), 0.0)
+  elif stats is not None and normalization == "bounds":
+    span = stats.q99 - stats.q01
+    # bounds: 2 (x - q01) / span - 1  ==  (x - (q01 + span / 2)) * (2 / span).
+    shift = np.asarray(stats.q01 + span / 2, np.float32)
+    scale = np.where(span > 1e-6, 2.0 / np.maximum(span, 1e-6), 0.0)
+  elif normalization not in ("none", "mean_std", "bounds"):
+    raise ValueError(f"Unknown normalisation {normalization!r}.")
+  return _Vector(index, model_layout.dim, shift.astype(np.float32),
+                 np.asarray(scale, np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelIO:
+  """Conversions between one Dojo task and one trained model (all unbatched, pure).
+
+  Build with :meth:`create`. Attributes are constants (numpy), so a ``ModelIO`` can be
+  closed over by jitted functions.
+  """
+
+  cameras: tuple[str, ...]
+  image_size: tuple[int, int]
+  joints: _Vector
+  proprio: _Vector
+  action: _Vector
+  action_chunk: int
+  env_action_size: int
+  embodiment_id: int
+  instruction_tokens: np.ndarray    # [num_instructions, L] int32
+  instruction_mask: np.ndarray      # [num_instructions, L] bool
+
+  @classmethod
+  def create(cls, model: WorldActionModel, metadata, task, *,
+             dataset: Optional[str] = None) -> "ModelIO":
+    """Checks that ``task`` fits ``model`` and builds the conversions.
+
+    Args:
+      model: a trained model (``wam.trainer.load``).
+      metadata: its ``RunMetadata`` (statistics, layouts, embodiments, data config).
+      task: an ``MjxTask`` (or anything with ``data_slots()``, ``embodiment``,
+        ``instruction_space`` and ``observation_size``).
+      dataset: whose statistics normalise the task's vectors (default: the run's first
+        dataset whose embodiment is the task's).
+
+    Raises:
+      ModelTaskMismatchError: the task's robot, cameras, image size or vector slots do
+        not fit the model.
+    """
+    extra = metadata.extra or {}
+    data_config = metadata.config["data"]
+    embodiments = list(extra.get("embodiments", []))
+    if task.embodiment not in embodiments:
+      raise ModelTaskMismatchError(
+          f"The model was trained on embodiments {embodiments}; the task's robot is "
+          f"{task.embodiment!r}.")
+    names = list(extra.get("datasets", []))
+    if dataset is None:
+      dataset = names[embodiments.index(task.embodiment)] if len(names) == len(
+          embodiments) else names[0]
+    statistics = (metadata.statistics or {}).get(dataset, {})
+    sizes = task.observation_size
+    cameras = tuple(data_config["cameras"])
+    image_size = tuple(data_config["image_size"])
+    for cam in cameras:
+      key = f"pixels/{cam}"
+      if key not in sizes:
+        raise ModelTaskMismatchError(
+            f"The model reads camera {cam!r}; the task renders "
+            f"{sorted(k[len('pixels/'):] for k in sizes if k.startswith('pixels/'))}.")
+      try:
+        images.resize_plan(sizes[key][:2], image_size)
+      except ValueError as e:
+        raise ModelTaskMismatchError(f"Camera {cam!r}: {e}") from None
+    layouts = extra.get("layouts", {})
+    slots = task.data_slots()
+    normalization = data_config.get("normalization", "mean_std")
+
+    def vector(name):
+      stats = statistics.get(name)
+      stats = VectorStatistics.from_json(stats) if isinstance(stats, Mapping) else stats
+      return _vector(name, Layout.of(slots[name]), Layout.of(layouts[name]), stats,
+                     normalization)
+
+    space = task.instruction_space
+    tokens, masks = zip(*(text_lib.encode(space.text(i), model.dims.instruction_length)
+                          for i in range(len(space.combinations))))
+    io = cls(cameras, image_size, vector("joints"), vector("proprio"),
+             vector("action"), model.dims.action_chunk, task.action_size,
+             embodiments.index(task.embodiment), np.stack(tokens), np.stack(masks))
+    if io.action.model_dim != model.dims.action:
+      raise ModelTaskMismatchError(f"Model actions have {model.dims.action} dims, the "
+                                   f"layout {io.action.model_dim}.")
+    return io
+
+  # ----------------------------------------------------------------- observations
+
+  def frames(self, obs: Mapping[str, jax.Array]) -> jax.Array:
+    """The model's cameras at its resolution: uint8 [V, H, W, 3].
+
+    Rescaled by whole factors as the data loader does (``wam.data.images``: area
+    down-sampling, nearest up-sampling); frames already at the model's size (the neural
+    simulator's) pass unchanged.
+    """
+    out = []
+    for cam in self.cameras:
+      image = obs[f"pixels/{cam}"]
+      plan = images.resize_plan(image.shape[:2], self.image_size)
+      for axis, (kind, factor) in zip((0, 1), plan):
+        if kind == "down":
+          shape = image.shape[:axis] + (image.shape[axis] // factor, factor) + image.shape[
+              axis + 1:]
+          image = image.reshape(shape).astype(jnp.float32).mean(axis=axis + 1)
+        elif kind == "up":
+          image = jnp.repeat(image, factor, axis=axis)
+      out.append(jnp.clip(jnp.round(image), 0, 255).astype(jnp.uint8))
+    return jnp.stack(out)
+
+  def observation(self, obs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """One time step of model inputs (``wam.data`` field names, no batch/time axes)."""
+    joints, joints_mask = self.joints.to_model(obs["joints"])
+    proprio, proprio_mask = self.proprio.to_model(obs["proprio"])
+    return {"frames": self.frames(obs), "joints": joints, "joints_mask": joints_mask,
+            "proprio": proprio, "proprio_mask": proprio_mask,
+            "camera_mask": jnp.ones((len(self.cameras),), bool),
+            "embodiment": jnp.asarray(self.embodiment_id, jnp.int32)}
+
+  def instruction(self, instruction_id: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Byte tokens and mask [L] of an instruction id (``state.info["instruction"]``)."""
+    return (jnp.asarray(self.instruction_tokens)[instruction_id],
+            jnp.asarray(self.instruction_mask)[instruction_id])
+
+  def state_to_env(self, state: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A predicted model state [S] (joints + proprio, normalised) -> env joints, proprio."""
+    j = self.joints.model_dim
+    return self.joints.to_env(state[..., :j]), self.proprio.to_env(state[..., j:])
+
+  # ----------------------------------------------------------------- actions
+
+  def actions_to_model(self, actions: jax.Array) -> jax.Array:
+    """Env actions [..., K, A_env] in [-1, 1] -> normalised model actions [..., K, A]."""
+    if actions.shape[-1] != self.env_action_size:
+      raise ModelTaskMismatchError(f"Actions have {actions.shape[-1]} dims; the task's "
+                                   f"action size is {self.env_action_size}.")
+    return self.action.to_model(jnp.clip(actions, -1.0, 1.0))[0]
+
+  def actions_to_env(self, actions: jax.Array) -> jax.Array:
+    """Normalised model actions [..., K, A] -> env actions [..., K, A_env] in [-1, 1]."""
+    return jnp.clip(self.action.to_env(actions), -1.0, 1.0)

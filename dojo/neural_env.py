@@ -1,0 +1,178 @@
+"""The neural simulator: a Dojo env whose engine is a trained world action model.
+
+``NeuralEnv`` implements the Env contract (``dojo.env``) with dreams instead of physics:
+
+- ``reset(rng)`` resets the *task* (MJX physics draws the scene, the instruction and
+  renders the first frame, as DreamDojo starts every dream from a real first frame),
+  encodes the instruction and observes that first frame into the model's KV cache.
+- ``step(state, action)`` takes one **action chunk** (``chunk * A`` values, flat, the
+  interface of ``dojo.wrappers.ChunkWrapper`` around the physics env), dreams the next
+  frame latents and joints in world-model mode (``wam.dream.predict`` with the chunk
+  given), renders the frame, and appends the dreamed observation to the cache (open-loop
+  dreaming: the model continues from its own imagination).
+- Reward, success and the ``privileged`` observation come from the task's own functions
+  applied to the dreamed joints: the predicted joint angles (and velocities) are written
+  into the physics state of the reset and forward kinematics places the robot; what the
+  model does not predict (the scene's objects) stays as reset. Tasks whose reward
+  depends on moved objects (push, pick_place) are therefore scored on the robot alone.
+
+``State.data`` holds the cache, the last latents/state and the kinematic physics state;
+everything is unbatched and jit-able, so ``VmapWrapper``/``wrap_for_training`` batch it
+and ``brax.training`` PPO and the planners use it exactly like the MJX env. A dream has
+at most ``max_plan_steps = model.max_blocks - 1`` chunks (the cache's size); the
+episode ends (``done``, ``metrics["context_full"]``) when it is full.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+from mujoco import mjx
+
+from dojo.env import Env, State
+from dojo.model_io import ModelIO, ModelTaskMismatchError
+from wam import dream
+from wam.model import WorldActionModel
+
+RENDERS = ("anchored", "decoded")
+
+
+class NeuralEnv(Env):
+  """A Dojo env dreamed by a world action model (see the module docstring)."""
+
+  def __init__(self, model: WorldActionModel, io: ModelIO, task, *, flow_steps: int = 1,
+               render: str = "anchored", max_chunks: Optional[int] = None):
+    """Args:
+
+    model: the trained model (its parameters are constants of the env).
+    io: ``ModelIO.create(model, metadata, task)``.
+    task: the MJX task whose reset, reward and success functions the dream uses.
+    flow_steps: Euler steps per dreamed chunk (1 is fastest).
+    render: ``"anchored"`` (first real frame plus the decoded change of latents) or
+      ``"decoded"`` (the decoder's output), as in ``wam.dream.dream``.
+    max_chunks: chunks per dream before the episode ends (default: all the model's
+      context allows, ``max_blocks - 1``).
+    """
+    if render not in RENDERS:
+      raise ValueError(f"Unknown render {render!r}; choose from {RENDERS}.")
+    if flow_steps < 1:
+      raise ValueError(f"flow_steps must be positive, got {flow_steps}.")
+    limit = model.config.max_blocks - 1
+    max_chunks = limit if max_chunks is None else max_chunks
+    if not 1 <= max_chunks <= limit:
+      raise ValueError(f"max_chunks ({max_chunks}) must be in [1, model.max_blocks - 1 = "
+                       f"{limit}]: the model's context holds {limit + 1} blocks.")
+    if io.env_action_size != task.action_size:
+      raise ModelTaskMismatchError(f"ModelIO was built for {io.env_action_size} actions, "
+                                   f"the task has {task.action_size}.")
+    self.model, self.io, self.task = model, io, task
+    self.flow_steps, self.render, self.max_chunks = flow_steps, render, max_chunks
+    self.chunk = model.dims.action_chunk
+    self._qpos_idx = task._qpos_idx   # pylint: disable=protected-access
+    self._qvel_idx = task._qvel_idx   # pylint: disable=protected-access
+
+  # ---------------------------------------------------------------- contract
+
+  @property
+  def action_size(self) -> int:
+    return self.chunk * self.task.action_size
+
+  @property
+  def max_plan_steps(self) -> int:
+    """Chunks a planner may dream from a reset (the model's context limit)."""
+    return self.max_chunks
+
+  @property
+  def dt(self) -> float:
+    return self.chunk * self.task.dt
+
+  @property
+  def observation_size(self) -> dict[str, tuple[int, ...]]:
+    obs = jax.eval_shape(self.reset, jax.random.key(0)).obs
+    return {k: tuple(v.shape) for k, v in obs.items()}
+
+  def reset(self, rng: jax.Array) -> State:
+    real = self.task.reset(rng)
+    return self.start(real)
+
+  def start(self, real: State) -> State:
+    """A dream starting from a real (physics) task state, e.g. mid-episode."""
+    io, model = self.io, self.model
+    obs = io.observation(real.obs)
+    tokens, mask = io.instruction(real.info["instruction"])
+    b = lambda x: x[None]
+    cache = dream.start(model, b(tokens), b(mask), b(obs["camera_mask"]),
+                        num_blocks=self.max_chunks + 1)
+    z = model.latents(obs["frames"][None, None])[:, 0]
+    state, state_mask = model.state_of({k: b(b(obs[k])) for k in
+                                        ("joints", "joints_mask", "proprio", "proprio_mask")})
+    state, state_mask = state[:, 0], state_mask[:, 0]
+    cache = dream.observe(model, cache, 0, z, state, state_mask, b(obs["camera_mask"]),
+                          b(obs["embodiment"]))
+    anchor = obs["frames"].astype(jnp.float32) / 255.0
+    data = {"cache": cache, "block": jnp.zeros((), jnp.int32), "latents": z[0],
+            "state": (state * state_mask)[0], "state_mask": state_mask[0],
+            "anchor": anchor, "base": dream.decode_latents(model, z)[0],
+            "physics": real.data}
+    info = {**real.info, "dream_rng": jax.random.fold_in(real.info["rng"], 1)}
+    metrics = {**real.metrics, "context_full": jnp.zeros(())}
+    return State(data, self._obs(obs["frames"], real.obs), real.reward, real.done,
+                 metrics, info)
+
+  def step(self, state: State, action: jax.Array) -> State:
+    if action.shape != (self.action_size,):
+      raise ValueError(f"NeuralEnv.step: action has shape {action.shape}, expected "
+                       f"({self.action_size},) = chunk {self.chunk} x "
+                       f"{self.task.action_size} (batch with the vmap wrapper).")
+    invalid = ~jnp.all(jnp.isfinite(action))
+    action = jnp.where(invalid, 0.0, action).reshape(self.chunk, self.task.action_size)
+    model, io, d = self.model, self.io, state.data
+    cam = jnp.ones((1, len(io.cameras)), bool)
+    emb = jnp.full((1,), io.embodiment_id, jnp.int32)
+    rng = jax.random.fold_in(state.info["dream_rng"], d["block"])
+    out = dream.predict(model, d["cache"], d["block"], dream.block_noise(model, rng, 1),
+                        last_latents=d["latents"][None], last_state=d["state"][None],
+                        camera_mask=cam, embodiment=emb,
+                        actions=io.actions_to_model(action)[None],
+                        flow_steps=self.flow_steps)
+    block = d["block"] + 1
+    cache = dream.observe(model, d["cache"], block, out.frames, out.state,
+                          d["state_mask"][None], cam, emb)
+    frame = dream.decode_latents(model, out.frames)[0]
+    if self.render == "anchored":
+      frame = d["anchor"] + frame - d["base"]
+    frames = jnp.clip(jnp.round(frame * 255.0), 0, 255).astype(jnp.uint8)
+    new_state = out.state[0] * d["state_mask"]
+    joints, proprio = io.state_to_env(new_state)
+    physics_state = self._place_robot(d["physics"], joints, proprio)
+    reward, terms = self.task._reward(physics_state, state.info, action[-1])  # pylint: disable=protected-access
+    success = self.task._success(physics_state, state.info)  # pylint: disable=protected-access
+    full = block >= self.max_chunks
+    terminate = self.task.config.terminate_on_success
+    done = invalid | full | (success & terminate)
+    data = {**d, "cache": cache, "block": block, "latents": out.frames[0],
+            "state": new_state, "physics": physics_state}
+    metrics = {**state.metrics, **terms, "success": success.astype(jnp.float32),
+               "invalid_action": invalid.astype(jnp.float32),
+               "context_full": full.astype(jnp.float32)}
+    info = {**state.info, "step": state.info["step"] + self.chunk}
+    obs = self._obs(frames, {"joints": joints, "proprio": proprio,
+                             "privileged": self.task._privileged(physics_state, info)})  # pylint: disable=protected-access
+    return state.replace(data=data, obs=obs, reward=jnp.where(invalid, 0.0, reward),
+                         done=done.astype(jnp.float32), metrics=metrics, info=info)
+
+  # ---------------------------------------------------------------- helpers
+
+  def _obs(self, frames: jax.Array, real_obs: Mapping[str, Any]) -> dict[str, jax.Array]:
+    obs = {f"pixels/{cam}": frames[v] for v, cam in enumerate(self.io.cameras)}
+    for key in ("joints", "proprio", "privileged"):
+      obs[key] = jnp.asarray(real_obs[key], jnp.float32)
+    return obs
+
+  def _place_robot(self, data, joints: jax.Array, proprio: jax.Array):
+    """The physics state with the robot at the dreamed joints (forward kinematics)."""
+    qpos = data.qpos.at[self._qpos_idx].set(joints)
+    qvel = data.qvel.at[self._qvel_idx].set(proprio[:len(self._qvel_idx)])
+    return mjx.forward(self.task.mjx_model, data.replace(qpos=qpos, qvel=qvel))

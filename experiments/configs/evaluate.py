@@ -1,0 +1,50 @@
+r"""Closed-loop evaluation in MJX physics: policy mode, BC, dreaming and the oracle.
+
+Command (after `make demo` and the BC run below):
+
+  python -m experiments.train --config=experiments/configs/wam.py:runlocal,bc \
+      --workdir=workdir/bc
+  python -m experiments.evaluate --config=experiments/configs/evaluate.py:runlocal \
+      --workdir=workdir/eval --config.wam=workdir/demo --config.bc=workdir/bc
+
+Argument: `runlocal` (20 episodes per cell, small planners: minutes on a 2-core CPU) or
+nothing (100 episodes per cell).
+
+Controllers (`config.controllers`): `policy` (the WAM generates its chunk with the
+frames it expects; receding horizon; real observations re-injected), `bc` (the
+behaviour-cloning baseline), `dream_cem` (CEM over action chunks inside the neural
+simulator built from the WAM), `physics_cem` (CEM inside MJX physics: the oracle) and
+`expert` (the scripted expert). Each runs on `seen` instruction combinations (those of
+the demonstrations) and on held-out `unseen` ones.
+
+Output: `results.json`, `results.md` (success rates with 95% Wilson intervals) and
+`videos/<controller>_<split>.gif`. Measured figures are in docs/RESULTS.md.
+"""
+
+from ml_collections import config_dict
+
+
+def get_config(arg: str = "") -> config_dict.ConfigDict:
+  """The evaluation config; ``arg``: "" or "runlocal"."""
+  if arg not in ("", "runlocal"):
+    raise ValueError(f"Unknown evaluate config argument {arg!r}; use '' or 'runlocal'.")
+  runlocal = arg == "runlocal"
+  return config_dict.ConfigDict(dict(
+      wam="",                 # workdir (or checkpoint dir) of the trained WAM
+      bc="",                  # workdir of the behaviour-cloning baseline ("" = skip bc)
+      task="reach",
+      controllers=("expert", "policy", "bc", "dream_cem", "physics_cem"),
+      splits=("seen", "unseen"),
+      num_episodes=20 if runlocal else 100,
+      num_chunks=12,          # 12 chunks x 4 steps = 48 control steps (reach: 50)
+      cameras=("front",),     # rendered by the physics env; the model reads its own
+      image_size=(64, 64),    # the resolution the demonstrations were collected at
+      flow_steps=1,
+      planner=config_dict.ConfigDict(dict(
+          method="cem", horizon=3, num_samples=32 if runlocal else 128,
+          num_elites=4 if runlocal else 16, iterations=3, init_std=0.5, min_std=0.05,
+          smoothing=0.0, discount=1.0)),
+      batch_size=10 if runlocal else 25,   # episodes run side by side
+      video_episodes=4,
+      seed=0,
+  ))

@@ -1,0 +1,134 @@
+"""The neural simulator honours the Env contract and dreams what ``wam.dream`` dreams."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dojo import planners, wrappers
+from dojo.model_io import ModelIO, ModelTaskMismatchError
+from dojo.neural_env import NeuralEnv
+from tests.dojo import neural_fixtures as nf
+from wam import dream
+
+
+@pytest.fixture(scope="module")
+def setup():
+  task = nf.toy_task()
+  model, metadata = nf.toy_model(task)
+  io = ModelIO.create(model, metadata, task)
+  env = NeuralEnv(model, io, task)
+  return task, model, metadata, io, env
+
+
+@pytest.fixture(scope="module")
+def jitted(setup):
+  env = setup[-1]
+  return jax.jit(env.reset), jax.jit(env.step)
+
+
+def test_contract_shapes_and_context_limit(setup, jitted):
+  task, model, _, _, env = setup
+  reset, step = jitted
+  assert env.action_size == nf.CHUNK * task.action_size
+  assert env.max_plan_steps == model.config.max_blocks - 1
+  sizes = env.observation_size
+  assert sizes["pixels/front"] == (nf.MODEL_IMAGE, nf.MODEL_IMAGE, 3)
+  assert sizes["joints"] == task.observation_size["joints"]
+  state = reset(jax.random.key(0))
+  assert state.obs["pixels/front"].dtype == jnp.uint8
+  rewards = []
+  for i in range(env.max_plan_steps):
+    state = step(state, jnp.full((env.action_size,), 0.2))
+    rewards.append(float(state.reward))
+    assert set(state.obs) == set(sizes)
+    assert float(state.done) == float(i == env.max_plan_steps - 1)  # the cache is full
+  assert np.all(np.isfinite(rewards))
+  assert float(state.metrics["context_full"]) == 1.0
+  assert int(state.data["block"]) == env.max_plan_steps
+
+
+def test_reward_comes_from_the_task_on_dreamed_joints(setup, jitted):
+  task, *_ , env = setup
+  reset, step = jitted
+  state = step(reset(jax.random.key(1)), jnp.full((env.action_size,), -0.3))
+  data = state.data["physics"]
+  tip = data.site_xpos[task.site_id("tip")]
+  assert np.allclose(float(state.reward), -float(jnp.linalg.norm(tip - state.info["goal"])),
+                     atol=1e-5)
+  np.testing.assert_allclose(np.asarray(data.qpos[:2]), np.asarray(state.obs["joints"]),
+                             atol=1e-6)
+
+
+def test_steps_equal_an_open_loop_dream(setup, jitted):
+  """Stepping the env = ``wam.dream.dream`` with the same context, actions and noise."""
+  _, model, _, io, env = setup
+  reset, step = jitted
+  state = reset(jax.random.key(2))
+  obs = io.observation(state.obs)
+  tokens, mask = io.instruction(state.info["instruction"])
+  context = {k: v[None, None] for k, v in obs.items()
+             if k not in ("camera_mask", "embodiment")}
+  context.update(instruction=tokens[None], instruction_mask=mask[None],
+                 camera_mask=obs["camera_mask"][None], embodiment=obs["embodiment"][None])
+  actions = jax.random.uniform(jax.random.key(3), (3, env.action_size), minval=-1,
+                               maxval=1)
+  latents = []
+  for a in actions:
+    state = step(state, a)
+    latents.append(state.data["latents"])
+  chunks = io.actions_to_model(actions.reshape(3, nf.CHUNK, -1))[None]
+  out = dream.dream(model, context, state.info["dream_rng"], horizon=3, actions=chunks,
+                    flow_steps=1, decode=False)
+  np.testing.assert_allclose(np.stack(latents), np.asarray(out.latents[0]), atol=1e-4)
+
+
+def test_deterministic_and_batched(setup, jitted):
+  env = setup[-1]
+  reset, step = jitted
+  a = jnp.full((env.action_size,), 0.5)
+  s1 = step(reset(jax.random.key(4)), a)
+  s2 = step(reset(jax.random.key(4)), a)
+  np.testing.assert_array_equal(s1.obs["pixels/front"], s2.obs["pixels/front"])
+  batched = wrappers.VmapWrapper(env, batch_size=2)
+  states = batched.reset(jax.random.key(5))
+  states = jax.jit(batched.step)(states, jnp.stack([a, -a]))
+  assert states.obs["joints"].shape == (2, 2)
+  # A NaN action ends only its own env.
+  states = jax.jit(batched.step)(states, jnp.stack([a, jnp.full_like(a, jnp.nan)]))
+  np.testing.assert_array_equal(np.asarray(states.metrics["invalid_action"]), [0.0, 1.0])
+  assert np.all(np.isfinite(np.asarray(states.obs["joints"])))
+
+
+def test_planner_runs_in_the_dream(setup):
+  env = setup[-1]
+  config = planners.PlannerConfig(method="cem", horizon=2, chunk=1, num_samples=8,
+                                  num_elites=2, iterations=2)
+  planner = planners.make_planner(env, config, planners.task_reward_cost())
+  state = env.reset(jax.random.key(6))
+  plan, info = planner(state, jax.random.key(7))
+  assert plan.shape == (2, env.action_size)
+  assert np.all(np.diff(np.asarray(info["costs"])) <= 1e-6)
+  too_long = planners.PlannerConfig(horizon=env.max_plan_steps + 1, chunk=1)
+  with pytest.raises(ValueError, match="max_plan_steps"):
+    planners.make_planner(env, too_long, planners.task_reward_cost())
+
+
+def test_mismatched_task_or_settings_are_clear_errors(setup):
+  task, model, metadata, io, _ = setup
+  wrong_camera = nf.toy_task()
+  wrong_camera._cameras = {}  # renders nothing the model reads
+  with pytest.raises(ModelTaskMismatchError, match="camera 'front'"):
+    ModelIO.create(model, metadata, wrong_camera)
+  with pytest.raises(ModelTaskMismatchError, match="integer factor"):
+    ModelIO.create(model, metadata, nf.toy_task(image_height=24, image_width=24))
+  other = type(task)
+  other_robot = other.__new__(other)
+  other_robot.__dict__.update(task.__dict__)
+  other_robot.embodiment = "another_robot"
+  with pytest.raises(ModelTaskMismatchError, match="another_robot"):
+    ModelIO.create(model, metadata, other_robot)
+  with pytest.raises(ValueError, match="max_chunks"):
+    NeuralEnv(model, io, task, max_chunks=model.config.max_blocks)
+  with pytest.raises(ValueError, match="expected"):
+    NeuralEnv(model, io, task).step(setup[-1].reset(jax.random.key(0)), jnp.zeros(3))
