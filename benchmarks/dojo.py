@@ -31,18 +31,6 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed control steps per measurement.
 _IMPLS = flags.DEFINE_list("impls", ["warp", "jax"], "Physics implementations to measure.")
 
 
-def _time(fn, *args, repeats: int = 3) -> float:
-  """Best wall time of ``fn(*args)`` over ``repeats`` runs (after one warm-up)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  jax.block_until_ready(fn(*args))
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    best = min(best, time.perf_counter() - start)
-  return best
-
-
 def measure(task: str, impl: str, batch: int, steps: int) -> dict:
   """All measurements for one implementation."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -71,7 +59,7 @@ def measure(task: str, impl: str, batch: int, steps: int) -> dict:
 
   jax.block_until_ready(env_steps(state))
   env_compile = time.perf_counter() - t0
-  env_time = _time(env_steps, state)
+  env_time = results_lib.best_time(env_steps, state)
   env_sps = batch * steps * n_sub / env_time
 
   model = env.mjx_model
@@ -87,7 +75,7 @@ def measure(task: str, impl: str, batch: int, steps: int) -> dict:
   t0 = time.perf_counter()
   jax.block_until_ready(raw_steps(data))
   raw_compile = time.perf_counter() - t0
-  raw_time = _time(raw_steps, data)
+  raw_time = results_lib.best_time(raw_steps, data)
   raw_sps = batch * steps * n_sub / raw_time
 
   # C MuJoCo on the same model and batch, one thread per core.
@@ -113,7 +101,7 @@ def measure(task: str, impl: str, batch: int, steps: int) -> dict:
   t0 = time.perf_counter()
   jax.block_until_ready(render(data, info))
   render_compile = time.perf_counter() - t0
-  render_fps = batch / _time(render, data, info)
+  render_fps = batch / results_lib.best_time(render, data, info)
 
   return {
       "task": task, "impl": impl, "batch": batch, "substeps": n_sub,

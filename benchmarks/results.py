@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import time
+from typing import Any, Callable
 
 
 def write_json(path: str, results: Any) -> str:
@@ -14,3 +15,15 @@ def write_json(path: str, results: Any) -> str:
     json.dump(results, f, indent=2)
   print(f"wrote {path}", flush=True)
   return path
+
+
+def best_time(fn: Callable[..., Any], *args, repeats: int = 3) -> float:
+  """Best wall time of ``fn(*args)`` over ``repeats`` runs (after one warm-up call)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.block_until_ready(fn(*args))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - start)
+  return best

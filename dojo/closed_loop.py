@@ -26,7 +26,9 @@ def run_episodes(env: Env, controller: Any, rng: jax.Array, num_episodes: int,
   """Runs a controller for ``num_chunks`` chunks in ``num_episodes`` episodes of ``env``.
 
   Args:
-    env: an unbatched physics env whose actions the controller's chunks are made of.
+    env: an unbatched env: one that steps single actions (physics; a chunk is executed
+      step by step) or whole flat chunks (``NeuralEnv``, ``ChunkWrapper``: policies
+      are then evaluated in the dream).
     controller: has ``init(state) -> carry``, ``act(carry, state, rng) -> (actions
       [K, A], carry)`` and ``chunk`` (K).
     rng: PRNG key; episode ``i`` uses ``fold_in(rng, i)`` whatever the batching.
@@ -59,7 +61,11 @@ def run_episodes(env: Env, controller: Any, rng: jax.Array, num_episodes: int,
     def chunk(c, key_chunk):
       s, carry = c
       actions, carry = controller.act(carry, s, key_chunk)
-      s, (reward, success) = jax.lax.scan(execute, s, actions.reshape(k, -1))
+      if env.action_size == actions.size:   # the env steps whole chunks (NeuralEnv)
+        s, (reward, success) = jax.tree.map(lambda x: x[None],
+                                            execute(s, actions.reshape(-1)))
+      else:
+        s, (reward, success) = jax.lax.scan(execute, s, actions.reshape(k, -1))
       frame = s.obs[key] if key is not None else jnp.zeros(())
       return (s, carry), (reward, success, frame)
 

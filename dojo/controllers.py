@@ -10,7 +10,8 @@ Controllers:
 
 - ``WamPolicy`` (policy mode): the model denoises an action chunk jointly with the frames
   it expects (``wam.dream.act``); the chunk is executed (receding horizon) and the real
-  observation that follows replaces what the model imagined in its KV cache. A
+  observation that follows replaces what the model imagined in its KV cache (a window of
+  at most ``num_frames`` blocks, as in training, then it starts over). A
   behaviour-cloning model (same backbone, trained on actions only) acts the same way.
 - ``PlannerController``: a CEM/MPPI planner (``dojo.planners``) plans in a model of the
   world, MJX physics (the oracle) or the neural simulator (dreaming), from the real state;
@@ -45,26 +46,24 @@ class WamPolicy:
   def chunk(self) -> int:
     return self.model.dims.action_chunk
 
-  def _fresh_cache(self, state: State) -> dream.Cache:
-    tokens, mask = self.io.instruction(state.info["instruction"])
-    return dream.start(self.model, tokens[None], mask[None],
-                       jnp.ones((1, len(self.io.cameras)), bool),
-                       num_blocks=self.model.config.max_blocks)
-
   def init(self, state: State) -> dict[str, Any]:
-    return {"cache": self._fresh_cache(state), "block": jnp.zeros((), jnp.int32)}
+    tokens, mask = self.io.instruction(state.info["instruction"])
+    prefix = dream.start(self.model, tokens[None], mask[None],
+                         jnp.ones((1, len(self.io.cameras)), bool),
+                         num_blocks=self.model.dims.num_frames)
+    return {"cache": prefix, "prefix": prefix, "block": jnp.zeros((), jnp.int32)}
 
   def act(self, carry: dict[str, Any], state: State, rng: jax.Array
           ) -> tuple[jax.Array, dict[str, Any]]:
-    # A full context starts over from the current observation (the instruction is
-    # re-encoded; earlier blocks are forgotten).
-    full = carry["block"] >= self.model.config.max_blocks
-    cache = jax.lax.cond(full, lambda: self._fresh_cache(state), lambda: carry["cache"])
+    # The model was trained on windows of num_frames blocks: when they are used up the
+    # context starts over from the current observation (the instruction is kept).
+    full = carry["block"] >= self.model.dims.num_frames
+    cache = jax.tree.map(lambda p, c: jnp.where(full, p, c), carry["prefix"], carry["cache"])
     block = jnp.where(full, 0, carry["block"])
     obs = jax.tree.map(lambda x: x[None], self.io.observation(state.obs))
     actions, _, cache = dream.act(self.model, cache, block, obs, rng,
                                   flow_steps=self.flow_steps)
-    return self.io.actions_to_env(actions[0]), {"cache": cache, "block": block + 1}
+    return self.io.actions_to_env(actions[0]), {**carry, "cache": cache, "block": block + 1}
 
 
 @dataclasses.dataclass(frozen=True)

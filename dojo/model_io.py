@@ -157,6 +157,24 @@ class ModelIO:
                                    f"layout {io.action.model_dim}.")
     return io
 
+  @classmethod
+  def untrained(cls, model: WorldActionModel, task, cameras: tuple[str, ...]) -> "ModelIO":
+    """Conversions for a model built for ``task`` without training data (benchmarks).
+
+    No normalisation; the layouts are the task's own. The model's ``dims`` must match
+    the task (joints, proprio and action sizes).
+    """
+    from wam.checkpoint import RunMetadata  # pylint: disable=import-outside-toplevel
+    slots = task.data_slots()
+    d = model.dims
+    metadata = RunMetadata(
+        config={"data": {"cameras": list(cameras), "image_size": list(d.image_size),
+                         "normalization": "none"}},
+        statistics={}, example_batch={},
+        extra={"embodiments": [task.embodiment], "datasets": ["untrained"],
+               "layouts": {k: [list(x) for x in v] for k, v in slots.items()}})
+    return cls.create(model, metadata, task)
+
   # ----------------------------------------------------------------- observations
 
   def frames(self, obs: Mapping[str, jax.Array]) -> jax.Array:

@@ -18,14 +18,19 @@
 
 ``State.data`` holds the cache, the last latents/state and the kinematic physics state;
 everything is unbatched and jit-able, so ``VmapWrapper``/``wrap_for_training`` batch it
-and ``brax.training`` PPO and the planners use it exactly like the MJX env. A dream has
-at most ``max_plan_steps = model.max_blocks - 1`` chunks (the cache's size); the
-episode ends (``done``, ``metrics["context_full"]``) when it is full.
+and ``brax.training`` PPO and the planners use it exactly like the MJX env.
+
+Context: the model was trained on windows of ``model.dims.num_frames`` blocks, so the
+cache holds at most that many; when it is full the dream continues from its latest
+(dreamed) observation as block 0 (the instruction prefix is kept), never at block
+positions training did not see. A planner may plan ``max_plan_steps = num_frames - 1``
+chunks ahead (what one window covers); a dream ends after ``max_chunks`` chunks
+(``done``, ``metrics["dream_end"]``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +48,7 @@ class NeuralEnv(Env):
   """A Dojo env dreamed by a world action model (see the module docstring)."""
 
   def __init__(self, model: WorldActionModel, io: ModelIO, task, *, flow_steps: int = 1,
-               render: str = "anchored", max_chunks: Optional[int] = None):
+               render: str = "anchored", max_chunks: int = 16):
     """Args:
 
     model: the trained model (its parameters are constants of the env).
@@ -52,18 +57,18 @@ class NeuralEnv(Env):
     flow_steps: Euler steps per dreamed chunk (1 is fastest).
     render: ``"anchored"`` (first real frame plus the decoded change of latents) or
       ``"decoded"`` (the decoder's output), as in ``wam.dream.dream``.
-    max_chunks: chunks per dream before the episode ends (default: all the model's
-      context allows, ``max_blocks - 1``).
+    max_chunks: chunks per dream before the episode ends.
     """
     if render not in RENDERS:
       raise ValueError(f"Unknown render {render!r}; choose from {RENDERS}.")
     if flow_steps < 1:
       raise ValueError(f"flow_steps must be positive, got {flow_steps}.")
-    limit = model.config.max_blocks - 1
-    max_chunks = limit if max_chunks is None else max_chunks
-    if not 1 <= max_chunks <= limit:
-      raise ValueError(f"max_chunks ({max_chunks}) must be in [1, model.max_blocks - 1 = "
-                       f"{limit}]: the model's context holds {limit + 1} blocks.")
+    if max_chunks < 1:
+      raise ValueError(f"max_chunks must be positive, got {max_chunks}.")
+    self.window = model.dims.num_frames   # blocks per training window
+    if self.window < 2:
+      raise ValueError("The model was trained on 1-frame windows: it never predicted "
+                       "from an observation block, so it cannot be a simulator.")
     if io.env_action_size != task.action_size:
       raise ModelTaskMismatchError(f"ModelIO was built for {io.env_action_size} actions, "
                                    f"the task has {task.action_size}.")
@@ -81,8 +86,8 @@ class NeuralEnv(Env):
 
   @property
   def max_plan_steps(self) -> int:
-    """Chunks a planner may dream from a reset (the model's context limit)."""
-    return self.max_chunks
+    """Chunks a planner may dream from a real state: one training window's worth."""
+    return self.window - 1
 
   @property
   def dt(self) -> float:
@@ -103,21 +108,22 @@ class NeuralEnv(Env):
     obs = io.observation(real.obs)
     tokens, mask = io.instruction(real.info["instruction"])
     b = lambda x: x[None]
-    cache = dream.start(model, b(tokens), b(mask), b(obs["camera_mask"]),
-                        num_blocks=self.max_chunks + 1)
+    prefix = dream.start(model, b(tokens), b(mask), b(obs["camera_mask"]),
+                         num_blocks=self.window)
     z = model.latents(obs["frames"][None, None])[:, 0]
     state, state_mask = model.state_of({k: b(b(obs[k])) for k in
                                         ("joints", "joints_mask", "proprio", "proprio_mask")})
     state, state_mask = state[:, 0], state_mask[:, 0]
-    cache = dream.observe(model, cache, 0, z, state, state_mask, b(obs["camera_mask"]),
+    cache = dream.observe(model, prefix, 0, z, state, state_mask, b(obs["camera_mask"]),
                           b(obs["embodiment"]))
     anchor = obs["frames"].astype(jnp.float32) / 255.0
-    data = {"cache": cache, "block": jnp.zeros((), jnp.int32), "latents": z[0],
+    data = {"cache": cache, "prefix": prefix, "block": jnp.zeros((), jnp.int32),
+            "chunks": jnp.zeros((), jnp.int32), "latents": z[0],
             "state": (state * state_mask)[0], "state_mask": state_mask[0],
             "anchor": anchor, "base": dream.decode_latents(model, z)[0],
             "physics": real.data}
     info = {**real.info, "dream_rng": jax.random.fold_in(real.info["rng"], 1)}
-    metrics = {**real.metrics, "context_full": jnp.zeros(())}
+    metrics = {**real.metrics, "dream_end": jnp.zeros(())}
     return State(data, self._obs(obs["frames"], real.obs), real.reward, real.done,
                  metrics, info)
 
@@ -131,15 +137,19 @@ class NeuralEnv(Env):
     model, io, d = self.model, self.io, state.data
     cam = jnp.ones((1, len(io.cameras)), bool)
     emb = jnp.full((1,), io.embodiment_id, jnp.int32)
-    rng = jax.random.fold_in(state.info["dream_rng"], d["block"])
+    rng = jax.random.fold_in(state.info["dream_rng"], d["chunks"])
     out = dream.predict(model, d["cache"], d["block"], dream.block_noise(model, rng, 1),
                         last_latents=d["latents"][None], last_state=d["state"][None],
                         camera_mask=cam, embodiment=emb,
                         actions=io.actions_to_model(action)[None],
                         flow_steps=self.flow_steps)
-    block = d["block"] + 1
-    cache = dream.observe(model, d["cache"], block, out.frames, out.state,
-                          d["state_mask"][None], cam, emb)
+    # A full window starts over from the dreamed observation (prefix kept).
+    full = d["block"] + 1 >= self.window
+    block = jnp.where(full, 0, d["block"] + 1)
+    base = jax.tree.map(lambda p, c: jnp.where(full, p, c), d["prefix"], d["cache"])
+    cache = dream.observe(model, base, block, out.frames, out.state, d["state_mask"][None],
+                          cam, emb)
+    chunks = d["chunks"] + 1
     frame = dream.decode_latents(model, out.frames)[0]
     if self.render == "anchored":
       frame = d["anchor"] + frame - d["base"]
@@ -149,14 +159,14 @@ class NeuralEnv(Env):
     physics_state = self._place_robot(d["physics"], joints, proprio)
     reward, terms = self.task._reward(physics_state, state.info, action[-1])  # pylint: disable=protected-access
     success = self.task._success(physics_state, state.info)  # pylint: disable=protected-access
-    full = block >= self.max_chunks
+    end = chunks >= self.max_chunks
     terminate = self.task.config.terminate_on_success
-    done = invalid | full | (success & terminate)
-    data = {**d, "cache": cache, "block": block, "latents": out.frames[0],
+    done = invalid | end | (success & terminate)
+    data = {**d, "cache": cache, "block": block, "chunks": chunks, "latents": out.frames[0],
             "state": new_state, "physics": physics_state}
     metrics = {**state.metrics, **terms, "success": success.astype(jnp.float32),
                "invalid_action": invalid.astype(jnp.float32),
-               "context_full": full.astype(jnp.float32)}
+               "dream_end": end.astype(jnp.float32)}
     info = {**state.info, "step": state.info["step"] + self.chunk}
     obs = self._obs(frames, {"joints": joints, "proprio": proprio,
                              "privileged": self.task._privileged(physics_state, info)})  # pylint: disable=protected-access

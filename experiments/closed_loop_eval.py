@@ -38,15 +38,21 @@ CONTROLLERS = ("policy", "bc", "dream_cem", "physics_cem", "expert")
 SPLITS = ("seen", "unseen")
 
 
-class _Expert:
-  """The scripted expert, re-planned every step of a chunk from the chunk's first state."""
+class _Stateless:
+  """A controller without memory between chunks (``init`` returns a dummy carry)."""
 
-  def __init__(self, task, chunk: int):
-    self.task, self.chunk = task, chunk
+  chunk: int
 
   def init(self, state):
     del state
     return jnp.zeros(())
+
+
+class _Expert(_Stateless):
+  """The scripted expert's action at the chunk's first state, held for the chunk."""
+
+  def __init__(self, task, chunk: int):
+    self.task, self.chunk = task, chunk
 
   def act(self, carry, state, rng):
     action = self.task.expert_action(state, rng)
@@ -132,7 +138,131 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
       visualize.write_video(os.path.join(workdir, "videos", f"{name}_{split}.gif"), video,
                             fps=4)
       _write(workdir, results)
+  if config.policy_evaluation:
+    evaluate_policies_in_dreams(config, workdir, results)
+  if config.ppo.num_timesteps:
+    rl_in_dreams(config, workdir, results)
   return results
+
+
+def _policy(spec: str, config) -> tuple[str, str, int]:
+  """``"wam@500"`` -> (label, workdir, step)."""
+  name, _, step = spec.partition("@")
+  if name not in ("wam", "bc") or not step.isdigit():
+    raise ValueError(f"config.policy_evaluation entries look like 'wam@500' or 'bc@3500', "
+                     f"got {spec!r}.")
+  if not config[name]:
+    raise ValueError(f"config.policy_evaluation names {spec!r} but config.{name} is empty.")
+  return spec, config[name], int(step)
+
+
+def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
+                                results: dict) -> dict:
+  """Success of several policies in MJX and in the neural simulator, and the correlation.
+
+  The neural simulator is built from the final WAM (``config.wam``); every policy in
+  ``config.policy_evaluation`` (checkpoints of the WAM and BC runs) acts in policy mode
+  in both, on the ``seen`` instructions, from the same initial states.
+  """
+  from scipy import stats  # pylint: disable=import-outside-toplevel
+  specs = [_policy(s, config) for s in config.policy_evaluation]
+  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
+                   image_width=config.image_size[1], instructions="seen")
+  engine, engine_meta = trainer.load(config.wam)
+  dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
+                        flow_steps=config.flow_steps)
+  chunks = min(config.num_chunks, dream_env.max_plan_steps)
+  rows = []
+  for label, path, step in specs:
+    model, metadata = trainer.load(path, step)
+    policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
+                                   flow_steps=config.flow_steps)
+    row = {"policy": label}
+    for where, env in (("mjx", task), ("dream", dream_env)):
+      out = closed_loop.run_episodes(env, policy, jax.random.key(config.seed),
+                                     config.num_episodes, chunks,
+                                     batch_size=config.batch_size)
+      row[where] = closed_loop.summarize(out)["success_rate"]
+    rows.append(row)
+    logging.info("[evaluate] policy %s: success %.2f in MJX, %.2f in the dream", label,
+                 row["mjx"], row["dream"])
+  mjx_rates = np.array([r["mjx"] for r in rows])
+  dream_rates = np.array([r["dream"] for r in rows])
+  constant = np.ptp(mjx_rates) == 0 or np.ptp(dream_rates) == 0
+  out = {"policies": rows, "num_chunks": chunks,
+         "pearson": None if constant else float(stats.pearsonr(mjx_rates, dream_rates)[0]),
+         "spearman": None if constant else float(stats.spearmanr(mjx_rates, dream_rates)[0])}
+  results["policy_evaluation"] = out
+  _plot_policy_evaluation(rows, os.path.join(workdir, "policy_evaluation.png"))
+  _write(workdir, results)
+  return out
+
+
+def _plot_policy_evaluation(rows: list[dict], path: str) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(4, 4))
+  ax.plot([0, 1], [0, 1], color="0.8", lw=1)
+  for r in rows:
+    ax.scatter(r["mjx"], r["dream"])
+    ax.annotate(r["policy"], (r["mjx"], r["dream"]), fontsize=7)
+  ax.set(xlabel="success in MJX physics", ylabel="success in the neural simulator",
+         xlim=(-0.05, 1.05), ylim=(-0.05, 1.05))
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+class _BraxPolicy(_Stateless):
+  """A brax PPO policy (flat ``chunk * A`` actions from ``obs``) as a chunk controller."""
+
+  def __init__(self, policy, chunk: int):
+    self.policy, self.chunk = policy, chunk
+
+  def act(self, carry, state, rng):
+    action, _ = self.policy(state.obs, rng)
+    return action.reshape(self.chunk, -1), carry
+
+
+def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) -> dict:
+  """PPO trained inside the neural simulator vs the same PPO budget in MJX physics.
+
+  Both agents act on the same interface (one chunk per env step, the ``privileged``
+  observation: robot state from the dreamed joints and the target positions) and both
+  are scored in MJX physics on the seen instructions.
+  """
+  from dojo.brax_training import ppo_train  # pylint: disable=import-outside-toplevel
+  c = config.ppo
+  engine, engine_meta = trainer.load(config.wam)
+  chunk = engine.dims.action_chunk
+  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
+                   image_width=config.image_size[1], instructions="seen")
+  blind = dojo.load(config.task, cameras=(), instructions="seen")
+  dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
+                        flow_steps=config.flow_steps)
+  episode = min(config.num_chunks, dream_env.max_plan_steps)
+  out = {"num_timesteps": c.num_timesteps, "episode_chunks": episode}
+  for where, env in (("dream", dream_env), ("mjx", wrappers.ChunkWrapper(blind, chunk))):
+    start = time.time()
+    make_policy, params, _ = ppo_train(
+        env, num_timesteps=c.num_timesteps, num_envs=c.num_envs, episode_length=episode,
+        num_evals=2, unroll_length=c.unroll_length, batch_size=c.batch_size,
+        num_minibatches=c.num_minibatches, num_updates_per_batch=c.num_updates_per_batch,
+        learning_rate=c.learning_rate, entropy_cost=c.entropy_cost,
+        discounting=c.discounting, normalize_observations=True, seed=config.seed)
+    policy = _BraxPolicy(make_policy(params, deterministic=True), chunk)
+    episodes = closed_loop.run_episodes(blind, policy, jax.random.key(config.seed),
+                                        config.num_episodes, episode,
+                                        batch_size=config.batch_size)
+    summary = closed_loop.summarize(episodes)
+    summary["train_seconds"] = round(time.time() - start, 1)
+    out[f"trained_in_{where}"] = summary
+    logging.info("[evaluate] PPO trained in %s: success in MJX %.2f (95%% CI %.2f-%.2f)",
+                 where, summary["success_rate"], *summary["ci95"])
+  results["rl_in_dreams"] = out
+  _write(workdir, results)
+  return out
 
 
 def _write(workdir: str, results: dict) -> None:
@@ -157,4 +287,22 @@ def markdown_table(results: dict) -> str:
       cells.append("—" if r is None else
                    f"{r['success_rate']:.2f} ({r['ci95'][0]:.2f}–{r['ci95'][1]:.2f})")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  ranking = results.get("policy_evaluation")
+  if ranking:
+    lines += ["", "Policy evaluation in dreams (seen instructions):", "",
+              "| policy | success in MJX | success in the neural simulator |", "|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['mjx']:.2f} | {r['dream']:.2f} |"
+              for r in ranking["policies"]]
+    fmt = lambda v: "n/a (constant)" if v is None else f"{v:.3f}"
+    lines += ["", f"Pearson r = {fmt(ranking['pearson'])}, "
+                  f"Spearman rho = {fmt(ranking['spearman'])}."]
+  rl = results.get("rl_in_dreams")
+  if rl:
+    lines += ["", f"PPO, {rl['num_timesteps']} chunk steps, success in MJX physics:", "",
+              "| PPO trained in | success (95% CI) |", "|---|---|"]
+    for where in ("dream", "mjx"):
+      r = rl.get(f"trained_in_{where}")
+      if r:
+        lines.append(f"| {'the neural simulator' if where == 'dream' else 'MJX physics'} | "
+                     f"{r['success_rate']:.2f} ({r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}) |")
   return "\n".join(lines) + "\n"

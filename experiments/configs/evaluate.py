@@ -44,7 +44,17 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
           method="cem", horizon=3, num_samples=32 if runlocal else 128,
           num_elites=4 if runlocal else 16, iterations=3, init_std=0.5, min_std=0.05,
           smoothing=0.0, discount=1.0)),
+      # RL in dreams: brax PPO inside the neural simulator vs the same budget in MJX
+      # (num_timesteps counts chunk steps; 0 skips it).
+      ppo=config_dict.ConfigDict(dict(
+          num_timesteps=100_000 if runlocal else 2_000_000, num_envs=64, unroll_length=6,
+          batch_size=64, num_minibatches=4, num_updates_per_batch=4, learning_rate=1e-3,
+          entropy_cost=1e-3, discounting=0.95)),
       batch_size=10 if runlocal else 25,   # episodes run side by side
       video_episodes=4,
+      # Policy evaluation in dreams: these checkpoints ("wam@STEP" of config.wam,
+      # "bc@STEP" of config.bc) act in MJX and in the neural simulator; the correlation
+      # of their success rates is reported. () skips it.
+      policy_evaluation=("wam@500", "wam@1500", "wam@3500", "bc@500", "bc@3500"),
       seed=0,
   ))

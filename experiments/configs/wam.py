@@ -91,6 +91,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.optimizer.warmup_steps = 100
     config.log_every = 50
     config.checkpoint_every = 250
+    # Keep every checkpoint: experiments.evaluate scores policies from several steps.
+    config.max_checkpoints = 20
     config.eval.every = 500
     config.eval.batch_size = 32
     config.eval.flow_steps = 1

@@ -61,7 +61,7 @@ def test_runner_tells_a_good_controller_from_a_bad_one(setup):
 def test_policy_mode_runs_past_the_context_limit(setup):
   task, model, io = setup
   policy = controllers.WamPolicy(model, io)
-  chunks = model.config.max_blocks + 2   # the cache restarts once
+  chunks = 2 * model.dims.num_frames + 1   # the context starts over twice
   out = closed_loop.run_episodes(task, policy, jax.random.key(1), 2, chunks)
   assert out["return"].shape == (2,) and np.all(np.isfinite(out["return"]))
 

@@ -27,25 +27,28 @@ def jitted(setup):
   return jax.jit(env.reset), jax.jit(env.step)
 
 
-def test_contract_shapes_and_context_limit(setup, jitted):
-  task, model, _, _, env = setup
-  reset, step = jitted
+def test_contract_shapes_and_sliding_context(setup):
+  task, model, _, io, _ = setup
+  env = NeuralEnv(model, io, task, max_chunks=5)
+  reset, step = jax.jit(env.reset), jax.jit(env.step)
   assert env.action_size == nf.CHUNK * task.action_size
-  assert env.max_plan_steps == model.config.max_blocks - 1
+  assert env.max_plan_steps == model.dims.num_frames - 1   # one training window
   sizes = env.observation_size
   assert sizes["pixels/front"] == (nf.MODEL_IMAGE, nf.MODEL_IMAGE, 3)
   assert sizes["joints"] == task.observation_size["joints"]
   state = reset(jax.random.key(0))
   assert state.obs["pixels/front"].dtype == jnp.uint8
-  rewards = []
-  for i in range(env.max_plan_steps):
+  rewards, blocks = [], []
+  for i in range(5):
     state = step(state, jnp.full((env.action_size,), 0.2))
     rewards.append(float(state.reward))
+    blocks.append(int(state.data["block"]))
     assert set(state.obs) == set(sizes)
-    assert float(state.done) == float(i == env.max_plan_steps - 1)  # the cache is full
+    assert float(state.done) == float(i == 4)  # max_chunks
   assert np.all(np.isfinite(rewards))
-  assert float(state.metrics["context_full"]) == 1.0
-  assert int(state.data["block"]) == env.max_plan_steps
+  assert float(state.metrics["dream_end"]) == 1.0
+  # Never a block position beyond the training window: the context starts over.
+  assert blocks == [1, 2, 0, 1, 2], blocks
 
 
 def test_reward_comes_from_the_task_on_dreamed_joints(setup, jitted):
@@ -129,6 +132,23 @@ def test_mismatched_task_or_settings_are_clear_errors(setup):
   with pytest.raises(ModelTaskMismatchError, match="another_robot"):
     ModelIO.create(model, metadata, other_robot)
   with pytest.raises(ValueError, match="max_chunks"):
-    NeuralEnv(model, io, task, max_chunks=model.config.max_blocks)
+    NeuralEnv(model, io, task, max_chunks=0)
   with pytest.raises(ValueError, match="expected"):
     NeuralEnv(model, io, task).step(setup[-1].reset(jax.random.key(0)), jnp.zeros(3))
+
+
+@pytest.mark.slow
+def test_brax_ppo_trains_inside_the_dream(setup):
+  from dojo.brax_training import ppo_train  # pylint: disable=import-outside-toplevel
+  env = setup[-1]
+  progress = []
+  make_policy, params, _ = ppo_train(
+      env, num_timesteps=256, num_envs=8, episode_length=4, num_evals=2, unroll_length=4,
+      batch_size=8, num_minibatches=2, num_updates_per_batch=1, learning_rate=1e-3,
+      seed=0, progress_fn=lambda step, metrics: progress.append(
+          float(metrics["eval/episode_reward"])))
+  assert progress and np.all(np.isfinite(progress))
+  policy = make_policy(params, deterministic=True)
+  state = env.reset(jax.random.key(8))
+  action, _ = policy(state.obs, jax.random.key(9))
+  assert action.shape == (env.action_size,)
