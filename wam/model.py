@@ -128,7 +128,10 @@ class WorldActionModel(nnx.Module):
     # observation: each frame token sees the latent it is to change without having to
     # find it by attention (conditioning by concatenation, as video diffusion models do).
     self.pred_frame_in = layers.dense(rngs, 2 * c, d, ("latent", "embed"))
-    self.pred_state_in = layers.dense(rngs, 2 * dims.state, d, ("state", "embed"))
+    # The state token also reads the block's action chunk: in world-model mode the next
+    # joints follow the commanded ones, an effect it should not have to find by attention.
+    self.pred_state_in = layers.dense(rngs, 2 * dims.state + dims.action_chunk * dims.action,
+                                      d, ("state", "embed"))
     self.action_in = layers.dense(rngs, dims.action, d, ("action", "embed"))
     self.spatial = layers.embedding(rngs, self.frame_tokens, d, axis="positions")
     self.chunk_position = layers.embedding(rngs, dims.action_chunk, d, axis="positions")
@@ -214,8 +217,10 @@ class WorldActionModel(nnx.Module):
     frame = (self.pred_frame_in(jnp.concatenate([frames, last_latents.astype(frames.dtype)], -1))
              + self.spatial.embedding[...]
              + self.role(jnp.asarray(5)) + pos + t_vid)
-    st = (self.pred_state_in(jnp.concatenate([state, last_state.astype(state.dtype)], -1))
-          [:, :, None]) + self.role(jnp.asarray(6)) + pos + emb + t_vid
+    chunk = actions.reshape(actions.shape[:2] + (-1,)).astype(state.dtype)
+    st = (self.pred_state_in(jnp.concatenate([state, last_state.astype(state.dtype), chunk],
+                                             -1))[:, :, None]
+          + self.role(jnp.asarray(6)) + pos + emb + t_vid)
     x = jnp.concatenate([act, frame, st], 2).reshape(b, -1, act.shape[-1])
     k = self.dims.action_chunk
     valid = jnp.concatenate([jnp.ones((b, k), bool), self._frame_valid(camera_mask),
