@@ -50,8 +50,10 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
     return image_metrics.per_horizon(over_cameras(fn(pred, real)))
   j = model.dims.joints
   jmask = batch["joints_mask"][:, c:].astype(jnp.float32)
-  joint_err = (jnp.abs(world.state[..., :j] - batch["joints"][:, c:]) * jmask).sum() / (
-      jnp.maximum(jmask.sum(), 1.0))
+  def joint_mae(pred):
+    return (jnp.abs(pred - batch["joints"][:, c:]) * jmask).sum() / jnp.maximum(jmask.sum(), 1.0)
+  joint_err = joint_mae(world.state[..., :j])
+  joint_err_copy = joint_mae(batch["joints"][:, c - 1:c])   # "nothing moves"
   amask = batch["action_mask"][:, c - 1].astype(jnp.float32)
   action_err = (((policy.actions[:, 0] - batch["actions"][:, c - 1]) ** 2) * amask).sum() / (
       jnp.maximum(amask.sum(), 1.0))
@@ -63,6 +65,7 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
       "ssim_copy_last": horizon_metric(image_metrics.ssim, last),
       "psnr_reconstruction": horizon_metric(image_metrics.psnr, recon),
       "joint_mae": joint_err,
+      "joint_mae_copy_last": joint_err_copy,
       "action_mse": action_err,
       "dreamed": world.frames, "real": real, "num_context": jnp.asarray(c),
   }
@@ -87,6 +90,7 @@ class Evaluator:
     """Evaluates ``params``; logs scalars, writes a GIF, a PNG grid and horizon plots."""
     out = jax.device_get(self._run(params, self.batch, self.rng))
     scalars = {"eval/joint_mae": float(out["joint_mae"]),
+               "eval/joint_mae_copy_last": float(out["joint_mae_copy_last"]),
                "eval/action_mse": float(out["action_mse"])}
     for name in ("psnr", "ssim", "psnr_decoded", "psnr_copy_last", "ssim_copy_last",
                  "psnr_reconstruction"):
