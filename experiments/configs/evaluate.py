@@ -47,7 +47,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       # RL in dreams: brax PPO inside the neural simulator vs the same budget in MJX
       # (num_timesteps counts chunk steps; 0 skips it).
       ppo=config_dict.ConfigDict(dict(
-          num_timesteps=100_000 if runlocal else 2_000_000, num_envs=64, unroll_length=6,
+          num_timesteps=50_000 if runlocal else 2_000_000, num_envs=64, unroll_length=6,
           batch_size=64, num_minibatches=4, num_updates_per_batch=4, learning_rate=1e-3,
           entropy_cost=1e-3, discounting=0.95)),
       batch_size=10 if runlocal else 25,   # episodes run side by side

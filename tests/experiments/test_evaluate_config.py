@@ -1,0 +1,37 @@
+"""The closed-loop evaluation config, its input checks and its results table."""
+
+import pytest
+
+from experiments import closed_loop_eval
+from experiments.configs import evaluate as evaluate_config
+
+
+def test_config_variants_and_bad_argument():
+  full, local = evaluate_config.get_config(), evaluate_config.get_config("runlocal")
+  assert local.num_episodes < full.num_episodes
+  assert set(local.controllers) <= set(closed_loop_eval.CONTROLLERS)
+  with pytest.raises(ValueError, match="runlocal"):
+    evaluate_config.get_config("runlocl")
+
+
+def test_bad_settings_fail_before_any_compute(tmp_path):
+  config = evaluate_config.get_config("runlocal")
+  config.controllers = ("policy", "dreamcem")
+  with pytest.raises(KeyError, match="dreamcem"):
+    closed_loop_eval.evaluate(config, str(tmp_path))
+  config.controllers = ("policy",)
+  with pytest.raises(ValueError, match="config.wam"):
+    closed_loop_eval.evaluate(config, str(tmp_path))
+
+
+def test_markdown_table():
+  results = {"task": "reach", "num_episodes": 10, "num_chunks": 12, "controllers": {
+      "policy": {"seen": {"success_rate": 0.8, "ci95": [0.49, 0.94]}},
+      "bc": {"seen": {"success_rate": 0.5, "ci95": [0.24, 0.76]},
+             "unseen": {"success_rate": 0.1, "ci95": [0.02, 0.40]}}},
+      "policy_evaluation": {"policies": [{"policy": "wam@500", "mjx": 0.2, "dream": 0.3}],
+                            "pearson": None, "spearman": None}}
+  table = closed_loop_eval.markdown_table(results)
+  assert "| policy | 0.80 (0.49–0.94) | — |" in table
+  assert "| bc | 0.50 (0.24–0.76) | 0.10 (0.02–0.40) |" in table
+  assert "n/a (constant)" in table
