@@ -62,8 +62,8 @@ def run_episodes(env: Env, controller: Any, rng: jax.Array, num_episodes: int,
       s, carry = c
       actions, carry = controller.act(carry, s, key_chunk)
       if env.action_size == actions.size:   # the env steps whole chunks (NeuralEnv)
-        s, (reward, success) = jax.tree.map(lambda x: x[None],
-                                            execute(s, actions.reshape(-1)))
+        s, records = execute(s, actions.reshape(-1))
+        reward, success = jax.tree.map(lambda x: x[None], records)
       else:
         s, (reward, success) = jax.lax.scan(execute, s, actions.reshape(k, -1))
       frame = s.obs[key] if key is not None else jnp.zeros(())

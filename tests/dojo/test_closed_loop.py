@@ -84,3 +84,11 @@ def test_planners_act_from_physics_and_from_dreams(setup):
         planners.make_planner(wrappers.ChunkWrapper(blind, nf.CHUNK),
                               planners.PlannerConfig(chunk=2, horizon=1),
                               planners.task_reward_cost()), controllers.without_pixels, 2)
+
+
+def test_policies_can_be_scored_inside_the_dream(setup):
+  task, model, io = setup
+  env = NeuralEnv(model, io, task, max_chunks=3)
+  out = closed_loop.run_episodes(env, controllers.WamPolicy(model, io), jax.random.key(3),
+                                 2, 3)
+  assert out["success"].shape == (2,) and np.all(np.isfinite(out["return"]))
