@@ -171,7 +171,7 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
   engine, engine_meta = trainer.load(config.wam)
   dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
                         flow_steps=config.flow_steps)
-  chunks = min(config.num_chunks, dream_env.max_plan_steps)
+  chunks = min(config.num_chunks, dream_env.max_chunks)
   rows = []
   for label, path, step in specs:
     model, metadata = trainer.load(path, step)
@@ -241,7 +241,7 @@ def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) ->
   blind = dojo.load(config.task, cameras=(), instructions="seen")
   dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
                         flow_steps=config.flow_steps)
-  episode = min(config.num_chunks, dream_env.max_plan_steps)
+  episode = min(config.num_chunks, dream_env.max_chunks)
   out = {"num_timesteps": c.num_timesteps, "episode_chunks": episode}
   for where, env in (("dream", dream_env), ("mjx", wrappers.ChunkWrapper(blind, chunk))):
     start = time.time()
