@@ -187,14 +187,7 @@ class ModelIO:
     out = []
     for cam in self.cameras:
       image = obs[f"pixels/{cam}"]
-      plan = images.resize_plan(image.shape[:2], self.image_size)
-      for axis, (kind, factor) in zip((0, 1), plan):
-        if kind == "down":
-          shape = image.shape[:axis] + (image.shape[axis] // factor, factor) + image.shape[
-              axis + 1:]
-          image = image.reshape(shape).astype(jnp.float32).mean(axis=axis + 1)
-        elif kind == "up":
-          image = jnp.repeat(image, factor, axis=axis)
+      image = images.resize(image, images.resize_plan(image.shape[:2], self.image_size))
       out.append(jnp.clip(jnp.round(image), 0, 255).astype(jnp.uint8))
     return jnp.stack(out)
 

@@ -28,14 +28,17 @@ def resize_plan(size: tuple[int, int], target: tuple[int, int]) -> Plan:
 
 
 def resize(frames: np.ndarray, plan: Plan) -> np.ndarray:
-  """Applies ``plan`` to ``[..., H, W, C]`` frames; down-sampled results are float32."""
+  """Applies ``plan`` to ``[..., H, W, C]`` frames; down-sampled results are float32.
+
+  Uses array methods only, so numpy and (traced) JAX arrays both work.
+  """
   for axis, (kind, factor) in zip((frames.ndim - 3, frames.ndim - 2), plan):
     if kind == "down":  # area: the mean of each factor-long block
       shape = frames.shape[:axis] + (frames.shape[axis] // factor, factor) + frames.shape[
           axis + 1:]
       frames = frames.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
     elif kind == "up":  # nearest
-      frames = np.repeat(frames, factor, axis=axis)
+      frames = frames.repeat(factor, axis=axis)
   return frames
 
 
