@@ -35,7 +35,7 @@ from ml_collections import config_dict
 
 from wam import checkpoint as checkpoint_lib
 from wam import config as config_lib
-from wam import evaluation, flops, sharding
+from wam import evaluation, flops, sharding, transfer
 from wam.data import config as data_config
 from wam.data import pipeline as data_pipeline
 from wam.data.reader import EpisodeDataset
@@ -62,6 +62,10 @@ def default_config() -> config_dict.ConfigDict:
   c.mesh = config_dict.ConfigDict(dict(data=-1, fsdp=1))
   c.sharding_rules = sharding.DEFAULT_RULES
   c.distributed = False        # call jax.distributed.initialize() (multi-host)
+  # Start from another run's parameters where path and shape match (wam/transfer.py):
+  # pre-train -> post-train, or a new action space. Ignored when resuming this run.
+  c.init_from = ""             # a workdir or checkpoint directory; "" = fresh
+  c.init_from_step = -1        # -1: its latest checkpoint
   c.log_every = 50
   c.checkpoint_every = 500
   c.max_checkpoints = 3
@@ -222,6 +226,13 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
                                         optimizer, jax.random.key(config.seed)),
                    out_shardings=state_shardings)
     state = init()
+    if config.init_from:
+      params, report = transfer.transfer_params(
+          state["params"], config.init_from,
+          None if config.init_from_step < 0 else config.init_from_step)
+      logging.info("%s", report.summary())
+      state = dict(state, params=params, opt_state=jax.jit(
+          optimizer.init, out_shardings=state_shardings["opt_state"])(params))
   start_step = int(state["step"])
 
   # -- Update step ----------------------------------------------------------------------

@@ -172,3 +172,55 @@ def test_sharded_step_on_8_devices_equals_single_device():
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert out.returncode == 0, out.stderr[-3000:]
   assert "max difference" in out.stdout
+
+
+# ------------------------------------------------------------------ init_from (transfer)
+NEW_ACTIONS = EpisodeSpec(
+    embodiment="toy_hand", source="sim", cameras=("front",), image_size=(16, 16),
+    joints=Layout.of([("arm_joints", 3)]), proprio=Layout.of([("toy_proprio", 2)]),
+    action=Layout.of([("hand_targets", 5)]), fps=10.0)
+
+
+def test_init_from_copies_matching_params_into_a_new_action_space(uninterrupted,
+                                                                  tmp_path):
+  """Post-training on a different action layout keeps everything whose shape fits."""
+  _, source_dir, _ = uninterrupted
+  new_data = builder.write_dataset(
+      "toy_new_actions", NEW_ACTIONS,
+      {"train": lambda: synthetic.synthetic_episodes(NEW_ACTIONS, 4, 16),
+       "val": lambda: synthetic.synthetic_episodes(NEW_ACTIONS, 2, 16, seed=3)},
+      str(tmp_path / "data"))
+  config = tiny_config(new_data, tmp_path / "stats", num_steps=2)
+  config.init_from = source_dir
+  source, _ = trainer.load(source_dir)
+  stored = {jax.tree_util.keystr(p): v for p, v in
+            jax.tree_util.tree_flatten_with_path(nnx.state(source, nnx.Param))[0]}
+
+  from wam import transfer  # pylint: disable=import-outside-toplevel
+  from wam.data import pipeline  # pylint: disable=import-outside-toplevel
+  example = pipeline.from_config(config.data).example_batch()
+  fresh = nnx.state(trainer.build_model(config, example), nnx.Param)
+  params, report = transfer.transfer_params(fresh, source_dir)
+  assert report.source_step == 6
+  assert report.shape_mismatch, "the action projections change size"
+  # Only layers that read or write actions change: the action head and input, and the
+  # state prediction token's input (it reads the action chunk).
+  changed = {path.split("]")[0] for path, _, _ in report.shape_mismatch}
+  assert changed == {"['action_head'", "['action_in'", "['pred_state_in'"}, report.summary()
+  assert 0.5 < report.copied_fraction < 1.0
+  flat = {jax.tree_util.keystr(p): v
+          for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+  for name in report.copied:
+    np.testing.assert_array_equal(np.asarray(flat[name]), np.asarray(stored[name]))
+
+  result = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert result.step == 2 and np.isfinite(result.metrics["loss"])
+
+
+def test_init_from_a_run_without_checkpoints_is_a_clear_error(tmp_path):
+  from wam import transfer  # pylint: disable=import-outside-toplevel
+  (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    transfer.transfer_params({}, str(tmp_path / "empty"))
+  with pytest.raises(FileNotFoundError, match="no such directory"):
+    transfer.transfer_params({}, str(tmp_path / "missing"))
