@@ -68,12 +68,13 @@ def _planner_config(c: config_dict.ConfigDict) -> planners.PlannerConfig:
 
 def build_controller(name: str, config: config_dict.ConfigDict, task, models: dict) -> Any:
   """The controller ``name`` for ``task`` (models: name -> (model, metadata))."""
-  if name not in CONTROLLERS:
-    raise KeyError(f"Unknown controller {name!r}; choose from {CONTROLLERS}.")
+  extra = tuple(config.get("policies", {}) or {})
+  if name not in CONTROLLERS + extra:
+    raise KeyError(f"Unknown controller {name!r}; choose from {CONTROLLERS + extra}.")
   if name == "expert":
     chunk = models["policy"][0].dims.action_chunk if "policy" in models else 4
     return _Expert(task, chunk)
-  if name in ("policy", "bc"):
+  if name in ("policy", "bc") + extra:
     model, metadata = models[name]
     return controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
                                  flow_steps=config.flow_steps)
@@ -93,7 +94,8 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
 
 def _load_models(config) -> dict:
   models = {}
-  for name, path in (("policy", config.wam), ("bc", config.bc)):
+  named = dict(config.get("policies", {}) or {})
+  for name, path in (("policy", config.wam), ("bc", config.bc), *named.items()):
     if path:
       models[name] = trainer.load(path)
       logging.info("Loaded %s model from %s (%s).", name, path,
@@ -103,9 +105,11 @@ def _load_models(config) -> dict:
 
 def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
   """Runs the evaluation described in the module docstring; returns the results dict."""
-  unknown = [c for c in config.controllers if c not in CONTROLLERS]
+  known = CONTROLLERS + tuple(config.get("policies", {}) or {})
+  unknown = [c for c in config.controllers if c not in known]
   if unknown:
-    raise KeyError(f"Unknown controllers {unknown}; choose from {CONTROLLERS}.")
+    raise KeyError(f"Unknown controllers {unknown}; choose from {known} (add more WAM "
+                   "policies by name with config.policies.NAME=WORKDIR).")
   needs = {"policy": "wam", "dream_cem": "wam", "physics_cem": "wam", "bc": "bc"}
   for c in config.controllers:
     if c in needs and not config[needs[c]]:

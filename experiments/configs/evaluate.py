@@ -32,6 +32,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   return config_dict.ConfigDict(dict(
       wam="",                 # workdir (or checkpoint dir) of the trained WAM
       bc="",                  # workdir of the behaviour-cloning baseline ("" = skip bc)
+      # More WAMs acting in policy mode, by controller name: {"scratch": "workdir/x"}.
+      policies=config_dict.ConfigDict(),
       task="reach",
       controllers=("expert", "policy", "bc", "dream_cem", "physics_cem"),
       splits=("seen", "unseen"),

@@ -66,7 +66,7 @@ def test_run_writes_metrics_checkpoints_plots_and_videos(uninterrupted):
   lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   logged = {k for line in lines for k in line}
   for key in ("loss", "loss/video", "loss/action", "steps_per_second", "examples_per_second",
-              "mfu", "eval/psnr_h1", "eval/ssim_h1", "eval/psnr_copy_last_h1",
+              "mfu", "eval/loss", "eval/loss/video", "eval/psnr_h1", "eval/ssim_h1", "eval/psnr_copy_last_h1",
               "eval/joint_mae", "eval/action_mse", "num_params"):
     assert key in logged, key
   assert sorted(checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),

@@ -1,0 +1,33 @@
+r"""The main job: pre-train on human video, post-train on the robot, plan and learn in
+the Dream Dojo, evaluate in physics, and fit a scaling sweep.
+
+  python -m experiments.great_parallel \
+      --config=experiments/configs/great_parallel.py:runlocal --workdir=workdir/demo
+
+Re-running the same command skips finished stages (each writes ``<stage>/stage.json``)
+and resumes the others; ``--only=pretrain,posttrain`` runs just those (their inputs must
+exist). A workdir made with another config is refused. Output: ``report.md``,
+``report.json``, and one directory per stage (checkpoints, TensorBoard logs, plots,
+videos).
+"""
+
+from __future__ import annotations
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed if it exists).")
+_ONLY = flags.DEFINE_list("only", [], "Run only these stages.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  from experiments import jobs  # pylint: disable=import-outside-toplevel
+  results = jobs.run_main_job(_CONFIG.value, _WORKDIR.value, only=_ONLY.value)
+  logging.info("Finished stages: %s", ", ".join(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,51 @@
+"""The main job's stage table (no absl flags: tests import it)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ml_collections import config_dict
+
+from experiments import recipe, report
+from experiments.stages import Stage, run_stages
+
+STAGES = {
+    "human_data": Stage("human_data", recipe.human_data, "synthetic egocentric human video"),
+    "robot_data": Stage("robot_data", recipe.robot_data,
+                        "Dojo demonstrations of the target task"),
+    "latent": Stage("latent", recipe.latent, "latent-action VAE, probe and relabelling",
+                    needs=("human_data",)),
+    "pretrain": Stage("pretrain", recipe.pretrain, "pre-train on human video",
+                      needs=("human_data",)),
+    "midtrain": Stage("midtrain", recipe.midtrain, "mid-train on aligned human + robot data",
+                      needs=("pretrain",)),
+    "posttrain": Stage("posttrain", recipe.posttrain, "post-train on the robot task",
+                       needs=("robot_data", "pretrain")),
+    "scratch": Stage("scratch", recipe.scratch, "the same post-training from scratch",
+                     needs=("robot_data",)),
+    "oneshot": Stage("oneshot", recipe.oneshot, "one-shot adaptation to an unseen task",
+                     needs=("posttrain", "scratch")),
+    "dojo": Stage("dojo", recipe.dojo_eval,
+                  "closed loop in MJX: policies, planning in the dream, expert",
+                  needs=("posttrain", "scratch")),
+    "scaling": Stage("scaling", recipe.scaling, "pre-training sweep over hours, and fits",
+                     needs=("human_data",)),
+    "report": Stage("report", report.report_stage, "report.md and report.json"),
+}
+
+
+def stages_of(config: config_dict.ConfigDict) -> list[Stage]:
+  """The stages ``config.stages`` names, in order; an unknown name is an error."""
+  unknown = [s for s in config.stages if s not in STAGES]
+  if unknown:
+    raise KeyError(f"Unknown stage(s) {unknown} in config.stages; known: {list(STAGES)}.")
+  return [STAGES[s] for s in config.stages]
+
+
+def run_main_job(config: config_dict.ConfigDict, workdir: str,
+                 only: Optional[Sequence[str]] = None) -> dict:
+  """Runs (or resumes) the job; returns every stage's result."""
+  results = run_stages(stages_of(config), config, workdir, only=only)
+  if "report" not in results and "report" in config.stages:
+    report.write_report(config, workdir, results)
+  return results

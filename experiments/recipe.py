@@ -1,0 +1,323 @@
+"""The stages of the main job and of the EgoScale recipe (no absl flags; see
+experiments/great_parallel.py for the command).
+
+Human video -> world action model -> robot:
+
+  human_data   synthetic egocentric human video (egoscale.synthetic), hours from config
+  robot_data   Dojo demonstrations of the target robot task (scripted noisy expert)
+  latent       (optional) a latent-action VAE on the human video, its linear probe, and
+               the video relabelled with latent actions
+  pretrain     the world action model on human video (hand or latent actions)
+  midtrain     (optional) aligned human + robot data of the same task, from ``pretrain``
+  posttrain    the target robot task, from ``midtrain`` (or ``pretrain``)
+  scratch      the same post-training without human pre-training: the baseline
+  oneshot      (optional) a task never seen in robot data, from one robot demonstration
+               plus human demonstrations of it, with and without human pre-training
+  dojo         closed loop in MJX physics: the post-trained and the scratch models in
+               policy mode, planning (CEM) inside the dream, the expert and the oracle
+  scaling      pre-training at several hours of human video as a sweep of separate
+               processes (experiments.sweeps), fitted with egoscale.scaling
+  report       report.md (tables, plots) and report.json
+
+Every model stage is a ``wam.trainer`` run in ``<workdir>/<stage>/`` (resumable); the
+transfer between stages is ``config.init_from`` (wam/transfer.py): parameters whose
+shapes match carry over, the action and state layers of a new embodiment start fresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from typing import Any, Mapping, Optional
+
+import numpy as np
+from absl import logging
+from ml_collections import config_dict
+
+from experiments import stages as stages_lib
+
+Results = Mapping[str, dict]
+
+# Metrics of a training run kept in stage results (all from held-out windows).
+EVAL_KEYS = ("eval/loss", "eval/loss/video", "eval/loss/state", "eval/loss/action",
+             "eval/psnr_h1", "eval/psnr_copy_last_h1", "eval/joint_mae", "eval/action_mse")
+
+
+# ------------------------------------------------------------------------------- data
+def data_dir(config: config_dict.ConfigDict, workdir: str) -> str:
+  return os.path.expanduser(config.data_dir) if config.data_dir else os.path.join(
+      workdir, "data")
+
+
+def human_generator_config(config: config_dict.ConfigDict, **overrides):
+  """The egoscale generator config of ``config.human``."""
+  from egoscale import synthetic  # pylint: disable=import-outside-toplevel
+  h = config.human
+  fields = dict(image_size=tuple(config.image_size), fps=float(h.fps),
+                episode_length=int(h.episode_length), tasks=tuple(h.tasks),
+                actions="human", seed=int(h.seed), camera=config.camera)
+  fields.update(overrides)
+  return synthetic.GeneratorConfig(**fields)
+
+
+def build_human(config: config_dict.ConfigDict, root: str, *, hours: float, name: str,
+                **overrides) -> dict:
+  """Builds (or reuses) a synthetic human dataset of ``hours``; returns its description."""
+  from egoscale.datasets import egocentric_human  # pylint: disable=import-outside-toplevel
+  generator = human_generator_config(config, **overrides)
+  path = egocentric_human.build(root, hours=hours, generator=generator, name=name,
+                                val_fraction=config.human.val_fraction)
+  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
+  train = EpisodeDataset(path, "train")
+  return {"path": path, "hours": hours, "train_episodes": len(train),
+          "train_frames": int(train.num_steps),
+          "train_hours": float(train.num_steps / generator.fps / 3600.0)}
+
+
+def human_data(config, stage_dir: str, results: Results) -> dict:
+  """Stage: the human pre-training video (the largest scale the job uses)."""
+  del results
+  hours = max([config.human.hours] + list(config.scaling.hours if "scaling" in
+                                          config.stages else []))
+  return build_human(config, data_dir(config, os.path.dirname(stage_dir)), hours=hours,
+                     name="human_pretrain")
+
+
+def robot_dataset(config: config_dict.ConfigDict, root: str, *, num_episodes: int,
+                  instructions: str, seed: int, name: str) -> str:
+  """Builds (or reuses) Dojo expert demonstrations of ``config.robot.task``."""
+  from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
+  r = config.robot
+  builder = Builder(config=DojoRobotConfig(
+      name=name, task=r.task, num_episodes=num_episodes, cameras=(config.camera,),
+      image_size=tuple(config.image_size), policy="noisy_expert", noise=r.noise, seed=seed,
+      val_fraction=r.val_fraction, instructions=instructions,
+      description="experiments.recipe"), data_dir=root)
+  builder.download_and_prepare()
+  return os.fspath(builder.data_dir)
+
+
+def robot_data(config, stage_dir: str, results: Results) -> dict:
+  """Stage: demonstrations of the target robot task (seen instruction combinations)."""
+  del results
+  path = robot_dataset(config, data_dir(config, os.path.dirname(stage_dir)),
+                       num_episodes=config.robot.num_episodes, instructions="seen",
+                       seed=config.robot.seed, name="target")
+  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
+  return {"path": path, "train_episodes": len(EpisodeDataset(path, "train"))}
+
+
+# ----------------------------------------------------------------------------- models
+def trainer_config(config: config_dict.ConfigDict, datasets: Mapping[str, Any], *,
+                   num_steps: int, init_from: str = "") -> config_dict.ConfigDict:
+  """A ``wam.trainer`` config: the job's model and window over ``datasets``.
+
+  ``datasets``: name -> path, or name -> (path, weight, max_episodes).
+  """
+  from wam import trainer  # pylint: disable=import-outside-toplevel
+  from wam.data.config import dataset_config  # pylint: disable=import-outside-toplevel
+  c = trainer.default_config()
+  c.model = config_dict.ConfigDict(config.model.to_dict())
+  c.seed = config.seed
+  for name, ds in datasets.items():
+    path, weight, max_episodes = (ds, 1.0, 0) if isinstance(ds, str) else ds
+    c.data.datasets[name] = dataset_config(path, weight=weight, max_episodes=max_episodes)
+  t = config.train
+  c.data.update(cameras=(config.camera,), image_size=tuple(config.image_size),
+                num_frames=t.num_frames, action_chunk=t.action_chunk,
+                batch_size=t.batch_size, max_instruction_length=t.max_instruction_length,
+                worker_count=0, read_threads=2, seed=config.seed)
+  c.num_steps = int(num_steps)
+  c.optimizer.learning_rate = t.learning_rate
+  c.optimizer.warmup_steps = min(t.warmup_steps, max(1, num_steps // 5))
+  c.log_every = t.log_every
+  c.checkpoint_every = max(1, num_steps // 2)
+  c.max_checkpoints = 2
+  c.eval.update(every=num_steps, batch_size=t.eval_batch_size, flow_steps=1, videos=4)
+  c.peak_flops = t.peak_flops
+  c.init_from = init_from
+  return c
+
+
+def train(config, stage_dir: str, datasets: Mapping[str, Any], *, num_steps: int,
+          init_from: str = "") -> dict:
+  """Trains one stage's model in ``stage_dir``; returns its held-out metrics."""
+  from wam import trainer  # pylint: disable=import-outside-toplevel
+  result = trainer.train_and_evaluate(
+      trainer_config(config, datasets, num_steps=num_steps, init_from=init_from), stage_dir)
+  metrics = {k: result.metrics[k] for k in EVAL_KEYS if k in result.metrics}
+  return {"workdir": stage_dir, "step": result.step, "init_from": init_from,
+          "metrics": metrics}
+
+
+def latent(config, stage_dir: str, results: Results) -> dict:
+  """Stage: latent actions for the human video (used when ``human.actions='latent'``)."""
+  from egoscale import latent_actions as lam  # pylint: disable=import-outside-toplevel
+  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
+  source = results["human_data"]["path"]
+  c = config.latent
+  vae = lam.LatentActionTrainer(lam.LatentActionConfig(
+      latent_dim=c.latent_dim, num_steps=c.num_steps, batch_size=c.batch_size,
+      seed=config.seed), tuple(config.image_size))
+  pairs = lam.frame_pairs(EpisodeDataset(source, "train"), camera=config.camera,
+                          max_episodes=c.max_episodes or None)
+  vae.fit(pairs, workdir=stage_dir)
+  # The probe: true human actions of held-out pairs from the latent, against an
+  # untrained encoder (what the architecture alone gives).
+  val = lam.frame_pairs(EpisodeDataset(source, "val"), camera=config.camera,
+                        action_slots=("wrist_motion", "hand_keypoints"))
+  untrained = lam.LatentActionTrainer(vae.config, tuple(config.image_size))
+  probe = lam.linear_probe(vae.encode_mean(val.prev, val.next), val.action)
+  baseline = lam.linear_probe(untrained.encode_mean(val.prev, val.next), val.action)
+  path = lam.label_dataset(vae, source, data_dir=data_dir(config, os.path.dirname(stage_dir)),
+                           name="human_latent", camera=config.camera)
+  return {"path": path, "probe_r2": probe.r2, "probe_r2_untrained": baseline.r2,
+          "probe_pairs": probe.num_test, "recon": vae.history[-1]["recon"],
+          "copy_mse": vae.history[-1]["copy_mse"]}
+
+
+def _human_path(config, results: Results) -> str:
+  return results["latent"]["path"] if config.human.actions == "latent" else results[
+      "human_data"]["path"]
+
+
+def pretrain(config, stage_dir: str, results: Results) -> dict:
+  """Stage: the world action model on human video only."""
+  return train(config, stage_dir, {"human": _human_path(config, results)},
+               num_steps=config.pretrain.num_steps)
+
+
+def aligned_data(config, root: str) -> tuple[str, str]:
+  """The aligned set: a little human video and a few robot demos of the target task."""
+  human = build_human(config, root, hours=config.midtrain.human_hours, name="human_aligned",
+                      tasks=tuple(config.midtrain.human_tasks), seed=config.human.seed + 1)
+  robot = robot_dataset(config, root, num_episodes=config.midtrain.robot_episodes,
+                        instructions="seen", seed=config.robot.seed + 1, name="aligned")
+  return human["path"], robot
+
+
+def midtrain(config, stage_dir: str, results: Results) -> dict:
+  """Stage: aligned human + robot data of the same task, from the pre-trained model."""
+  human, robot = aligned_data(config, data_dir(config, os.path.dirname(stage_dir)))
+  w = config.midtrain.human_weight
+  return train(config, stage_dir, {"robot": (robot, 1.0 - w, 0), "human": (human, w, 0)},
+               num_steps=config.midtrain.num_steps, init_from=results["pretrain"]["workdir"])
+
+
+def _starting_point(results: Results) -> str:
+  return (results.get("midtrain") or results["pretrain"])["workdir"]
+
+
+def posttrain(config, stage_dir: str, results: Results) -> dict:
+  """Stage: the target robot task, from the human-pre-trained model."""
+  return train(config, stage_dir, {"robot": results["robot_data"]["path"]},
+               num_steps=config.posttrain.num_steps, init_from=_starting_point(results))
+
+
+def scratch(config, stage_dir: str, results: Results) -> dict:
+  """Stage: the same post-training without human pre-training (the baseline)."""
+  return train(config, stage_dir, {"robot": results["robot_data"]["path"]},
+               num_steps=config.posttrain.num_steps)
+
+
+def oneshot(config, stage_dir: str, results: Results) -> dict:
+  """Stage: a task never in the robot data, from 1 robot demo + human demos of it."""
+  root = data_dir(config, os.path.dirname(stage_dir))
+  robot = robot_dataset(config, root, num_episodes=config.oneshot.robot_episodes,
+                        instructions="unseen", seed=config.robot.seed + 2, name="oneshot")
+  human = build_human(config, root, hours=config.oneshot.human_hours, name="human_oneshot",
+                      tasks=tuple(config.midtrain.human_tasks), seed=config.human.seed + 2)
+  w = config.oneshot.human_weight
+  mixture = {"robot": (robot, 1.0 - w, 0), "human": (human["path"], w, 0)}
+  steps = config.oneshot.num_steps
+  out = {}
+  for name, init in (("pretrained", results["posttrain"]["workdir"]),
+                     ("scratch", results["scratch"]["workdir"])):
+    out[name] = train(config, os.path.join(stage_dir, name), mixture, num_steps=steps,
+                      init_from=init)
+  return out
+
+
+# ------------------------------------------------------------------------------ dojo
+def evaluate_config(config: config_dict.ConfigDict, policies: Mapping[str, str], *,
+                    wam: str, splits=("seen",)) -> config_dict.ConfigDict:
+  """An experiments.closed_loop_eval config for the job's task and models."""
+  from experiments.configs import evaluate as evaluate_config_lib  # pylint: disable=import-outside-toplevel
+  c = evaluate_config_lib.get_config("runlocal")
+  e = config.evaluate
+  c.update(wam=wam, task=config.robot.task, controllers=tuple(e.controllers),
+           splits=tuple(splits), num_episodes=e.num_episodes, num_chunks=e.num_chunks,
+           cameras=(config.camera,), image_size=tuple(config.image_size),
+           batch_size=e.batch_size, video_episodes=4, policy_evaluation=(), seed=config.seed)
+  c.policies = config_dict.ConfigDict(dict(policies))
+  c.ppo.num_timesteps = 0
+  c.planner.num_samples, c.planner.num_elites = e.cem_samples, e.cem_elites
+  return c
+
+
+def dojo_eval(config, stage_dir: str, results: Results) -> dict:
+  """Stage: every controller in MJX physics on the target task (plus the one-shot task)."""
+  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
+  policies = {"pretrained": results["posttrain"]["workdir"],
+              "scratch": results["scratch"]["workdir"]}
+  out = {"target": closed_loop_eval.evaluate(
+      evaluate_config(config, policies, wam=policies["pretrained"]),
+      os.path.join(stage_dir, "target"))}
+  if "oneshot" in results:
+    shots = {f"oneshot_{k}": v["workdir"] for k, v in results["oneshot"].items()
+             if isinstance(v, dict) and "workdir" in v}
+    c = evaluate_config(config, shots, wam=shots["oneshot_pretrained"], splits=("unseen",))
+    c.controllers = tuple(shots) + ("expert",)
+    out["oneshot"] = closed_loop_eval.evaluate(c, os.path.join(stage_dir, "oneshot"))
+  return out
+
+
+# --------------------------------------------------------------------------- scaling
+def scaling(config, stage_dir: str, results: Results) -> dict:
+  """Stage: pre-training at several data scales (separate processes), and the fits."""
+  from egoscale import scaling as fits  # pylint: disable=import-outside-toplevel
+  from experiments import sweeps  # pylint: disable=import-outside-toplevel
+  human = results["human_data"]
+  episodes_per_hour = human["train_episodes"] / human["train_hours"]
+  runs, hours = [], {}
+  for h in config.scaling.hours:
+    n = max(1, int(round(h * episodes_per_hour)))
+    name = f"hours{h:g}"
+    hours[name] = n / episodes_per_hour
+    runs.append(sweeps.Run(name, {
+        "data.datasets.human.path": _human_path(config, results),
+        "data.datasets.human.max_episodes": n, "num_steps": config.scaling.num_steps}))
+  config_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
+                             "human_pretrain.py")
+  sweep = sweeps.make_sweep(f"{config_file}:{_job_arg(config)}", runs)
+  outcome = sweeps.run_sweep(sweep, stage_dir, workers=config.scaling.workers, retries=1)
+  finished = [r for r in outcome if r.status == "finished" and "eval/loss" in r.metrics]
+  if len(finished) < 3:
+    raise RuntimeError(f"Only {len(finished)} scaling runs finished; a fit needs 3. See "
+                       f"{stage_dir}/summary.md.")
+  D = np.array([hours[r.name] for r in finished])
+  L = np.array([r.metrics["eval/loss"] for r in finished])
+  log_fit = fits.fit_log_linear(D, L)
+  held = fits.leave_largest_out(fits.fit_log_linear, D, L)
+  fitted = [log_fit]
+  try:
+    fitted.append(fits.fit_power_law(D, L))
+  except fits.ScalingFitError as e:
+    logging.warning("Power law not fitted: %s", e)
+  fits.plot_fit(D, L, fitted, os.path.join(stage_dir, "scaling.png"),
+                xlabel="hours of human video", ylabel="held-out loss (human video)")
+  return {"hours": D.tolist(), "loss": L.tolist(), "runs": [r.name for r in finished],
+          "log_linear": {"a": log_fit.a, "b": log_fit.b, "r2": log_fit.r2},
+          "power_law": ({**fitted[1].params, "r2": fitted[1].r2} if len(fitted) > 1 else None),
+          "leave_largest_out": {"hours": held.held_out.tolist(),
+                                "measured": held.measured.tolist(),
+                                "predicted": held.predicted.tolist(),
+                                "relative_error": held.relative_error.tolist()},
+          "plot": os.path.join(stage_dir, "scaling.png")}
+
+
+def _job_arg(config) -> str:
+  return config.get("arg", "runlocal")

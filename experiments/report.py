@@ -1,0 +1,143 @@
+"""``report.md`` and ``report.json`` of the main job, from its stage results."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Mapping
+
+from experiments import stages as stages_lib
+
+Results = Mapping[str, dict]
+
+_METRICS = (("eval/loss", "held-out loss"), ("eval/loss/video", "video term"),
+            ("eval/loss/action", "action term"), ("eval/psnr_h1", "PSNR h1 (dB)"),
+            ("eval/psnr_copy_last_h1", "copy-last PSNR h1"), ("eval/action_mse", "action MSE"))
+
+
+def _fmt(v: Any) -> str:
+  if v is None:
+    return "—"
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return str(v)
+
+
+def _models_table(results: Results) -> list[str]:
+  rows = []
+  for stage in ("pretrain", "midtrain", "posttrain", "scratch"):
+    if stage in results:
+      rows.append((stage, results[stage]))
+  for name, r in (results.get("oneshot") or {}).items():
+    if isinstance(r, dict) and "metrics" in r:
+      rows.append((f"oneshot/{name}", r))
+  if not rows:
+    return []
+  lines = ["## Models (held-out windows of each stage's own data)", "",
+           "| stage | starts from | steps | " + " | ".join(n for _, n in _METRICS) + " |",
+           "|---|---|---|" + "---|" * len(_METRICS)]
+  for stage, r in rows:
+    start = os.path.basename(r.get("init_from") or "") or "scratch"
+    cells = [_fmt(r["metrics"].get(k)) for k, _ in _METRICS]
+    lines.append(f"| {stage} | {start} | {r['step']} | " + " | ".join(cells) + " |")
+  if "posttrain" in results and "scratch" in results:
+    a = results["posttrain"]["metrics"].get("eval/loss")
+    b = results["scratch"]["metrics"].get("eval/loss")
+    if a is not None and b is not None:
+      lines += ["", f"Robot validation loss with human pre-training {a:.4f}, without "
+                    f"{b:.4f} ({100 * (b - a) / b:+.1f}% lower with pre-training)."]
+  return lines + [""]
+
+
+def _dojo_section(results: Results, workdir: str) -> list[str]:
+  if "dojo" not in results:
+    return []
+  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
+  lines = ["## Closed loop in MJX physics", ""]
+  for name, r in results["dojo"].items():
+    if isinstance(r, dict) and "controllers" in r:
+      title = "Target task" if name == "target" else "One-shot task (never in robot data)"
+      lines += [f"### {title}", "", closed_loop_eval.markdown_table(r)]
+      videos = os.path.join(workdir, "dojo", name, "videos")
+      if os.path.isdir(videos):
+        gifs = sorted(f for f in os.listdir(videos) if f.endswith(".gif"))
+        lines += ["Episodes: " + ", ".join(f"[{g}](dojo/{name}/videos/{g})" for g in gifs), ""]
+  return lines
+
+
+def _latent_section(results: Results) -> list[str]:
+  r = results.get("latent")
+  if not r:
+    return []
+  return ["## Latent actions", "",
+          f"Linear probe from the VAE's latent action to the true hand action on held-out "
+          f"pairs: R^2 {r['probe_r2']:.3f} (untrained encoder {r['probe_r2_untrained']:.3f}, "
+          f"{r['probe_pairs']} test pairs). Next-frame MSE {r['recon']:.4f} against "
+          f"{r['copy_mse']:.4f} for copying the frame.", ""]
+
+
+def _scaling_section(results: Results) -> list[str]:
+  r = results.get("scaling")
+  if not r:
+    return []
+  fit = r["log_linear"]
+  held = r["leave_largest_out"]
+  lines = ["## Scaling: held-out human-video loss against hours of pre-training video", "",
+           "| run | hours | held-out loss |", "|---|---|---|"]
+  lines += [f"| {n} | {h:.4g} | {l:.4f} |" for n, h, l in zip(r["runs"], r["hours"], r["loss"])]
+  lines += ["", f"Log-linear fit L = {fit['a']:.4f} + ({fit['b']:.4f}) log D: "
+                f"R^2 = {fit['r2']:.3f}."]
+  if r.get("power_law"):
+    p = r["power_law"]
+    lines.append(f"Power law L = {p['E']:.4f} + {p['A']:.4f} D^-{p['alpha']:.3f}: "
+                 f"R^2 = {p['r2']:.3f}.")
+  lines += [f"Leave the largest out: predicted {held['predicted'][0]:.4f}, measured "
+            f"{held['measured'][0]:.4f} ({100 * held['relative_error'][0]:+.1f}%).", "",
+            "![scaling](scaling/scaling.png)", ""]
+  return lines
+
+
+def _data_section(results: Results) -> list[str]:
+  lines = ["## Data", ""]
+  if "human_data" in results:
+    h = results["human_data"]
+    lines.append(f"- Human egocentric video (synthetic): {h['train_episodes']} training "
+                 f"episodes, {h['train_hours']:.3f} h ({h['train_frames']} frames).")
+  if "robot_data" in results:
+    lines.append(f"- Robot demonstrations: {results['robot_data']['train_episodes']} "
+                 "training episodes of the target task.")
+  return lines + [""]
+
+
+def write_report(config, workdir: str, results: Results) -> dict:
+  """Writes ``report.md`` and ``report.json`` in ``workdir``; returns the JSON."""
+  skipped = [s for s in config.stages if s != "report" and s not in results]
+  lines = [f"# Main job report (`{config.get('arg', '')}`)", "",
+           "Stages: " + ", ".join(f"{s} ({results[s].get('seconds', 0):.0f} s)"
+                                  for s in config.stages if s in results), ""]
+  if skipped:
+    lines += [f"Not run: {', '.join(skipped)}.", ""]
+  lines += _data_section(results)
+  lines += _latent_section(results)
+  lines += _models_table(results)
+  for stage in ("pretrain", "posttrain"):
+    if stage in results:
+      plots = os.path.join(workdir, stage, "plots", "losses.png")
+      if os.path.exists(plots):
+        lines += [f"![{stage} losses]({stage}/plots/losses.png)", ""]
+  lines += _dojo_section(results, workdir)
+  lines += _scaling_section(results)
+  report = {"config_arg": config.get("arg", ""), "stages": dict(results), "not_run": skipped}
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write("\n".join(lines))
+  stages_lib.write_json(os.path.join(workdir, "report.json"), report)
+  return report
+
+
+def report_stage(config, stage_dir: str, results: Results) -> dict:
+  """Stage: the report (always re-written from the results so far)."""
+  workdir = os.path.dirname(stage_dir)
+  write_report(config, workdir, results)
+  shutil.rmtree(stage_dir, ignore_errors=True)  # nothing of its own: re-run every time
+  os.makedirs(stage_dir, exist_ok=True)
+  return {"report": os.path.join(workdir, "report.md")}
