@@ -52,29 +52,21 @@ def data_dir(config: config_dict.ConfigDict, workdir: str) -> str:
       workdir, "data")
 
 
-def human_generator_config(config: config_dict.ConfigDict, **overrides):
-  """The egoscale generator config of ``config.human``."""
-  from egoscale import synthetic  # pylint: disable=import-outside-toplevel
-  h = config.human
-  fields = dict(image_size=tuple(config.image_size), fps=float(h.fps),
-                episode_length=int(h.episode_length), tasks=tuple(h.tasks),
-                actions="human", seed=int(h.seed), camera=config.camera)
-  fields.update(overrides)
-  return synthetic.GeneratorConfig(**fields)
-
-
 def build_human(config: config_dict.ConfigDict, root: str, *, hours: float, name: str,
-                **overrides) -> dict:
+                tasks: Optional[tuple] = None, seed: Optional[int] = None) -> dict:
   """Builds (or reuses) a synthetic human dataset of ``hours``; returns its description."""
   from egoscale.datasets import egocentric_human  # pylint: disable=import-outside-toplevel
-  generator = human_generator_config(config, **overrides)
-  path = egocentric_human.build(root, hours=hours, generator=generator, name=name,
-                                val_fraction=config.human.val_fraction)
   from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
+  h = config.human
+  path = egocentric_human.build(
+      root, hours=hours, image_size=tuple(config.image_size), fps=float(h.fps),
+      episode_length=int(h.episode_length), tasks=tuple(tasks or h.tasks), actions="human",
+      seed=int(h.seed if seed is None else seed), val_fraction=float(h.val_fraction),
+      name=name, camera=config.camera)
   train = EpisodeDataset(path, "train")
   return {"path": path, "hours": hours, "train_episodes": len(train),
           "train_frames": int(train.num_steps),
-          "train_hours": float(train.num_steps / generator.fps / 3600.0)}
+          "train_hours": float(train.num_steps / h.fps / 3600.0)}
 
 
 def human_data(config, stage_dir: str, results: Results) -> dict:

@@ -19,7 +19,6 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from absl import logging
 from ml_collections import config_dict
 
 StageFn = Callable[[config_dict.ConfigDict, str, Mapping[str, dict]], dict]
@@ -129,5 +128,5 @@ def run_stages(stages: Sequence[Stage], config: config_dict.ConfigDict, workdir:
 
 
 def _progress(line: str) -> None:
+  # stdout, so progress stays readable between absl's log lines on stderr.
   print(line, flush=True)
-  logging.info("%s", line)

@@ -1,0 +1,1 @@
+"""TFDS builders of egoscale datasets."""
