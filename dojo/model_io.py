@@ -23,56 +23,25 @@ from wam.data import text as text_lib
 from wam.data.layout import Layout
 from wam.data.statistics import VectorStatistics
 from wam.model import WorldActionModel
+from wam.vectors import LayoutMismatchError, VectorCodec, vector_codec
 
 
 class ModelTaskMismatchError(ValueError):
   """A task's observations or actions do not fit a model's inputs."""
 
 
-@dataclasses.dataclass(frozen=True)
-class _Vector:
-  """Normalisation and placement of one vector (joints, proprio or action)."""
-  index: np.ndarray      # where each env dimension goes in the model's layout
-  model_dim: int
-  shift: np.ndarray      # normalised = (x - shift) * scale, per env dimension
-  scale: np.ndarray
-
-  def to_model(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Env vector [..., D_env] -> (normalised padded [..., D_model], mask)."""
-    y = (x.astype(jnp.float32) - self.shift) * self.scale
-    lead = x.shape[:-1]
-    out = jnp.zeros(lead + (self.model_dim,), jnp.float32).at[..., self.index].set(y)
-    mask = jnp.zeros((self.model_dim,), bool).at[self.index].set(True)
-    return out, jnp.broadcast_to(mask, out.shape)
-
-  def to_env(self, y: jax.Array) -> jax.Array:
-    """Normalised padded [..., D_model] -> env vector [..., D_env]."""
-    safe = np.where(self.scale != 0, self.scale, 1.0)
-    return jnp.where(self.scale != 0, y[..., self.index] / safe + self.shift, self.shift)
+# The per-vector conversion is task-free and lives in wam (``wam.policy`` uses it too).
+_Vector = VectorCodec
 
 
 def _vector(name: str, env_layout: Layout, model_layout: Layout,
             stats: Optional[VectorStatistics], normalization: str) -> _Vector:
   try:
-    index = model_layout.scatter_index(env_layout)
-  except (KeyError, ValueError) as e:
+    return vector_codec(env_layout, model_layout, stats, normalization)
+  except LayoutMismatchError as e:
     raise ModelTaskMismatchError(
         f"The task's {name} slots {env_layout.names} do not fit the model's {name} layout "
         f"{model_layout.names}: {e}") from None
-  d = env_layout.dim
-  shift, scale = np.zeros(d, np.float32), np.ones(d, np.float32)
-  if stats is not None and normalization == "mean_std":
-    shift = np.asarray(stats.mean, np.float32)
-    scale = np.where(stats.std > 1e-6, 1.0 / np.maximum(stats.std, 1e-6), 0.0)
-  elif stats is not None and normalization == "bounds":
-    span = stats.q99 - stats.q01
-    # bounds: 2 (x - q01) / span - 1  ==  (x - (q01 + span / 2)) * (2 / span).
-    shift = np.asarray(stats.q01 + span / 2, np.float32)
-    scale = np.where(span > 1e-6, 2.0 / np.maximum(span, 1e-6), 0.0)
-  elif normalization not in ("none", "mean_std", "bounds"):
-    raise ValueError(f"Unknown normalisation {normalization!r}.")
-  return _Vector(index, model_layout.dim, shift.astype(np.float32),
-                 np.asarray(scale, np.float32))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,41 @@
+r"""Serves a trained world action model as a policy over WebSocket.
+
+  python -m experiments.serve --workdir=workdir/demo [--host=127.0.0.1 --port=8765 \
+      --step=STEP --flow_steps=1]
+
+Loads the checkpoint (``wam.policy.Policy.from_workdir``), compiles the policy, prints
+the URL and serves until Ctrl-C or SIGTERM (then closes every connection cleanly).
+Clients: ``wam.serving.client.PolicyClient``; protocol and figures: ``docs/serving.md``.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained WAM run (or its checkpoints/).")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on (0.0.0.0: all).")
+_PORT = flags.DEFINE_integer("port", 8765, "TCP port (0: any free one).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_FLOW_STEPS = flags.DEFINE_integer("flow_steps", 1, "Euler steps per action chunk.")
+_DATASET = flags.DEFINE_string("dataset", None,
+                               "Whose statistics normalise the robot's vectors "
+                               "(default: the run's first dataset).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  del argv
+  # pylint: disable=import-outside-toplevel  (flags parse before JAX starts)
+  from wam.policy import Policy
+  from wam.serving import server
+  policy = Policy.from_workdir(_WORKDIR.value, _STEP.value, flow_steps=_FLOW_STEPS.value,
+                               dataset=_DATASET.value)
+  logging.info("Loaded %s: %s", _WORKDIR.value, policy.describe())
+  policy.warmup()   # compile now, not on the first client's request
+  server.serve_until_signalled(
+      policy, host=_HOST.value, port=_PORT.value,
+      on_ready=lambda url: print(f"Serving {_WORKDIR.value} at {url}", flush=True))
+
+
+if __name__ == "__main__":
+  app.run(main)

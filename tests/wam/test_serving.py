@@ -1,0 +1,297 @@
+"""The policy server: real WebSocket server on loopback, real clients, a tiny model."""
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from benchmarks import serve as serve_benchmark
+from wam.policy import Policy
+from wam.serving import protocol
+from wam.serving.client import PolicyClient, PolicyServerError
+from wam.serving.server import BackgroundServer
+from tests.wam.test_policy import write_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def built():
+  return serve_benchmark.random_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def policy(built):
+  policy = Policy(*built)
+  policy.warmup()
+  return policy
+
+
+@pytest.fixture(scope="module")
+def server(policy):
+  with BackgroundServer(policy, log_every=5) as server:
+    yield server
+
+
+def _episode(policy, seed, steps):
+  rng = np.random.default_rng(seed)
+  return [serve_benchmark.random_observation(policy, rng, scale=1 + seed % 2)
+          for _ in range(steps)]
+
+
+def _inprocess(policy, instruction, seed, observations):
+  session = policy.new_session(instruction, seed=seed)
+  out = []
+  for obs in observations:
+    session, actions = policy.act(session, obs)
+    out.append(actions)
+  return out
+
+
+def test_protocol_round_trips_arrays_and_refuses_objects():
+  message = {"type": "act", "observation": {
+      "image_front": np.arange(48, dtype=np.uint8).reshape(4, 4, 3),
+      "joints": np.array([1.5, -2.0], np.float32), "big": np.arange(6.0).reshape(2, 3)[:, ::2],
+      "flag": np.bool_(True)}, "seed": np.int64(3)}
+  back = protocol.decode(protocol.encode(message))
+  for key, value in message["observation"].items():
+    np.testing.assert_array_equal(back["observation"][key], value)
+    assert np.asarray(back["observation"][key]).dtype == np.asarray(value).dtype
+  assert back["seed"] == 3 and back["type"] == "act"
+  with pytest.raises(TypeError, match="dtype object"):
+    protocol.encode({"x": np.array([{"a": 1}], dtype=object)})
+  bad = {"__ndarray__": True, "dtype": "|O", "shape": [1], "data": b"12345678"}
+  with pytest.raises(protocol.ProtocolError, match="refused"):
+    protocol.decode(protocol.encode({"x": bad}))
+  short = {"__ndarray__": True, "dtype": "<f4", "shape": [3], "data": b"1234"}
+  with pytest.raises(protocol.ProtocolError, match="needs 12"):
+    protocol.decode(protocol.encode({"x": short}))
+  with pytest.raises(protocol.ProtocolError, match="map"):
+    protocol.decode(b"\x93\x01\x02\x03")   # the msgpack array [1, 2, 3]
+
+
+def test_concurrent_clients_match_the_in_process_policy(policy, server):
+  """Three clients at once, each with its own session: the actions Policy.act gives."""
+  steps = policy.window + 2   # across a restart of the context
+  specs = [("open the drawer", 1), ("close the drawer", 2), ("wave", 3)]
+  expected = {s: _inprocess(policy, i, s, _episode(policy, s, steps)) for i, s in specs}
+  got, failures = {}, []
+  start = threading.Barrier(len(specs))
+
+  def client(instruction, seed):
+    try:
+      with PolicyClient(server.url) as c:
+        c.reset(instruction, seed=seed)
+        start.wait()
+        got[seed] = [c.act(obs) for obs in _episode(policy, seed, steps)]
+        assert c.last_reply["step"] == steps
+    except BaseException as e:  # pylint: disable=broad-except
+      failures.append(e)
+  threads = [threading.Thread(target=client, args=spec) for spec in specs]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not failures, failures
+  for _, seed in specs:
+    for a, b in zip(got[seed], expected[seed]):
+      assert a.dtype == np.float32 and a.shape == (policy.action_chunk, 4)
+      np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_one_connection_interleaves_sessions(policy, server):
+  obs_a, obs_b = _episode(policy, 4, 2), _episode(policy, 5, 2)
+  with PolicyClient(server.url) as c:
+    a = c.reset("pick", seed=4)
+    b = c.reset("place", seed=5)
+    got_a, got_b = [], []
+    for i in range(2):
+      got_a.append(c.act(obs_a[i], session_id=a))
+      got_b.append(c.act(obs_b[i], session_id=b))
+    assert c.close_session(a) == [a]
+    with pytest.raises(PolicyServerError, match="unknown_session"):
+      c.act(obs_a[0], session_id=a)
+  np.testing.assert_allclose(got_a, _inprocess(policy, "pick", 4, obs_a), atol=1e-6)
+  np.testing.assert_allclose(got_b, _inprocess(policy, "place", 5, obs_b), atol=1e-6)
+
+
+def _bad_requests(policy):
+  good = _episode(policy, 6, 1)[0]
+  return [
+      (b"\xc1 not msgpack", protocol.MALFORMED, "Not a msgpack message"),
+      (protocol.encode({"type": "fly"}), protocol.UNKNOWN_TYPE, "Unknown message type 'fly'"),
+      (protocol.encode({"instruction": "x"}), protocol.UNKNOWN_TYPE, "None"),
+      (protocol.encode({"type": "reset"}), protocol.MISSING_FIELD, "instruction"),
+      (protocol.encode({"type": "reset", "instruction": "x", "encoding": "t5"}),
+       protocol.INSTRUCTION, "encoding 't5' is unknown"),
+      (protocol.encode({"type": "reset", "instruction": "x" * 25}),
+       protocol.INSTRUCTION, "25 utf-8 bytes"),
+      (protocol.encode({"type": "reset", "instruction": "x", "seed": "one"}),
+       protocol.INVALID_FIELD, "seed must be a 32-bit integer"),
+      (protocol.encode({"type": "reset", "instruction": "x", "seed": 2**40}),
+       protocol.INVALID_FIELD, "seed must be a 32-bit integer"),
+      (protocol.encode({"type": "act", "observation": good}), protocol.UNKNOWN_SESSION,
+       "send 'reset' first"),
+      (protocol.encode({"type": "reset", "instruction": "ok"}), None, None),
+      (protocol.encode({"type": "act"}), protocol.MISSING_FIELD, "observation"),
+      (protocol.encode({"type": "act", "observation": {
+          **good, "image_front": good["image_front"][:15, :15]}}),
+       protocol.OBSERVATION, "15x15 does not rescale"),
+      (protocol.encode({"type": "act", "observation": {
+          **good, "image_front": good["image_front"].astype(np.float32)}}),
+       protocol.OBSERVATION, "must be uint8"),
+      (protocol.encode({"type": "act", "observation": {
+          **good, "image_top": good["image_front"]}}),
+       protocol.OBSERVATION, "Unknown camera 'top'"),
+      (protocol.encode({"type": "act", "observation": good, "session_id": "nope"}),
+       protocol.UNKNOWN_SESSION, "'nope'"),
+      (protocol.encode({"type": "act", "observation": good}), None, None),
+  ]
+
+
+def test_bad_messages_get_error_replies_and_others_keep_being_served(policy, server):
+  observations = _episode(policy, 7, policy.window + 1)
+  expected = _inprocess(policy, "steady", 7, observations)
+  with PolicyClient(server.url) as good, PolicyClient(server.url) as bad:
+    good.reset("steady", seed=7)
+    for i, (data, kind, match) in enumerate(_bad_requests(policy)):
+      if kind is None:  # a valid request between bad ones: the connection still works
+        assert "error" not in bad.request_bytes(data)
+      else:
+        with pytest.raises(PolicyServerError) as info:
+          bad.request_bytes(data)
+        assert info.value.type == kind and match in info.value.message, info.value
+      if i < len(observations):  # the other client, interleaved, is unaffected
+        np.testing.assert_allclose(good.act(observations[i]), expected[i], atol=1e-6)
+    # A text frame is refused the same way.
+    bad._ws.send("hello")  # pylint: disable=protected-access
+    reply = protocol.decode(bad._ws.recv(timeout=30))  # pylint: disable=protected-access
+    assert reply["error"]["type"] == protocol.MALFORMED
+    metrics = bad.metrics()
+  assert metrics["errors"][protocol.OBSERVATION] >= 3
+  assert metrics["errors"][protocol.MALFORMED] >= 2
+
+
+def test_metrics_report_latencies(policy, server):
+  with PolicyClient(server.url) as c:
+    c.reset("measure me")
+    for obs in _episode(policy, 8, 3):
+      c.act(obs)
+      assert c.last_reply["latency_ms"] > 0
+    metrics = c.metrics()
+  act = metrics["act"]
+  assert act["count"] >= 3
+  assert 0 < act["median_ms"] <= act["p99_ms"] and math.isfinite(act["p99_ms"])
+  assert 0 < metrics["model"]["median_ms"] <= act["p99_ms"]
+  assert metrics["policy"]["cameras"] == ["front", "wrist"]
+  assert metrics["requests"] >= 5 and metrics["connections"] >= 1
+
+
+def test_clean_shutdown_closes_clients(policy):
+  background = BackgroundServer(policy)
+  url = background.start()
+  client = PolicyClient(url)
+  client.reset("bye")
+  with connect(url) as raw:
+    background.stop()
+    with pytest.raises(ConnectionClosed):
+      raw.recv(timeout=10)
+  with pytest.raises(ConnectionClosed):
+    client.act(_episode(policy, 9, 1)[0])
+  assert not background._thread.is_alive()  # pylint: disable=protected-access
+  with pytest.raises(OSError):
+    PolicyClient(url, timeout=5)
+
+
+def test_benchmark_logic_at_tiny_size(policy):
+  results = serve_benchmark.run(policy, clients=(1, 2), requests=3, rounds=2,
+                                model_name="tiny")
+  for n in ("1", "2"):
+    s = results["served"][n]
+    assert s["count"] == 3 * int(n) and 0 < s["median_ms"] <= s["p99_ms"]
+    assert s["actions_per_s"] == pytest.approx(s["chunks_per_s"] * policy.action_chunk)
+    assert s["server_act"]["count"] == 3 * int(n) + int(n)   # + one warm-up act each
+  assert results["inprocess"]["count"] == 3
+  assert results["serve_over_inprocess_latency"] > 0
+
+
+def test_command_line_serves_a_run_until_sigterm(built, policy, tmp_path):
+  """``python -m experiments.serve --workdir=...`` serves what ``Policy.act`` computes."""
+  write_run(*built, str(tmp_path))
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "experiments.serve", f"--workdir={tmp_path}", "--port=0"],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    line = proc.stdout.readline()   # blocks until the server is up (or has died)
+    match = re.search(r"at (ws://\S+)", line)
+    assert match, (line, proc.stderr.read()[-3000:] if proc.poll() is not None else "")
+    observations = _episode(policy, 10, 2)
+    with PolicyClient(match.group(1)) as c:
+      c.reset("served", seed=10)
+      got = [c.act(obs) for obs in observations]
+    np.testing.assert_allclose(got, _inprocess(policy, "served", 10, observations), atol=1e-6)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Policy server stopped" in stderr
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+
+
+class _SlowPolicy:
+  """A policy whose ``act`` takes ``delay`` seconds and records how many overlap."""
+
+  def __init__(self, policy, delay):
+    self.policy, self.delay = policy, delay
+    self.running = self.most_at_once = 0
+    self.lock = threading.Lock()
+
+  def __getattr__(self, name):
+    return getattr(self.policy, name)
+
+  def act(self, session, observation):
+    with self.lock:
+      self.running += 1
+      self.most_at_once = max(self.most_at_once, self.running)
+    time.sleep(self.delay)
+    with self.lock:
+      self.running -= 1
+    return self.policy.act(session, observation)
+
+
+def test_model_calls_are_serialised_and_the_loop_stays_responsive(policy):
+  slow = _SlowPolicy(policy, delay=0.4)
+  obs = _episode(policy, 11, 1)[0]
+  with BackgroundServer(slow) as server:
+    clients = [PolicyClient(server.url) for _ in range(3)]
+    for c in clients:
+      c.reset("slow")
+    threads = [threading.Thread(target=c.act, args=(obs,)) for c in clients]
+    started = time.perf_counter()
+    for t in threads:
+      t.start()
+    time.sleep(0.1)   # the acts are queued behind one another in the model thread
+    with PolicyClient(server.url) as watcher:
+      metrics = watcher.metrics()
+    answered = time.perf_counter() - started
+    for t in threads:
+      t.join()
+    finished = time.perf_counter() - started
+    for c in clients:
+      c.close()
+  # Answered while the model thread was still busy with the queued acts.
+  assert answered < finished - slow.delay, (answered, finished)
+  assert slow.most_at_once == 1 and finished >= 3 * slow.delay
+  assert metrics["sessions"] == 3

@@ -1,0 +1,328 @@
+"""An asyncio WebSocket server that serves a ``wam.policy.Policy`` to many clients.
+
+Each connection owns its sessions (``reset`` opens one, ``close`` or the end of the
+connection drops them), so clients never see each other's state. JAX calls are not
+async: every model call runs in one worker thread, serialised (one device, one model),
+while the event loop keeps reading, validating and answering other connections. A bad
+message gets an error reply (``wam.serving.protocol``) and nothing else changes; an
+unexpected exception is logged and answered ``internal``.
+
+Latency is measured per ``act`` from the message's arrival to its reply being ready
+(queueing behind other clients included) and, separately, the model call alone; the
+``metrics`` message returns their median and p99, and they are logged every
+``log_every`` requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import functools
+import logging
+import signal
+import threading
+import time
+import uuid
+from typing import Any, Callable, Optional
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from wam.policy import InstructionError, ObservationError, Policy
+from wam.serving import protocol
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 2**20   # several full-resolution camera frames per message
+
+
+class LatencyStats:
+  """A window of recent latencies (ms) and their count, median and p99."""
+
+  def __init__(self, window: int = 10_000):
+    self._recent: collections.deque = collections.deque(maxlen=window)
+    self.count = 0
+
+  def add(self, ms: float) -> None:
+    self._recent.append(ms)
+    self.count += 1
+
+  def summary(self) -> dict[str, float]:
+    """``{count, median_ms, p99_ms, mean_ms}`` (percentiles over the recent window)."""
+    if not self._recent:
+      return {"count": self.count, "median_ms": float("nan"), "p99_ms": float("nan"),
+              "mean_ms": float("nan")}
+    x = np.asarray(self._recent)
+    return {"count": self.count, "median_ms": float(np.median(x)),
+            "p99_ms": float(np.percentile(x, 99)), "mean_ms": float(x.mean())}
+
+
+class _Connection:
+  """One client's sessions; requests of a connection are handled in arrival order."""
+
+  def __init__(self):
+    self.sessions: dict[str, Any] = {}
+    self.latest: Optional[str] = None
+
+
+class PolicyServer:
+  """Serves ``policy`` over WebSocket (see module docstring).
+
+  Use ``async with PolicyServer(...) as server`` (or ``await start()``/``await stop()``)
+  inside an event loop, or ``BackgroundServer`` from synchronous code.
+  """
+
+  def __init__(self, policy: Policy, *, host: str = "127.0.0.1", port: int = 0,
+               max_sessions_per_connection: int = 64, log_every: int = 1000,
+               max_message_bytes: int = MAX_MESSAGE_BYTES):
+    self.policy = policy
+    self.host, self.port = host, port
+    self.max_sessions = max_sessions_per_connection
+    self.log_every = log_every
+    self.max_message_bytes = max_message_bytes
+    self.latency = LatencyStats()        # arrival -> reply ready, act requests
+    self.model_latency = LatencyStats()  # the model call alone
+    self.errors: collections.Counter = collections.Counter()
+    self.requests = 0
+    self.connections = 0
+    self.sessions = 0
+    self._started = time.monotonic()
+    self._server = None
+    self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+  # ------------------------------------------------------------------ lifecycle
+
+  @property
+  def url(self) -> str:
+    if self._server is None:
+      raise RuntimeError("The server is not started.")
+    port = self._server.sockets[0].getsockname()[1]
+    host = f"[{self.host}]" if ":" in self.host else self.host
+    return f"ws://{host}:{port}"
+
+  async def start(self) -> str:
+    """Binds and starts accepting connections; returns the URL (``ws://host:port``)."""
+    self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
+    self._started = time.monotonic()
+    # No compression: frames are mostly images and vectors, deflate costs more than it
+    # saves on a LAN. Keepalive pings stay on so dead clients free their sessions.
+    self._server = await serve(self._handle, self.host, self.port, compression=None,
+                               max_size=self.max_message_bytes)
+    log.info("Serving the policy at %s (%s).", self.url, self.policy.describe())
+    return self.url
+
+  async def stop(self) -> None:
+    """Closes every connection, stops listening and waits for the model worker."""
+    if self._server is not None:
+      self._server.close()
+      await self._server.wait_closed()
+    if self._worker is not None:
+      self._worker.shutdown(wait=True)
+    log.info("Policy server stopped: %s", self.metrics())
+
+  async def __aenter__(self) -> "PolicyServer":
+    await self.start()
+    return self
+
+  async def __aexit__(self, *exc) -> None:
+    await self.stop()
+
+  async def serve_until(self, stop: asyncio.Event) -> None:
+    """Starts, serves until ``stop`` is set, then stops cleanly."""
+    async with self:
+      await stop.wait()
+
+  # ------------------------------------------------------------------ metrics
+
+  def metrics(self) -> dict[str, Any]:
+    """Request counts, errors by type and act latencies (JSON-friendly)."""
+    return {"requests": self.requests, "errors": dict(self.errors),
+            "connections": self.connections, "sessions": self.sessions,
+            "uptime_s": time.monotonic() - self._started,
+            "act": self.latency.summary(), "model": self.model_latency.summary(),
+            "policy": self.policy.describe()}
+
+  # ------------------------------------------------------------------ handling
+
+  async def _handle(self, ws: ServerConnection) -> None:
+    conn = _Connection()
+    self.connections += 1
+    log.info("Client %s connected.", ws.remote_address)
+    try:
+      async for data in ws:
+        arrived = time.perf_counter()
+        reply = await self._reply(conn, data, arrived)
+        try:
+          await ws.send(protocol.encode(reply))
+        except TypeError as e:   # a bug: our own reply did not encode
+          log.exception("Reply did not encode.")
+          await ws.send(protocol.encode(protocol.error(protocol.INTERNAL, str(e))))
+    except ConnectionClosed:
+      pass
+    finally:
+      self.connections -= 1
+      self.sessions -= len(conn.sessions)
+      log.info("Client %s left (%d sessions dropped).", ws.remote_address,
+               len(conn.sessions))
+
+  async def _reply(self, conn: _Connection, data: Any, arrived: float) -> dict[str, Any]:
+    """The reply to one frame; never raises."""
+    self.requests += 1
+    request_id = None
+    try:
+      message = protocol.decode(data)
+      request_id = message.get("id")
+      kind = protocol.check_request(message)
+      if kind == protocol.RESET:
+        reply = await self._reset(conn, message)
+      elif kind == protocol.ACT:
+        reply = await self._act(conn, message, arrived)
+      elif kind == protocol.METRICS:
+        reply = {"metrics": self.metrics()}
+      else:
+        reply = self._close(conn, message)
+      reply = {"type": kind, **reply}
+    except protocol.ProtocolError as e:
+      reply = self._error(e.kind, str(e))
+    except ObservationError as e:
+      reply = self._error(protocol.OBSERVATION, str(e))
+    except InstructionError as e:
+      reply = self._error(protocol.INSTRUCTION, str(e))
+    except Exception as e:  # pylint: disable=broad-except  (one request must not end the server)
+      log.exception("Internal error while serving a request.")
+      reply = self._error(protocol.INTERNAL, f"{type(e).__name__}: {e}")
+    if request_id is not None:
+      reply["id"] = request_id
+    if self.log_every and self.requests % self.log_every == 0:
+      log.info("%d requests; act latency %s; errors %s.", self.requests,
+               self.latency.summary(), dict(self.errors))
+    return reply
+
+  def _error(self, kind: str, message: str) -> dict[str, Any]:
+    self.errors[kind] += 1
+    return protocol.error(kind, message)
+
+  async def _in_worker(self, fn, *args):
+    """Runs ``fn(*args)`` in the model thread (serialised with every other model call)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(self._worker, functools.partial(fn, *args))
+
+  def _session_id(self, conn: _Connection, message: dict) -> str:
+    session_id = message.get("session_id", conn.latest)
+    if session_id is None:
+      raise protocol.ProtocolError(protocol.UNKNOWN_SESSION,
+                                   "No session: send 'reset' first (or give session_id).")
+    if not isinstance(session_id, str) or session_id not in conn.sessions:
+      raise protocol.ProtocolError(protocol.UNKNOWN_SESSION,
+                                   f"Unknown session_id {session_id!r} on this connection.")
+    return session_id
+
+  async def _reset(self, conn: _Connection, message: dict) -> dict[str, Any]:
+    seed = message.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not -2**31 <= seed < 2**31:
+      raise protocol.ProtocolError(protocol.INVALID_FIELD,
+                                   f"seed must be a 32-bit integer, got {seed!r}.")
+    encoding = message.get("encoding")
+    if encoding is not None and not isinstance(encoding, str):
+      raise protocol.ProtocolError(protocol.INVALID_FIELD,
+                                   f"encoding must be a string, got {encoding!r}.")
+    if len(conn.sessions) >= self.max_sessions:
+      raise protocol.ProtocolError(protocol.TOO_MANY_SESSIONS,
+                                   f"This connection holds {len(conn.sessions)} sessions "
+                                   f"(the limit); close some first.")
+    # Checked here too so that a bad instruction never occupies the model thread.
+    self.policy.encode_instruction(message["instruction"], encoding)
+    session = await self._in_worker(
+        functools.partial(self.policy.new_session, seed=seed, encoding=encoding),
+        message["instruction"])
+    session_id = uuid.uuid4().hex
+    conn.sessions[session_id] = session
+    conn.latest = session_id
+    self.sessions += 1
+    return {"session_id": session_id, "policy": self.policy.describe()}
+
+  async def _act(self, conn: _Connection, message: dict, arrived: float) -> dict[str, Any]:
+    session_id = self._session_id(conn, message)
+
+    def run(session, observation):
+      start = time.perf_counter()
+      out = self.policy.act(session, observation)
+      return out, time.perf_counter() - start
+    (session, actions), model_s = await self._in_worker(run, conn.sessions[session_id],
+                                                        message["observation"])
+    if session_id in conn.sessions:   # unless closed meanwhile
+      conn.sessions[session_id] = session
+    latency_ms = 1e3 * (time.perf_counter() - arrived)
+    self.latency.add(latency_ms)
+    self.model_latency.add(1e3 * model_s)
+    return {"actions": actions, "latency_ms": latency_ms, "step": session.step,
+            "session_id": session_id}
+
+  def _close(self, conn: _Connection, message: dict) -> dict[str, Any]:
+    if "session_id" in message:
+      closed = [self._session_id(conn, message)]
+    else:
+      closed = list(conn.sessions)
+    for session_id in closed:
+      del conn.sessions[session_id]
+    if conn.latest in closed:
+      conn.latest = None
+    self.sessions -= len(closed)
+    return {"closed": closed}
+
+
+def serve_until_signalled(policy: Policy, *, host: str = "127.0.0.1", port: int = 8765,
+                          on_ready: Optional[Callable[[str], None]] = None, **kwargs) -> None:
+  """Serves ``policy`` in this thread until SIGINT or SIGTERM, then stops cleanly.
+
+  Args:
+    on_ready: called with the URL once the server accepts connections.
+    kwargs: more ``PolicyServer`` options.
+  """
+  async def main():
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      loop.add_signal_handler(sig, stop.set)
+    async with PolicyServer(policy, host=host, port=port, **kwargs) as server:
+      if on_ready is not None:
+        on_ready(server.url)
+      await stop.wait()
+      log.info("Signal received: shutting down.")
+  asyncio.run(main())
+
+
+class BackgroundServer:
+  """A ``PolicyServer`` on its own event loop in a daemon thread (tests, benchmarks).
+
+  ``with BackgroundServer(policy) as server: PolicyClient(server.url)...``; leaving the
+  block stops the server cleanly.
+  """
+
+  def __init__(self, policy: Policy, **kwargs):
+    self.server = PolicyServer(policy, **kwargs)
+    self._loop = asyncio.new_event_loop()
+    self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                    name="policy-server")
+    self.url: Optional[str] = None
+
+  def start(self) -> str:
+    self._thread.start()
+    self.url = asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result()
+    return self.url
+
+  def stop(self) -> None:
+    if self._thread.is_alive():
+      asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result()
+      self._loop.call_soon_threadsafe(self._loop.stop)
+      self._thread.join()
+    self._loop.close()
+
+  def __enter__(self) -> "BackgroundServer":
+    self.start()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.stop()
