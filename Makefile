@@ -18,8 +18,8 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m experiments.train --config=experiments/configs/wam.py:runlocal \
-	  --workdir=$(WORKDIR)
+	$(BIN)/python -m experiments.great_parallel \
+	  --config=experiments/configs/great_parallel.py:runlocal --workdir=$(WORKDIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests

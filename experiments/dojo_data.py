@@ -42,5 +42,8 @@ def trainer_config(config: config_dict.ConfigDict, workdir: str) -> config_dict.
     if dojo_config is None:
       raise ValueError("The config names no datasets (config.data.datasets) and no "
                        "config.dojo to build one from.")
-    config.data.datasets.robot = dataset_config(prepare_dojo_data(dojo_config, workdir))
+    # dojo.max_episodes (0: all) trains on the first episodes only: data-scale sweeps.
+    config.data.datasets.robot = dataset_config(
+        prepare_dojo_data(dojo_config, workdir),
+        max_episodes=dojo_config.get("max_episodes", 0))
   return config

@@ -317,7 +317,11 @@ def _write_config(config, workdir: str, is_host0: bool) -> None:
   path = os.path.join(workdir, "config.json")
   new = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
-    old = json.load(open(path))
+    with open(path) as f:
+      old = json.load(f)
+    # Keys added since the run started read as their defaults (old workdirs resume).
+    for ds in (old.get("data", {}).get("datasets") or {}).values():
+      ds.setdefault("max_episodes", 0)
     changed = [k for k in ("model", "data", "seed") if old.get(k) != new.get(k)]
     if changed:
       raise ValueError(f"{workdir} holds a run with a different config.{changed[0]} "
@@ -422,6 +426,10 @@ def load(path: str, step: Optional[int] = None) -> tuple[WorldActionModel,
   abstract_state = jax.eval_shape(lambda: _train_state(
       build_model(config, meta.example_batch, config.seed), optimizer,
       jax.random.key(config.seed)))
+  # Onto this process's first device, whatever mesh (or hosts) the run was trained on.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract_state = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract_state)
   checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, read_only=True)
   _, state, _ = checkpointer.restore(abstract_state, step)
   checkpointer.close()

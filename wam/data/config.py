@@ -12,10 +12,15 @@ from __future__ import annotations
 from ml_collections import config_dict
 
 
-def dataset_config(path: str, weight: float = 1.0, split: str = "train"
-                   ) -> config_dict.ConfigDict:
-  """One dataset of a mixture: a built dataset directory, its weight and split."""
-  return config_dict.ConfigDict(dict(path=path, weight=float(weight), split=split))
+def dataset_config(path: str, weight: float = 1.0, split: str = "train",
+                   max_episodes: int = 0) -> config_dict.ConfigDict:
+  """One dataset of a mixture: a built dataset directory, its weight and split.
+
+  ``max_episodes`` > 0 trains on the split's first ``max_episodes`` episodes only
+  (windows and normalisation statistics; for data-scaling sweeps); 0: all of them.
+  """
+  return config_dict.ConfigDict(dict(path=path, weight=float(weight), split=split,
+                                     max_episodes=int(max_episodes)))
 
 
 def default_config() -> config_dict.ConfigDict:

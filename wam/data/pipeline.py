@@ -7,13 +7,18 @@
     state = iterator.get_state()        # JSON-able; save it beside the model checkpoint
     iterator.set_state(state)           # ... and resume exactly where it stopped
 
-Each dataset becomes a :class:`~wam.data.window.WindowSource`; this process keeps every
-``shard_count``-th window starting at ``shard_index`` (per-host sharding: by default
-``jax.process_index()`` of ``jax.process_count()``), shuffles them with a fixed seed
-(reshuffled each epoch) and repeats. Datasets are interleaved in proportion to their
-weights (``grain.MapDataset.mix``), read by ``read_threads`` threads, batched, and
-optionally produced by ``worker_count`` worker processes with prefetch. Everything is a
-function of the seed and the position, so the iterator state is just a position.
+Each dataset becomes a :class:`~wam.data.window.WindowSource` (optionally of its first
+``max_episodes`` episodes only), shuffled with a fixed seed (reshuffled each epoch) and
+repeated. Datasets are interleaved in proportion to their weights
+(``grain.MapDataset.mix``) into one global stream of windows that every host computes
+alike; global batch ``k`` is elements ``[k*B, (k+1)*B)`` of that stream and host
+``shard_index`` of ``shard_count`` reads only its contiguous block of ``B/shard_count``
+rows of it (per-host sharding: by default ``jax.process_index()`` of
+``jax.process_count()``). So the global batches do not depend on the number of hosts:
+two processes train on exactly the batches that one process would. Windows are read by
+``read_threads`` threads, batched, and optionally produced by ``worker_count`` worker
+processes with prefetch. Everything is a function of the seed and the position, so the
+iterator state is just a position.
 
 The datasets of one mixture must agree: vectors are padded to the union of their
 named-slot layouts (a slot with two sizes is an error naming the field and the slot),
@@ -44,6 +49,7 @@ class DatasetRef:
   weight: float = 1.0
   split: str = "train"
   name: str = ""  # defaults to the dataset's TFDS name
+  max_episodes: int = 0  # > 0: only the split's first max_episodes episodes (data scaling)
 
 
 class Pipeline:
@@ -75,7 +81,8 @@ class Pipeline:
     self.batch_size = batch_size // shard_count
     self.shard_index, self.shard_count = shard_index, shard_count
     self.weights = (weights / weights.sum()).tolist()
-    self.datasets = [EpisodeDataset(d.path, d.split) for d in datasets]
+    self.datasets = [_first_episodes(EpisodeDataset(d.path, d.split), d.max_episodes)
+                     for d in datasets]
     self.names = [d.name or ds.name for d, ds in zip(datasets, self.datasets)]
     if len(set(self.names)) != len(self.names):
       raise ValueError(f"Datasets in one mixture need distinct names, got {self.names}; "
@@ -100,15 +107,14 @@ class Pipeline:
     parts = []
     for i, source in enumerate(self.sources):
       ds = grain.MapDataset.source(source)
-      if shard_count > 1:
-        if len(source) < shard_count:
-          raise ValueError(f"{self.names[i]} has {len(source)} windows, fewer than the "
-                           f"{shard_count} hosts that share it.")
-        ds = ds[shard_index::shard_count]
       if shuffle:
         ds = ds.shuffle(seed=seed * 1_000_003 + i)
       parts.append(ds.repeat(num_epochs))
     mixed = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, self.weights)
+    if shard_count > 1:
+      mixed = grain.MapDataset.range(_host_length(len(mixed), batch_size, shard_index,
+                                                  shard_count)).map(
+          _HostRows(mixed, batch_size, shard_index, shard_count))
     iter_ds = mixed.to_iter_dataset(grain.ReadOptions(
         num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size))
     iter_ds = iter_ds.batch(self.batch_size, drop_remainder=drop_remainder)
@@ -147,6 +153,66 @@ class Pipeline:
     return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
 
 
+class _HostRows:
+  """Element ``j`` of one host's stream: its row ``j % b`` of global batch ``j // b``."""
+
+  def __init__(self, stream, global_batch: int, shard_index: int, shard_count: int):
+    self.stream = stream
+    self.local = global_batch // shard_count
+    self.global_batch = global_batch
+    self.offset = shard_index * self.local
+
+  def __call__(self, j: int):
+    batch, row = divmod(int(j), self.local)
+    return self.stream[batch * self.global_batch + self.offset + row]
+
+
+def _host_length(total: int, global_batch: int, shard_index: int, shard_count: int) -> int:
+  """How many of ``total`` stream elements fall in this host's rows."""
+  local = global_batch // shard_count
+  full, rest = divmod(total, global_batch)
+  return full * local + min(local, max(0, rest - shard_index * local))
+
+
+class _FirstEpisodes:
+  """The first ``n`` episodes of an :class:`EpisodeDataset` (everything else delegated).
+
+  Windows and normalisation statistics both see only these episodes; the fingerprint
+  changes with ``n``, so cached statistics of the whole split are not reused. The first
+  episodes (not a random subset) so that smaller data scales are nested in larger ones.
+  """
+
+  def __init__(self, dataset: EpisodeDataset, n: int):
+    self._dataset = dataset
+    self.episode_lengths = dataset.episode_lengths[:n]
+
+  def __getattr__(self, name: str):
+    if name.startswith("__") or name == "_dataset":  # e.g. while unpickling in a worker
+      raise AttributeError(name)
+    return getattr(self._dataset, name)
+
+  def __len__(self) -> int:
+    return len(self.episode_lengths)
+
+  def __repr__(self) -> str:
+    return f"{self._dataset!r}[:{len(self)} episodes]"
+
+  def fingerprint(self) -> str:
+    return f"{self._dataset.fingerprint()}-first{len(self)}"
+
+
+def _first_episodes(dataset: EpisodeDataset, max_episodes: int):
+  if max_episodes < 0:
+    raise ValueError(f"max_episodes must be >= 0 (0: all), got {max_episodes} for "
+                     f"{dataset.path}.")
+  if max_episodes == 0 or max_episodes >= len(dataset):
+    if max_episodes > len(dataset):
+      logging.warning("%s has %d episodes, fewer than max_episodes=%d: using all.",
+                      dataset, len(dataset), max_episodes)
+    return dataset
+  return _FirstEpisodes(dataset, max_episodes)
+
+
 def _ensure_flags_parsed() -> None:
   """Grain's worker processes read absl flags; outside an absl app (notebooks, tests)
   nothing has parsed them, so take the defaults."""
@@ -169,7 +235,8 @@ def from_config(config: Any, *, shard_index: Optional[int] = None,
                 shard_count: Optional[int] = None) -> Pipeline:
   """A :class:`Pipeline` from a ``data`` ConfigDict (see :mod:`wam.data.config`)."""
   refs = [DatasetRef(path=os.path.expanduser(d.path), weight=d.weight, split=d.split,
-                     name=name) for name, d in sorted(config.datasets.items())]
+                     name=name, max_episodes=d.get("max_episodes", 0))
+          for name, d in sorted(config.datasets.items())]
   window = WindowConfig(num_frames=config.num_frames, num_context=config.num_context,
                         action_chunk=config.action_chunk, cameras=tuple(config.cameras),
                         image_size=tuple(config.image_size),

@@ -140,6 +140,40 @@ def test_hosts_read_disjoint_slices(robot_dir, tmp_path):
     _pipeline(refs, tmp_path, batch_size=5, shard_index=0, shard_count=2)
 
 
+def test_hosts_together_read_the_single_host_batches(robot_dir, human_dir, tmp_path):
+  # Global batch k is the same whatever the number of hosts: host h holds its block of rows.
+  refs = [DatasetRef(robot_dir, weight=0.5), DatasetRef(human_dir, weight=0.5)]
+  single = _take(iter(_pipeline(refs, tmp_path, batch_size=8)), 3)
+  hosts = [_take(iter(_pipeline(refs, tmp_path, batch_size=8, shard_index=h, shard_count=2)),
+                 3) for h in range(2)]
+  joined = [{k: np.concatenate([h0[k], h1[k]]) for k in h0} for h0, h1 in zip(*hosts)]
+  _assert_same_batches(single, joined)
+
+
+def test_max_episodes_limits_windows_and_statistics(robot_dir, tmp_path):
+  full = _pipeline([DatasetRef(robot_dir)], tmp_path, num_epochs=1, drop_remainder=False)
+  few = _pipeline([DatasetRef(robot_dir, max_episodes=2)], tmp_path, num_epochs=1,
+                  drop_remainder=False)
+  episodes = {int(e) for b in few for e in b["episode"]}
+  assert episodes == {0, 1}
+  assert len(few.sources[0]) == sum(n - WINDOW.span + 1 for n in ROBOT_LENGTHS[:2])
+  # Statistics of the used episodes only (their own cache entry), not of the whole split.
+  expected = statistics.compute(EpisodeDataset(robot_dir), max_steps=10**9)
+  assert few.statistics[few.names[0]]["joints"].count == sum(
+      ROBOT_LENGTHS[:2])
+  assert full.statistics[full.names[0]]["joints"].count == expected["joints"].count
+  assert len(glob.glob(str(tmp_path / "stats" / "toy_robot-train-*.json"))) == 2
+  with pytest.raises(ValueError, match="max_episodes must be >= 0"):
+    _pipeline([DatasetRef(robot_dir, max_episodes=-1)], tmp_path)
+  from wam.data import config as data_config  # pylint: disable=import-outside-toplevel
+  from wam.data.pipeline import from_config  # pylint: disable=import-outside-toplevel
+  c = data_config.default_config()
+  c.datasets.robot = data_config.dataset_config(robot_dir, max_episodes=3)
+  c.update(num_frames=2, action_chunk=3, cameras=("front",), image_size=(16, 16),
+           batch_size=2, statistics_dir=str(tmp_path / "stats"), read_threads=1)
+  assert len(from_config(c, shard_index=0, shard_count=1).sources[0].dataset) == 3
+
+
 def test_worker_processes_are_deterministic_and_resume(robot_dir, tmp_path):
   # Each worker process reads its own slice of the windows and batches it, so the order
   # differs from in-process reading, but is a function of the seed and the position.

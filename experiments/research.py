@@ -1,0 +1,48 @@
+r"""The automated research loop: grid -> fit -> predict -> run larger -> compare -> propose.
+
+  python -m experiments.research --config=experiments/configs/scaling.py:runlocal \
+      --workdir=workdir/research --budget=3000
+
+The budget is in the config's ``run_cost`` units (training steps for the scaling
+config). Outputs in ``workdir``: ``runs/`` (the sweep: one directory per run,
+summary.md), ``decisions.jsonl`` (every decision with its reason), ``research.md`` and
+``fit.png``. Re-running reuses finished runs. See experiments/research_loop.py and
+docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from experiments import research_loop, sweeps
+
+_CONFIG = flags.DEFINE_string("config", None, "Config FILE[:ARG] with the research knobs.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the loop.")
+_BUDGET = flags.DEFINE_float("budget", None, "Compute for grid + larger run (run_cost units).")
+_GRID_POINTS = flags.DEFINE_integer("grid_points", 5, "At most this many grid runs.")
+_GRID_FRACTION = flags.DEFINE_float("grid_fraction", 0.5, "Budget share of the grid.")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Runs at a time.")
+flags.mark_flags_as_required(["config", "workdir", "budget"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
+  try:
+    spec = research_loop.load_spec(_CONFIG.value)
+    report = research_loop.run_research(
+        spec, _WORKDIR.value, _BUDGET.value, grid_points=_GRID_POINTS.value,
+        grid_fraction=_GRID_FRACTION.value, workers=_WORKERS.value,
+        progress=lambda line: print(line, flush=True))
+  except (research_loop.ResearchError, sweeps.SweepError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"Report: {_WORKDIR.value}/research.md (predicted {report.predicted:.4g}, "
+        f"measured {report.actual})")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
