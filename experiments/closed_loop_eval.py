@@ -49,14 +49,19 @@ class _Stateless:
 
 
 class _Expert(_Stateless):
-  """The scripted expert's action at the chunk's first state, held for the chunk."""
+  """The scripted expert, per step: it writes each chunk by stepping a copy of the
+  physics (it is privileged anyway). Holding its first action for the whole chunk
+  overshoots the relative wrist moves of ``dex_lift``."""
 
   def __init__(self, task, chunk: int):
     self.task, self.chunk = task, chunk
 
   def act(self, carry, state, rng):
-    action = self.task.expert_action(state, rng)
-    return jnp.tile(action[None], (self.chunk, 1)), carry
+    def one(s, key):
+      action = self.task.expert_action(s, key)
+      return self.task.step(s, action), action
+    _, actions = jax.lax.scan(one, state, jax.random.split(rng, self.chunk))
+    return actions, carry
 
 
 def _planner_config(c: config_dict.ConfigDict) -> planners.PlannerConfig:

@@ -52,7 +52,16 @@ def data_dir(config: config_dict.ConfigDict, workdir: str) -> str:
       workdir, "data")
 
 
-def build_human(config: config_dict.ConfigDict, root: str, *, hours: float, name: str,
+def human_dataset_name(config: config_dict.ConfigDict, hours: float) -> str:
+  """The directory name ``build_human`` gives the pre-training video of ``hours``."""
+  from egoscale.datasets import egocentric_human  # pylint: disable=import-outside-toplevel
+  h = config.human
+  return egocentric_human.config_name(hours, tuple(config.image_size), float(h.fps),
+                                      int(h.episode_length), tuple(h.tasks), "human",
+                                      int(h.seed), config.camera)
+
+
+def build_human(config: config_dict.ConfigDict, root: str, *, hours: float,
                 tasks: Optional[tuple] = None, seed: Optional[int] = None) -> dict:
   """Builds (or reuses) a synthetic human dataset of ``hours``; returns its description."""
   from egoscale.datasets import egocentric_human  # pylint: disable=import-outside-toplevel
@@ -62,7 +71,7 @@ def build_human(config: config_dict.ConfigDict, root: str, *, hours: float, name
       root, hours=hours, image_size=tuple(config.image_size), fps=float(h.fps),
       episode_length=int(h.episode_length), tasks=tuple(tasks or h.tasks), actions="human",
       seed=int(h.seed if seed is None else seed), val_fraction=float(h.val_fraction),
-      name=name, camera=config.camera)
+      camera=config.camera)  # named after every knob: another size never reuses it
   train = EpisodeDataset(path, "train")
   return {"path": path, "hours": hours, "train_episodes": len(train),
           "train_frames": int(train.num_steps),
@@ -74,15 +83,17 @@ def human_data(config, stage_dir: str, results: Results) -> dict:
   del results
   hours = max([config.human.hours] + list(config.scaling.hours if "scaling" in
                                           config.stages else []))
-  return build_human(config, data_dir(config, os.path.dirname(stage_dir)), hours=hours,
-                     name="human_pretrain")
+  return build_human(config, data_dir(config, os.path.dirname(stage_dir)), hours=hours)
 
 
 def robot_dataset(config: config_dict.ConfigDict, root: str, *, num_episodes: int,
-                  instructions: str, seed: int, name: str) -> str:
+                  instructions: str, seed: int) -> str:
   """Builds (or reuses) Dojo expert demonstrations of ``config.robot.task``."""
   from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
   r = config.robot
+  # Named after every knob, so that another size or split never reuses it.
+  name = (f"{r.task}_{num_episodes}ep_{config.camera}_{config.image_size[0]}px_noise"
+          f"{r.noise}_seed{seed}_{instructions}").replace(".", "p")
   builder = Builder(config=DojoRobotConfig(
       name=name, task=r.task, num_episodes=num_episodes, cameras=(config.camera,),
       image_size=tuple(config.image_size), policy="noisy_expert", noise=r.noise, seed=seed,
@@ -97,7 +108,7 @@ def robot_data(config, stage_dir: str, results: Results) -> dict:
   del results
   path = robot_dataset(config, data_dir(config, os.path.dirname(stage_dir)),
                        num_episodes=config.robot.num_episodes, instructions="seen",
-                       seed=config.robot.seed, name="target")
+                       seed=config.robot.seed)
   from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
   return {"path": path, "train_episodes": len(EpisodeDataset(path, "train"))}
 
@@ -165,7 +176,7 @@ def latent(config, stage_dir: str, results: Results) -> dict:
   probe = lam.linear_probe(vae.encode_mean(val.prev, val.next), val.action)
   baseline = lam.linear_probe(untrained.encode_mean(val.prev, val.next), val.action)
   path = lam.label_dataset(vae, source, data_dir=data_dir(config, os.path.dirname(stage_dir)),
-                           name="human_latent", camera=config.camera)
+                           name="human_latent", camera=config.camera, overwrite=True)
   return {"path": path, "probe_r2": probe.r2, "probe_r2_untrained": baseline.r2,
           "probe_pairs": probe.num_test, "recon": vae.history[-1]["recon"],
           "copy_mse": vae.history[-1]["copy_mse"]}
@@ -184,10 +195,10 @@ def pretrain(config, stage_dir: str, results: Results) -> dict:
 
 def aligned_data(config, root: str) -> tuple[str, str]:
   """The aligned set: a little human video and a few robot demos of the target task."""
-  human = build_human(config, root, hours=config.midtrain.human_hours, name="human_aligned",
+  human = build_human(config, root, hours=config.midtrain.human_hours,
                       tasks=tuple(config.midtrain.human_tasks), seed=config.human.seed + 1)
   robot = robot_dataset(config, root, num_episodes=config.midtrain.robot_episodes,
-                        instructions="seen", seed=config.robot.seed + 1, name="aligned")
+                        instructions="seen", seed=config.robot.seed + 1)
   return human["path"], robot
 
 
@@ -219,8 +230,8 @@ def oneshot(config, stage_dir: str, results: Results) -> dict:
   """Stage: a task never in the robot data, from 1 robot demo + human demos of it."""
   root = data_dir(config, os.path.dirname(stage_dir))
   robot = robot_dataset(config, root, num_episodes=config.oneshot.robot_episodes,
-                        instructions="unseen", seed=config.robot.seed + 2, name="oneshot")
-  human = build_human(config, root, hours=config.oneshot.human_hours, name="human_oneshot",
+                        instructions="unseen", seed=config.robot.seed + 2)
+  human = build_human(config, root, hours=config.oneshot.human_hours,
                       tasks=tuple(config.midtrain.human_tasks), seed=config.human.seed + 2)
   w = config.oneshot.human_weight
   mixture = {"robot": (robot, 1.0 - w, 0), "human": (human["path"], w, 0)}
@@ -294,20 +305,24 @@ def scaling(config, stage_dir: str, results: Results) -> dict:
   L = np.array([r.metrics["eval/loss"] for r in finished])
   log_fit = fits.fit_log_linear(D, L)
   held = fits.leave_largest_out(fits.fit_log_linear, D, L)
-  fitted = [log_fit]
+  fitted, held_power = [log_fit], None
   try:
     fitted.append(fits.fit_power_law(D, L))
+    held_power = fits.leave_largest_out(fits.fit_power_law, D, L)
   except fits.ScalingFitError as e:
     logging.warning("Power law not fitted: %s", e)
   fits.plot_fit(D, L, fitted, os.path.join(stage_dir, "scaling.png"),
                 xlabel="hours of human video", ylabel="held-out loss (human video)")
+  def extrapolation(held):
+    return None if held is None else {
+        "hours": held.held_out.tolist(), "measured": held.measured.tolist(),
+        "predicted": held.predicted.tolist(), "relative_error": held.relative_error.tolist()}
+
   return {"hours": D.tolist(), "loss": L.tolist(), "runs": [r.name for r in finished],
           "log_linear": {"a": log_fit.a, "b": log_fit.b, "r2": log_fit.r2},
           "power_law": ({**fitted[1].params, "r2": fitted[1].r2} if len(fitted) > 1 else None),
-          "leave_largest_out": {"hours": held.held_out.tolist(),
-                                "measured": held.measured.tolist(),
-                                "predicted": held.predicted.tolist(),
-                                "relative_error": held.relative_error.tolist()},
+          "leave_largest_out": extrapolation(held),
+          "leave_largest_out_power_law": extrapolation(held_power),
           "plot": os.path.join(stage_dir, "scaling.png")}
 
 

@@ -91,8 +91,13 @@ def _scaling_section(results: Results) -> list[str]:
     p = r["power_law"]
     lines.append(f"Power law L = {p['E']:.4f} + {p['A']:.4f} D^-{p['alpha']:.3f}: "
                  f"R^2 = {p['r2']:.3f}.")
-  lines += [f"Leave the largest out: predicted {held['predicted'][0]:.4f}, measured "
-            f"{held['measured'][0]:.4f} ({100 * held['relative_error'][0]:+.1f}%).", "",
+  lines.append(f"Leave the largest out, log-linear: predicted {held['predicted'][0]:.4f}, "
+               f"measured {held['measured'][0]:.4f} ({100 * held['relative_error'][0]:+.1f}%).")
+  power = r.get("leave_largest_out_power_law")
+  if power:
+    lines.append(f"Leave the largest out, power law: predicted {power['predicted'][0]:.4f} "
+                 f"({100 * power['relative_error'][0]:+.1f}%).")
+  lines += ["",
             "![scaling](scaling/scaling.png)", ""]
   return lines
 
@@ -112,9 +117,11 @@ def _data_section(results: Results) -> list[str]:
 def write_report(config, workdir: str, results: Results) -> dict:
   """Writes ``report.md`` and ``report.json`` in ``workdir``; returns the JSON."""
   skipped = [s for s in config.stages if s != "report" and s not in results]
+  total = sum(results[s].get("seconds", 0) for s in config.stages if s in results)
   lines = [f"# Main job report (`{config.get('arg', '')}`)", "",
            "Stages: " + ", ".join(f"{s} ({results[s].get('seconds', 0):.0f} s)"
-                                  for s in config.stages if s in results), ""]
+                                  for s in config.stages if s in results)
+           + f"; {total / 60:.1f} minutes in all.", ""]
   if skipped:
     lines += [f"Not run: {', '.join(skipped)}.", ""]
   lines += _data_section(results)

@@ -75,11 +75,11 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       max_instruction_length=32, learning_rate=2e-3 if runlocal else 3e-4,
       warmup_steps=100 if runlocal else 2000, log_every=50, eval_batch_size=32,
       peak_flops=0.0))
-  c.pretrain = config_dict.ConfigDict(dict(num_steps=900 if runlocal else 100_000))
+  c.pretrain = config_dict.ConfigDict(dict(num_steps=700 if runlocal else 100_000))
   c.midtrain = config_dict.ConfigDict(dict(
       num_steps=300 if runlocal else 20_000, human_hours=0.05 if runlocal else 50.0,
       human_tasks=("grasp",), robot_episodes=8 if runlocal else 200, human_weight=0.5))
-  c.posttrain = config_dict.ConfigDict(dict(num_steps=900 if runlocal else 50_000))
+  c.posttrain = config_dict.ConfigDict(dict(num_steps=700 if runlocal else 50_000))
   c.oneshot = config_dict.ConfigDict(dict(
       num_steps=300 if runlocal else 5_000, robot_episodes=1, human_hours=0.02 if runlocal
       else 2.0, human_weight=0.5))
@@ -89,5 +89,5 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       cem_samples=32 if runlocal else 128, cem_elites=4 if runlocal else 16))
   c.scaling = config_dict.ConfigDict(dict(
       hours=(0.025, 0.05, 0.1, 0.2, 0.4) if runlocal else (1.25, 2.5, 5.0, 10.0, 20.0),
-      num_steps=400 if runlocal else 50_000, workers=1))
+      num_steps=300 if runlocal else 50_000, workers=1))
   return c
