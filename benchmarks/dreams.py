@@ -1,6 +1,6 @@
 r"""Where dreamed frames stand: the model against copying the last frame and an oracle.
 
-  python -m benchmarks.dreams --workdir=workdir/demo --out=benchmarks/dreams_cpu.json
+  python -m benchmarks.dreams --workdir=workdir/wam --out=benchmarks/dreams_cpu.json
 
 On ``--windows`` evenly spread windows of the run's held-out (``val``) and training
 splits, one context frame and one dreamed block in world-model mode (real actions):

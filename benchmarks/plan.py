@@ -1,6 +1,6 @@
 r"""Control rates of the world action model and dream-vs-physics throughput, one run.
 
-  python -m benchmarks.plan --out=benchmarks/plan_cpu.json [--workdir=workdir/demo]
+  python -m benchmarks.plan --out=benchmarks/plan_cpu.json [--workdir=workdir/wam]
 
 Measured on one env (control) and on a batch (throughput), side by side in one process:
 - ``policy_hz``: policy-mode decisions per second (``controllers.WamPolicy.act``: observe

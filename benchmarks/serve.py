@@ -1,6 +1,6 @@
 r"""Round-trip latency of the policy server against the in-process policy, one run.
 
-  python -m benchmarks.serve --out=benchmarks/serve_cpu.json [--workdir=workdir/demo]
+  python -m benchmarks.serve --out=benchmarks/serve_cpu.json [--workdir=workdir/wam]
 
 Measured in one process, the settings in turn, ``--rounds`` times over, each keeping
 its best round (the machine is shared and noisy: compare ratios, not absolute times,

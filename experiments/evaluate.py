@@ -1,7 +1,7 @@
 r"""Closed-loop evaluation of trained models and planners in MJX physics.
 
   python -m experiments.evaluate --config=experiments/configs/evaluate.py:runlocal \
-      --workdir=workdir/eval --config.wam=workdir/demo --config.bc=workdir/bc
+      --workdir=workdir/eval --config.wam=workdir/wam --config.bc=workdir/bc
 
 Writes ``results.json``, ``results.md`` and ``videos/`` into ``workdir`` (see
 ``experiments.closed_loop_eval``).

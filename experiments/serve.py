@@ -1,6 +1,6 @@
 r"""Serves a trained world action model as a policy over WebSocket.
 
-  python -m experiments.serve --workdir=workdir/demo [--host=127.0.0.1 --port=8765 \
+  python -m experiments.serve --workdir=workdir/wam [--host=127.0.0.1 --port=8765 \
       --step=STEP --flow_steps=1]
 
 Loads the checkpoint (``wam.policy.Policy.from_workdir``), compiles the policy, prints

@@ -5,7 +5,7 @@ Command (after `make demo` and the BC run below):
   python -m experiments.train --config=experiments/configs/wam.py:runlocal,bc \
       --workdir=workdir/bc
   python -m experiments.evaluate --config=experiments/configs/evaluate.py:runlocal \
-      --workdir=workdir/eval --config.wam=workdir/demo --config.bc=workdir/bc
+      --workdir=workdir/eval --config.wam=workdir/wam --config.bc=workdir/bc
 
 Argument: `runlocal` (20 episodes per cell, small planners: minutes on a 2-core CPU) or
 nothing (100 episodes per cell).

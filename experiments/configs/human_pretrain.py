@@ -5,7 +5,7 @@ The scaling stage of the main job (experiments/recipe.py) launches these runs it
 
   python -m experiments.sweep --config=experiments/configs/human_pretrain.py:runlocal \
       --workdir=workdir/human_scaling \
-      --config.data.datasets.human.path=workdir/demo/data/human_pretrain/1.0.0
+      --config.data.datasets.human.path=data/egocentric_human/NAME/1.0.0
 
 Argument: as experiments/configs/great_parallel.py (`runlocal`...). The model, window and
 optimiser are the job's; `sweep(add)` trains on 1/16 to all of the dataset's episodes
