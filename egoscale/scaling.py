@@ -381,6 +381,11 @@ def plot_fit(D, L, fits: Sequence[object] | object, path: str, *,
     ax.scatter(*measured_extra, color="C3", marker="*", s=120, zorder=4,
                label="measured, not fitted")
   ax.set_xscale("log")
+  # Label the decades only: minor-tick labels of a narrow log range overlap.
+  from matplotlib import ticker  # pylint: disable=import-outside-toplevel
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:.3g}"))
+  ax.set_xticks(D)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_title(title)

@@ -311,7 +311,10 @@ def scaling(config, stage_dir: str, results: Results) -> dict:
     held_power = fits.leave_largest_out(fits.fit_power_law, D, L)
   except fits.ScalingFitError as e:
     logging.warning("Power law not fitted: %s", e)
-  fits.plot_fit(D, L, fitted, os.path.join(stage_dir, "scaling.png"),
+  # The band: the log-linear fit refitted on runs drawn with replacement (the power law
+  # has too few distinct scales in most resamples of 5 runs).
+  band = fits.bootstrap(fits.fit_log_linear, D, L, at=np.geomspace(D.min(), D.max(), 50))
+  fits.plot_fit(D, L, fitted, os.path.join(stage_dir, "scaling.png"), band=band,
                 xlabel="hours of human video", ylabel="held-out loss (human video)")
   def extrapolation(held):
     return None if held is None else {
@@ -319,7 +322,8 @@ def scaling(config, stage_dir: str, results: Results) -> dict:
         "predicted": held.predicted.tolist(), "relative_error": held.relative_error.tolist()}
 
   return {"hours": D.tolist(), "loss": L.tolist(), "runs": [r.name for r in finished],
-          "log_linear": {"a": log_fit.a, "b": log_fit.b, "r2": log_fit.r2},
+          "log_linear": {"a": log_fit.a, "b": log_fit.b, "r2": log_fit.r2,
+                         "b_interval90": band.param_intervals["b"]},
           "power_law": ({**fitted[1].params, "r2": fitted[1].r2} if len(fitted) > 1 else None),
           "leave_largest_out": extrapolation(held),
           "leave_largest_out_power_law": extrapolation(held_power),

@@ -86,7 +86,9 @@ def _scaling_section(results: Results) -> list[str]:
            "| run | hours | held-out loss |", "|---|---|---|"]
   lines += [f"| {n} | {h:.4g} | {l:.4f} |" for n, h, l in zip(r["runs"], r["hours"], r["loss"])]
   lines += ["", f"Log-linear fit L = {fit['a']:.4f} + ({fit['b']:.4f}) log D: "
-                f"R^2 = {fit['r2']:.3f}."]
+                f"R^2 = {fit['r2']:.3f}"
+                + (", slope 90% bootstrap interval [{:.4f}, {:.4f}].".format(
+                    *fit["b_interval90"]) if fit.get("b_interval90") else ".")]
   if r.get("power_law"):
     p = r["power_law"]
     lines.append(f"Power law L = {p['E']:.4f} + {p['A']:.4f} D^-{p['alpha']:.3f}: "
@@ -121,7 +123,8 @@ def write_report(config, workdir: str, results: Results) -> dict:
   lines = [f"# Main job report (`{config.get('arg', '')}`)", "",
            "Stages: " + ", ".join(f"{s} ({results[s].get('seconds', 0):.0f} s)"
                                   for s in config.stages if s in results)
-           + f"; {total / 60:.1f} minutes in all.", ""]
+           + f"; {total / 60:.1f} minutes in all (a stage re-run from finished parts "
+           "counts only its own time).", ""]
   if skipped:
     lines += [f"Not run: {', '.join(skipped)}.", ""]
   lines += _data_section(results)
