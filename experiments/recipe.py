@@ -26,18 +26,13 @@ shapes match carry over, the action and state layers of a new embodiment start f
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
-import sys
 from typing import Any, Mapping, Optional
 
 import numpy as np
 from absl import logging
 from ml_collections import config_dict
 
-from experiments import stages as stages_lib
 
 Results = Mapping[str, dict]
 

@@ -72,3 +72,42 @@ def test_main_job_configs_name_known_stages():
   config.stages = ("human_data", "pretrian")
   with pytest.raises(KeyError, match="pretrian"):
     jobs.stages_of(config)
+
+
+def test_trainer_configs_of_the_recipe_name_their_datasets_and_starting_point():
+  from experiments import recipe  # pylint: disable=import-outside-toplevel
+  config = great_parallel.get_config("runlocal")
+  c = recipe.trainer_config(config, {"robot": ("r", 0.5, 0), "human": "h"}, num_steps=40,
+                            init_from="workdir/pretrain")
+  assert (c.data.datasets.robot.path, c.data.datasets.robot.weight) == ("r", 0.5)
+  assert (c.data.datasets.human.path, c.data.datasets.human.max_episodes) == ("h", 0)
+  assert c.init_from == "workdir/pretrain" and c.num_steps == 40
+  assert c.data.cameras == (config.camera,) and c.eval.every == 40
+  from wam import trainer  # pylint: disable=import-outside-toplevel
+  trainer.check_config(c)   # every key is one the trainer knows
+
+
+def test_report_lists_tables_and_the_stages_not_run(tmp_path):
+  from experiments import report  # pylint: disable=import-outside-toplevel
+  config = great_parallel.get_config("runlocal")
+  metrics = {"eval/loss": 0.5, "eval/loss/video": 0.1, "eval/psnr_h1": 25.0}
+  results = {
+      "human_data": {"train_episodes": 10, "train_hours": 0.01, "train_frames": 480,
+                     "seconds": 1.0},
+      "pretrain": {"workdir": "w/pretrain", "step": 5, "init_from": "", "metrics": metrics},
+      "posttrain": {"workdir": "w/posttrain", "step": 5, "init_from": "w/pretrain",
+                    "metrics": dict(metrics, **{"eval/loss": 0.4})},
+      "scratch": {"workdir": "w/scratch", "step": 5, "init_from": "", "metrics": metrics},
+      "scaling": {"runs": ["a", "b", "c"], "hours": [1.0, 2.0, 4.0], "loss": [3.0, 2.0, 1.0],
+                  "log_linear": {"a": 3.0, "b": -1.44, "r2": 1.0},
+                  "power_law": None,
+                  "leave_largest_out": {"predicted": [1.1], "measured": [1.0],
+                                        "relative_error": [0.1]}},
+  }
+  out = report.write_report(config, str(tmp_path), results)
+  text = (tmp_path / "report.md").read_text()
+  assert "| posttrain | pretrain | 5 | 0.4 |" in text
+  assert "(+20.0% lower with pre-training)" in text
+  assert "R^2 = 1.000" in text and "+10.0%" in text
+  assert set(out["not_run"]) == {"robot_data", "dojo"}
+  assert json.load(open(tmp_path / "report.json"))["stages"]["pretrain"]["step"] == 5
