@@ -32,14 +32,20 @@ from absl import app, flags
 
 from benchmarks import results as results_lib
 
-_OUT = flags.DEFINE_string("out", "benchmarks/serve.json", "Where to write the JSON results.")
-_WORKDIR = flags.DEFINE_string("workdir", "", "A trained WAM run (default: a random model).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_FLOW_STEPS = flags.DEFINE_integer("flow_steps", 1, "Euler steps per action chunk.")
-_SIZE = flags.DEFINE_enum("size", "toy", ["toy", "tiny"], "Random model size (no workdir).")
-_CLIENTS = flags.DEFINE_list("clients", ["1", "8"], "Concurrent client counts to measure.")
-_REQUESTS = flags.DEFINE_integer("requests", 50, "Timed acts per client (and in process).")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds over all settings (best kept each).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command-line flags, defined only when run as a program: tests import this
+  module beside other launchers (absl flags are process-global)."""
+  flags.DEFINE_string("out", "benchmarks/serve.json", "Where to write the JSON results.")
+  flags.DEFINE_string("workdir", "", "A trained WAM run (default: a random model).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("flow_steps", 1, "Euler steps per action chunk.")
+  flags.DEFINE_enum("size", "toy", ["toy", "tiny"], "Random model size (no workdir).")
+  flags.DEFINE_list("clients", ["1", "8"], "Concurrent client counts to measure.")
+  flags.DEFINE_integer("requests", 50, "Timed acts per client (and in process).")
+  flags.DEFINE_integer("rounds", 3, "Rounds over all settings (best kept each).")
 
 
 # ----------------------------------------------------------------------------- model
@@ -218,19 +224,20 @@ def _print(results: dict[str, Any]) -> None:
 def main(argv):
   del argv
   from wam.policy import Policy  # pylint: disable=import-outside-toplevel
-  if _WORKDIR.value:
-    policy = Policy.from_workdir(_WORKDIR.value, _STEP.value, flow_steps=_FLOW_STEPS.value)
-    name = f"trained: {_WORKDIR.value}"
+  if FLAGS.workdir:
+    policy = Policy.from_workdir(FLAGS.workdir, FLAGS.step, flow_steps=FLAGS.flow_steps)
+    name = f"trained: {FLAGS.workdir}"
   else:
-    model, metadata = random_model(_SIZE.value)
-    policy = Policy(model, metadata, flow_steps=_FLOW_STEPS.value)
-    name = f"random {_SIZE.value} model (no --workdir given; speed does not need weights)"
+    model, metadata = random_model(FLAGS.size)
+    policy = Policy(model, metadata, flow_steps=FLAGS.flow_steps)
+    name = f"random {FLAGS.size} model (no --workdir given; speed does not need weights)"
     print(f"No --workdir: using a {name}.", flush=True)
-  results = run(policy, clients=tuple(int(c) for c in _CLIENTS.value),
-                requests=_REQUESTS.value, rounds=_ROUNDS.value, model_name=name)
+  results = run(policy, clients=tuple(int(c) for c in FLAGS.clients),
+                requests=FLAGS.requests, rounds=FLAGS.rounds, model_name=name)
   _print(results)
-  results_lib.write_json(_OUT.value, results)
+  results_lib.write_json(FLAGS.out, results)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

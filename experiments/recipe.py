@@ -164,16 +164,20 @@ def latent(config, stage_dir: str, results: Results) -> dict:
                           max_episodes=c.max_episodes or None)
   vae.fit(pairs, workdir=stage_dir)
   # The probe: true human actions of held-out pairs from the latent, against an
-  # untrained encoder (what the architecture alone gives).
-  val = lam.frame_pairs(EpisodeDataset(source, "val"), camera=config.camera,
-                        action_slots=("wrist_motion", "hand_keypoints"))
+  # untrained encoder (what the architecture alone gives); the whole action, and the
+  # wrist motion alone (the part a pair of frames shows best).
   untrained = lam.LatentActionTrainer(vae.config, tuple(config.image_size))
-  probe = lam.linear_probe(vae.encode_mean(val.prev, val.next), val.action)
-  baseline = lam.linear_probe(untrained.encode_mean(val.prev, val.next), val.action)
+  probes = {}
+  for name, slots in (("", ("wrist_motion", "hand_keypoints")), ("_wrist", ("wrist_motion",))):
+    val = lam.frame_pairs(EpisodeDataset(source, "val"), camera=config.camera,
+                          action_slots=slots)
+    probe = lam.linear_probe(vae.encode_mean(val.prev, val.next), val.action)
+    baseline = lam.linear_probe(untrained.encode_mean(val.prev, val.next), val.action)
+    probes.update({f"probe_r2{name}": probe.r2, f"probe_r2{name}_untrained": baseline.r2,
+                   "probe_pairs": probe.num_test})
   path = lam.label_dataset(vae, source, data_dir=data_dir(config, os.path.dirname(stage_dir)),
                            name="human_latent", camera=config.camera, overwrite=True)
-  return {"path": path, "probe_r2": probe.r2, "probe_r2_untrained": baseline.r2,
-          "probe_pairs": probe.num_test, "recon": vae.history[-1]["recon"],
+  return {"path": path, **probes, "recon": vae.history[-1]["recon"],
           "copy_mse": vae.history[-1]["copy_mse"]}
 
 

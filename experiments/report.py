@@ -71,8 +71,10 @@ def _latent_section(results: Results) -> list[str]:
     return []
   return ["## Latent actions", "",
           f"Linear probe from the VAE's latent action to the true hand action on held-out "
-          f"pairs: R^2 {r['probe_r2']:.3f} (untrained encoder {r['probe_r2_untrained']:.3f}, "
-          f"{r['probe_pairs']} test pairs). Next-frame MSE {r['recon']:.4f} against "
+          f"pairs: R^2 {r['probe_r2']:.3f} (untrained encoder {r['probe_r2_untrained']:.3f}); "
+          f"to the wrist motion alone {r.get('probe_r2_wrist', float('nan')):.3f} "
+          f"(untrained {r.get('probe_r2_wrist_untrained', float('nan')):.3f}); "
+          f"{r['probe_pairs']} test pairs. Next-frame MSE {r['recon']:.4f} against "
           f"{r['copy_mse']:.4f} for copying the frame.", ""]
 
 
