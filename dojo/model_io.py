@@ -44,6 +44,29 @@ def _vector(name: str, env_layout: Layout, model_layout: Layout,
         f"{model_layout.names}: {e}") from None
 
 
+def _dataset_of(task, names: list, extra: Mapping, statistics: Mapping) -> str:
+  """The run's first dataset of the task's robot, whose statistics normalise its vectors.
+
+  Runs record each dataset's embodiment; for older runs of a mixture, the dataset whose
+  joint statistics have the task's number of joints.
+  """
+  if len(names) == 1:
+    return names[0]
+  by_dataset = extra.get("dataset_embodiments")
+  if by_dataset:
+    for name in names:
+      if by_dataset.get(name) == task.embodiment:
+        return name
+  joints = sum(size for _, size in task.data_slots()["joints"])
+  fits = [n for n in names if len((statistics.get(n, {}).get("joints") or {}).get("mean", []))
+          == joints]
+  if len(fits) == 1:
+    return fits[0]
+  raise ModelTaskMismatchError(
+      f"Cannot tell which of the run's datasets {names} is the task's robot "
+      f"{task.embodiment!r}; pass ModelIO.create(..., dataset=NAME).")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelIO:
   """Conversions between one Dojo task and one trained model (all unbatched, pure).
@@ -89,8 +112,7 @@ class ModelIO:
           f"{task.embodiment!r}.")
     names = list(extra.get("datasets", []))
     if dataset is None:
-      dataset = names[embodiments.index(task.embodiment)] if len(names) == len(
-          embodiments) else names[0]
+      dataset = _dataset_of(task, names, extra, metadata.statistics or {})
     statistics = (metadata.statistics or {}).get(dataset, {})
     sizes = task.observation_size
     cameras = tuple(data_config["cameras"])

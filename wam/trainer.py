@@ -212,7 +212,9 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
                    "joints": data.layouts.joints.to_json(),
                    "proprio": data.layouts.proprio.to_json(),
                    "action": data.layouts.action.to_json()},
-               "embodiments": data.embodiments})
+               "embodiments": data.embodiments,
+               "dataset_embodiments": {name: ds.spec.embodiment for name, ds in
+                                       zip(data.names, data.datasets)}})
   data_iter = iter(data)
   if checkpointer.latest_step() is not None:
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

@@ -1,0 +1,27 @@
+"""Which dataset of a mixture normalises a task's vectors (ModelIO)."""
+
+import types
+
+import pytest
+
+from dojo.model_io import ModelTaskMismatchError, _dataset_of
+
+HAND = types.SimpleNamespace(embodiment="dojo_hand",
+                             data_slots=lambda: {"joints": (("wrist", 4), ("fingers", 20))})
+STATS = {"human": {"proprio": {"mean": [0.0] * 18}},
+         "robot": {"joints": {"mean": [0.0] * 24}, "proprio": {"mean": [0.0] * 27}}}
+
+
+def test_the_recorded_embodiment_of_each_dataset_decides():
+  # Dataset names and the sorted embodiment list are in different orders: index
+  # matching would pick the human statistics for the robot.
+  extra = {"dataset_embodiments": {"human": "human_hand", "robot": "dojo_hand"},
+           "embodiments": ["dojo_hand", "human_hand"]}
+  assert _dataset_of(HAND, ["human", "robot"], extra, STATS) == "robot"
+
+
+def test_older_runs_fall_back_to_the_joint_count_and_say_when_they_cannot():
+  assert _dataset_of(HAND, ["human", "robot"], {}, STATS) == "robot"
+  assert _dataset_of(HAND, ["only"], {}, {}) == "only"
+  with pytest.raises(ModelTaskMismatchError, match="dataset=NAME"):
+    _dataset_of(HAND, ["a", "b"], {}, {"a": STATS["robot"], "b": STATS["robot"]})
