@@ -13,11 +13,12 @@ splits, one context frame and one dreamed block in world-model mode (real action
   (``pooled_psnr_*``, from the mean squared error, which near-static windows whose
   per-image PSNR is very high cannot dominate);
 - ``tracking``: the neural simulator against MJX from the same real states, driven by
-  the same chunks (the scripted expert's action plus Gaussian noise of scale
-  ``--action_noise``, held for a chunk): the joint-angle error (rad) after each chunk,
-  against "the joints do not move", and how much of the real joint motion the dream
-  reproduces (``motion_gain``: least-squares slope of dreamed on real joint change; 1 is
-  right, 0 is "ignores the actions").
+  the same chunks (``dojo.controllability``: ``play`` actions around the current pose,
+  ``--play_scale`` wide, and uniformly ``random`` ones, held for a chunk): the joint-angle
+  error (rad) after each chunk against "the joints do not move" (``tracking_ratio``
+  after one chunk), and how much of the real joint motion the dream reproduces
+  (``motion_gain``: least-squares slope of dreamed on real joint change; 1 is right, 0
+  is "ignores the actions").
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _WINDOWS = flags.DEFINE_integer("windows", 32, "Windows per split.")
 _TASK = flags.DEFINE_string("task", "reach", "The Dojo task the run was trained on.")
 _EPISODES = flags.DEFINE_integer("episodes", 16, "Episodes for the tracking measure.")
 _CHUNKS = flags.DEFINE_integer("chunks", 3, "Chunks per episode for the tracking measure.")
-_ACTION_NOISE = flags.DEFINE_float("action_noise", 0.3, "Action noise for tracking.")
+_PLAY_SCALE = flags.DEFINE_float("play_scale", 0.2, "Width of play actions (action units).")
 flags.mark_flag_as_required("workdir")
 
 
@@ -63,48 +64,18 @@ def measure(model, config, data, split: str, windows: int) -> dict:
 
 
 def tracking(model, metadata, task_name: str, episodes: int, chunks: int,
-             noise: float) -> dict:
-  """The ``tracking`` figures of the module docstring."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+             source: str, scale: float) -> dict:
+  """The ``tracking`` figures of the module docstring (``dojo.controllability.track``)."""
   import dojo  # pylint: disable=import-outside-toplevel
-  from dojo import wrappers  # pylint: disable=import-outside-toplevel
+  from dojo import controllability, wrappers  # pylint: disable=import-outside-toplevel
   from dojo.model_io import ModelIO  # pylint: disable=import-outside-toplevel
   from dojo.neural_env import NeuralEnv  # pylint: disable=import-outside-toplevel
   task = dojo.load(task_name, cameras=tuple(metadata.config["data"]["cameras"]),
                    image_height=64, image_width=64, instructions="seen")
-  neural = NeuralEnv(model, ModelIO.create(model, metadata, task), task)
+  neural = NeuralEnv(model, ModelIO.create(model, metadata, task), task, render="none")
   physics = wrappers.ChunkWrapper(task, neural.chunk)
-
-  def episode(key):
-    real = task.reset(key)
-    dreamt = neural.start(real)
-
-    def body(carry, k):
-      real, dreamt = carry
-      action = task.expert_action(real, k) + noise * jax.random.normal(k, (task.action_size,))
-      chunk = jnp.tile(jnp.clip(action, -1, 1), neural.chunk)
-      new_real, new_dreamt = physics.step(real, chunk), neural.step(dreamt, chunk)
-      return (new_real, new_dreamt), (new_real.obs["joints"] - real.obs["joints"],
-                                      new_dreamt.obs["joints"] - real.obs["joints"],
-                                      new_real.obs["joints"], new_dreamt.obs["joints"])
-
-    start = real.obs["joints"]
-    _, out = jax.lax.scan(body, (real, dreamt), jax.random.split(jax.random.fold_in(key, 1),
-                                                                   chunks))
-    return start, out
-
-  start, (real_delta, dream_delta, real_joints, dream_joints) = jax.jit(jax.vmap(episode))(
-      jax.random.split(jax.random.key(0), episodes))
-  arm = slice(0, min(7, start.shape[-1]))   # moving joints (the fingers barely move)
-  error = jnp.abs(dream_joints - real_joints)[..., arm].mean(axis=(0, 2))
-  still = jnp.abs(start[:, None] - real_joints)[..., arm].mean(axis=(0, 2))
-  r, d = real_delta[:, 0, arm].reshape(-1), dream_delta[:, 0, arm].reshape(-1)
-  return {"episodes": episodes, "action_noise": noise,
-          "joint_error_by_chunk": [float(x) for x in error],
-          "joint_error_if_still_by_chunk": [float(x) for x in still],
-          "motion_gain": float(jnp.dot(r, d) / jnp.maximum(jnp.dot(r, r), 1e-9)),
-          "motion_correlation": float(jnp.corrcoef(r, d)[0, 1])}
+  return controllability.track(task, physics, neural, source=source, episodes=episodes,
+                               chunks=chunks, scale=scale)
 
 
 def main(argv):
@@ -125,12 +96,14 @@ def main(argv):
           f"{r['pooled_psnr_model']:.2f}, copy {r['pooled_psnr_copy']:.2f}, oracle "
           f"{r['pooled_psnr_oracle']:.2f} dB", flush=True)
   task = _TASK.value
-  results["tracking"] = t = tracking(model, metadata, task, _EPISODES.value, _CHUNKS.value,
-                                     _ACTION_NOISE.value)
-  print(f"[benchmarks.dreams] tracking ({task}, action noise {t['action_noise']}): joint "
-        f"error by chunk {[round(x, 3) for x in t['joint_error_by_chunk']]} rad vs "
-        f"{[round(x, 3) for x in t['joint_error_if_still_by_chunk']]} if still; motion "
-        f"gain {t['motion_gain']:.2f}, correlation {t['motion_correlation']:.2f}", flush=True)
+  for source in ("play", "random"):
+    results[f"tracking_{source}"] = t = tracking(model, metadata, task, _EPISODES.value,
+                                                 _CHUNKS.value, source, _PLAY_SCALE.value)
+    print(f"[benchmarks.dreams] tracking ({task}, {source} actions): joint error by chunk "
+          f"{[round(x, 3) for x in t['joint_error_by_chunk']]} rad vs "
+          f"{[round(x, 3) for x in t['joint_error_if_still_by_chunk']]} if still (ratio "
+          f"{t['tracking_ratio']:.2f}); motion gain {t['motion_gain']:.2f}, correlation "
+          f"{t['motion_correlation']:.2f}", flush=True)
   results_lib.write_json(_OUT.value, results)
 
 

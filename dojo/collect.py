@@ -20,10 +20,13 @@ from typing import Callable, Iterator, Optional
 import jax
 import numpy as np
 
-from dojo import rollout
+from dojo import play, rollout
 from dojo.env import Env
 
-POLICIES = ("expert", "noisy_expert", "random")
+#: Collection policies: the scripted expert (clean or with Gaussian noise ``noise``),
+#: uniform random actions, and the play policies of ``dojo.play`` (``noise`` is their
+#: ``scale`` in action units).
+POLICIES = ("expert", "noisy_expert", "random") + play.PLAY_POLICIES
 Episode = dict  # {"steps": {...arrays with leading time axis...}, "metadata": {...}}
 
 
@@ -47,7 +50,9 @@ class CollectStats:
 
 
 def make_policy(env: Env, policy: str, noise: float) -> rollout.Policy:
-  """The named collection policy (``expert``, ``noisy_expert`` with ``noise``, ``random``)."""
+  """The named collection policy (one of ``POLICIES``; see its comment)."""
+  if policy in play.PLAY_POLICIES:
+    return play.make_play_policy(env, policy, play.PlayConfig(scale=noise))
   if policy == "expert":
     return rollout.expert_policy(env, 0.0)
   if policy == "noisy_expert":
@@ -88,7 +93,7 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
       episode = _episode(task, first, records, actions, i, task_name=task_name,
                          embodiment=embodiment or getattr(task, "embodiment", task_name),
                          policy=policy,
-                         noise=noise if policy == "noisy_expert" else 0.0)
+                         noise=0.0 if policy in ("expert", "random") else noise)
       stats.episodes += 1
       stats.steps += len(episode["steps"]["reward"]) - 1
       stats.successes += int(episode["metadata"]["success"])

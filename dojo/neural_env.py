@@ -41,7 +41,7 @@ from dojo.model_io import ModelIO, ModelTaskMismatchError
 from wam import dream
 from wam.model import WorldActionModel
 
-RENDERS = ("anchored", "decoded")
+RENDERS = ("anchored", "decoded", "none")
 
 
 class NeuralEnv(Env):
@@ -56,7 +56,10 @@ class NeuralEnv(Env):
     task: the MJX task whose reset, reward and success functions the dream uses.
     flow_steps: Euler steps per dreamed chunk (1 is fastest).
     render: ``"anchored"`` (first real frame plus the decoded change of latents) or
-      ``"decoded"`` (the decoder's output), as in ``wam.dream.dream``.
+      ``"decoded"`` (the decoder's output), as in ``wam.dream.dream``; ``"none"``: the
+      fast dynamics path for planners and RL that score joints and task state only:
+      the frame decoder never runs and ``obs["pixels/*"]`` stay the first real frame
+      (the dream itself still advances in latent space).
     max_chunks: chunks per dream before the episode ends.
     """
     if render not in RENDERS:
@@ -150,9 +153,12 @@ class NeuralEnv(Env):
     cache = dream.observe(model, base, block, out.frames, out.state, d["state_mask"][None],
                           cam, emb)
     chunks = d["chunks"] + 1
-    frame = dream.decode_latents(model, out.frames)[0]
-    if self.render == "anchored":
-      frame = d["anchor"] + frame - d["base"]
+    if self.render == "none":
+      frame = d["anchor"]
+    else:
+      frame = dream.decode_latents(model, out.frames)[0]
+      if self.render == "anchored":
+        frame = d["anchor"] + frame - d["base"]
     frames = jnp.clip(jnp.round(frame * 255.0), 0, 255).astype(jnp.uint8)
     new_state = out.state[0] * d["state_mask"]
     joints, proprio = io.state_to_env(new_state)

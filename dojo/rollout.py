@@ -10,10 +10,11 @@ import numpy as np
 
 from dojo import physics
 from dojo.env import Env, State
+from dojo.play import StatefulPolicy
 
 # policy(state, rng) -> action, or policy(state, rng, args) -> action with per-env args,
-# for one (unbatched) env
-Policy = Callable[..., jax.Array]
+# for one (unbatched) env; or a ``dojo.play.StatefulPolicy`` that carries a memory.
+Policy = Callable[..., jax.Array] | StatefulPolicy
 
 
 def expert_policy(env: Env, noise: float = 0.0) -> Policy:
@@ -49,7 +50,8 @@ def make_rollout(env: Env, policy: Policy, num_steps: int,
   Args:
     env: an unbatched env (it is vmapped here).
     policy: ``policy(state, rng) -> action`` for one env, or
-      ``policy(state, rng, args)`` when the rollout is given ``policy_args``.
+      ``policy(state, rng, args)`` when the rollout is given ``policy_args``, or a
+      ``StatefulPolicy`` whose memory the scan carries from step to step.
     num_steps: control steps per episode (no auto-reset: one episode per env).
     keep: picks what to record from each state (default: obs, reward, done, metrics).
 
@@ -62,20 +64,27 @@ def make_rollout(env: Env, policy: Policy, num_steps: int,
   keep = keep or (lambda s: {"obs": s.obs, "reward": s.reward, "done": s.done,
                              "metrics": s.metrics})
 
+  stateful = isinstance(policy, StatefulPolicy)
+
   def one_env(rng, args):
     rng_reset, rng_policy = jax.random.split(rng)
     first = env.reset(rng_reset)
+    memory = policy.init(first, jax.random.fold_in(rng_reset, 1)) if stateful else ()
 
-    def body(state, key):
-      action = policy(state, key) if args is None else policy(state, key, args)
+    def body(carry, key):
+      state, memory = carry
+      if stateful:
+        action, memory = policy.step(state, key, memory)
+      else:
+        action = policy(state, key) if args is None else policy(state, key, args)
       # An env that is done (e.g. after a NaN action) stays frozen.
       nxt = env.step(state, action)
       nxt = physics.where(state.done > 0, state, nxt)
       # Record what the env executed: actions live in [-1, 1], and a NaN action ran as 0.
       executed = jnp.where(jnp.all(jnp.isfinite(action)), jnp.clip(action, -1.0, 1.0), 0.0)
-      return nxt, (keep(nxt), executed)
+      return (nxt, memory), (keep(nxt), executed)
 
-    _, (records, actions) = jax.lax.scan(body, first,
+    _, (records, actions) = jax.lax.scan(body, (first, memory),
                                          jax.random.split(rng_policy, num_steps))
     return keep(first), records, actions
 

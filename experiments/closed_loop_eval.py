@@ -88,7 +88,7 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
   cost = planners.task_reward_cost(discount=config.planner.discount)
   if name == "dream_cem":
     env = NeuralEnv(model, ModelIO.create(model, metadata, task),
-                    task, flow_steps=config.flow_steps)
+                    task, flow_steps=config.flow_steps, render=config.get("plan_render", "none"))
     return controllers.dream_planner(planners.make_planner(env, _planner_config(config.planner),
                                                            cost))
   blind = dojo.load(config.task, cameras=())
@@ -248,8 +248,9 @@ def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) ->
   task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
                    image_width=config.image_size[1], instructions="seen")
   blind = dojo.load(config.task, cameras=(), instructions="seen")
+  # PPO reads the privileged observation only: no frames need decoding.
   dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
-                        flow_steps=config.flow_steps)
+                        flow_steps=config.flow_steps, render=config.get("plan_render", "none"))
   episode = min(config.num_chunks, dream_env.max_chunks)
   out = {"num_timesteps": c.num_timesteps, "episode_chunks": episode}
   for where, env in (("dream", dream_env), ("mjx", wrappers.ChunkWrapper(blind, chunk))):

@@ -1,5 +1,19 @@
-"""Dream Dojo training data for experiment launchers: build a ``dojo_robot`` dataset on
-demand and point a training config at it (no absl flags here, so tests can import it)."""
+"""Dream Dojo training data for experiment launchers: build ``dojo_robot`` datasets on
+demand and point a training config at them (no absl flags here, so tests can import it).
+
+``config.dojo`` describes the demonstrations (task, cameras, size, the noisy expert's
+``num_episodes`` and ``noise``); ``config.dojo.mixture`` adds collections made by other
+policies, each its own dataset with its own sampling weight::
+
+    config.dojo.mixture.play = dict(policy="waypoints", noise=0.2, num_episodes=400,
+                                    weight=1.0)
+
+The demonstrations themselves are the mixture entry ``demos`` with weight
+``config.dojo.weight`` (``num_episodes=0`` leaves them out). Every entry shares the task,
+cameras, image size and instruction split, so their layouts agree by construction.
+Mixture entries default to ``imitate=False``: their actions condition the world model
+but are never policy-mode targets (``wam.objective``).
+"""
 
 from __future__ import annotations
 
@@ -8,27 +22,80 @@ import os
 from absl import logging
 from ml_collections import config_dict
 
+from dojo import collect as collect_lib
 
-def prepare_dojo_data(dojo_config, workdir: str) -> str:
-  """Builds (or reuses) the ``dojo_robot`` dataset described by ``dojo_config``."""
+_MIXTURE_KEYS = ("policy", "noise", "num_episodes", "weight", "seed", "imitate")
+
+
+def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert",
+                      noise: float | None = None, num_episodes: int | None = None,
+                      seed: int | None = None) -> str:
+  """Builds (or reuses) one ``dojo_robot`` dataset of ``dojo_config``'s task and size.
+
+  ``policy``, ``noise``, ``num_episodes`` and ``seed`` default to the demonstrations'
+  (``noisy_expert``, ``dojo_config.noise``, ...); a mixture entry passes its own.
+  """
   from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
   c = dojo_config
+  noise = c.noise if noise is None else noise
+  num_episodes = c.num_episodes if num_episodes is None else num_episodes
+  seed = c.seed if seed is None else seed
+  if policy not in collect_lib.POLICIES:
+    raise ValueError(f"Unknown collection policy {policy!r} in config.dojo; choose one of "
+                     f"{collect_lib.POLICIES}.")
   data_dir = os.path.expanduser(c.data_dir) if c.data_dir else os.path.join(workdir, "tfds")
   cameras = "_".join(c.cameras)
   instructions = c.get("instructions", "all")
-  name = (f"{c.task}_{c.num_episodes}ep_{cameras}_{c.image_size[0]}px_noise{c.noise}"
-          f"_seed{c.seed}" + ("" if instructions == "all" else f"_{instructions}")
+  # The demonstrations keep the names they always had, so existing datasets are reused.
+  kind = "noise" if policy == "noisy_expert" else f"{policy}"
+  name = (f"{c.task}_{num_episodes}ep_{cameras}_{c.image_size[0]}px_{kind}{noise}"
+          f"_seed{seed}" + ("" if instructions == "all" else f"_{instructions}")
           ).replace(".", "p")
   builder = Builder(config=DojoRobotConfig(
-      name=name, task=c.task, num_episodes=c.num_episodes, cameras=tuple(c.cameras),
-      image_size=tuple(c.image_size), policy="noisy_expert", noise=c.noise, seed=c.seed,
+      name=name, task=c.task, num_episodes=num_episodes, cameras=tuple(c.cameras),
+      image_size=tuple(c.image_size), policy=policy, noise=noise, seed=seed,
       val_fraction=c.val_fraction, instructions=instructions,
-      description="experiments.train"), data_dir=data_dir)
+      batch_size=c.get("collect_batch_size", 64), description="experiments.train"),
+      data_dir=data_dir)
   if not builder.is_prepared():
-    logging.info("Building the %s dataset (%d episodes) in %s.", c.task, c.num_episodes,
-                 builder.data_dir)
+    logging.info("Building the %s dataset (%d %s episodes) in %s.", c.task, num_episodes,
+                 policy, builder.data_dir)
   builder.download_and_prepare()
   return os.fspath(builder.data_dir)
+
+
+def mixture_entries(dojo_config) -> dict[str, dict]:
+  """``{name: {policy, noise, num_episodes, weight, seed}}`` of every dataset to build.
+
+  Raises ``ValueError`` naming the entry for unknown keys or policies, or a mixture
+  with nothing in it.
+  """
+  c = dojo_config
+  entries = {}
+  if c.num_episodes > 0:
+    entries["demos"] = dict(policy="noisy_expert", noise=c.noise, num_episodes=c.num_episodes,
+                            weight=c.get("weight", 1.0), seed=c.seed, imitate=True)
+  for name, entry in (c.get("mixture") or {}).items():
+    entry = dict(entry)
+    unknown = sorted(set(entry) - set(_MIXTURE_KEYS))
+    if unknown:
+      raise ValueError(f"config.dojo.mixture.{name} has unknown key(s) {unknown}; valid: "
+                       f"{list(_MIXTURE_KEYS)}.")
+    if entry.get("policy") not in collect_lib.POLICIES:
+      raise ValueError(f"config.dojo.mixture.{name}.policy is {entry.get('policy')!r}; "
+                       f"choose one of {collect_lib.POLICIES}.")
+    if name in entries:
+      raise ValueError(f"config.dojo.mixture.{name}: the name is taken by the demonstrations.")
+    entries[name] = dict(policy=entry["policy"], noise=float(entry.get("noise", c.noise)),
+                         num_episodes=int(entry.get("num_episodes", c.num_episodes)),
+                         weight=float(entry.get("weight", 1.0)),
+                         seed=int(entry.get("seed", c.seed + 1 + len(entries))),
+                         # Play and perturbed data teach dynamics, not behaviour.
+                         imitate=bool(entry.get("imitate", False)))
+  if not entries:
+    raise ValueError("config.dojo collects nothing: num_episodes is 0 and the mixture is "
+                     "empty.")
+  return entries
 
 
 def trainer_config(config: config_dict.ConfigDict, workdir: str) -> config_dict.ConfigDict:
@@ -42,8 +109,14 @@ def trainer_config(config: config_dict.ConfigDict, workdir: str) -> config_dict.
     if dojo_config is None:
       raise ValueError("The config names no datasets (config.data.datasets) and no "
                        "config.dojo to build one from.")
-    # dojo.max_episodes (0: all) trains on the first episodes only: data-scale sweeps.
-    config.data.datasets.robot = dataset_config(
-        prepare_dojo_data(dojo_config, workdir),
-        max_episodes=dojo_config.get("max_episodes", 0))
+    entries = mixture_entries(dojo_config)  # validated before any collection starts
+    for name, entry in entries.items():
+      path = prepare_dojo_data(dojo_config, workdir, policy=entry["policy"],
+                               noise=entry["noise"], num_episodes=entry["num_episodes"],
+                               seed=entry["seed"])
+      # dojo.max_episodes (0: all) trains on the first episodes only: data-scale sweeps.
+      # The demonstrations keep the dataset name "robot" that earlier runs recorded.
+      config.data.datasets["robot" if name == "demos" else name] = dataset_config(
+          path, weight=entry["weight"], max_episodes=dojo_config.get("max_episodes", 0),
+          imitate=entry["imitate"])
   return config

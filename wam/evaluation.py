@@ -9,6 +9,13 @@ that); PSNR of plainly decoded dreams and the tokenizer's reconstruction PSNR (t
 ceiling for plain decoding); joint-angle error; and in policy mode the error of the generated
 first action chunk against the demonstrated one (vectors in normalised units). Also the
 training loss itself on the held-out windows (``eval/loss``, ``eval/loss/video``...).
+
+Controllability (``eval/control/*``, ``wam.controllability``): the first dreamed block
+again with each window's actions replaced by another window's (the batch rolled by one).
+A model that follows actions loses PSNR (``delta_psnr_h1``, Genie's measure) and its
+joint motion tracks the real one with the true actions (``motion_gain`` near 1) but not
+with the shuffled ones (``motion_gain_shuffled`` near 0); a model that ignores actions
+scores the same with both.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from wam import controllability
 from wam import dream as dream_lib
 from wam import image_metrics, visualize
 from wam.metric_writer import MetricWriter
@@ -38,6 +46,9 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
                           actions=batch["actions"][:, c - 1:c - 1 + horizon].astype(jnp.float32),
                           flow_steps=flow_steps)
   decoded = dream_lib.decode_latents(model, world.latents)
+  shuffled_actions = jnp.roll(batch["actions"][:, c - 1:c].astype(jnp.float32), 1, axis=0)
+  shuffled = dream_lib.dream(model, ctx, rng, horizon=1, actions=shuffled_actions,
+                             flow_steps=flow_steps)
   policy = dream_lib.dream(model, ctx, rng, horizon=1, flow_steps=flow_steps, decode=False)
   real = batch["frames"][:, c:].astype(jnp.float32) / 255.0          # [B, H, V, h, w, 3]
   last = jnp.broadcast_to(batch["frames"][:, c - 1:c].astype(jnp.float32) / 255.0, real.shape)
@@ -55,6 +66,15 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
     return (jnp.abs(pred - batch["joints"][:, c:]) * jmask).sum() / jnp.maximum(jmask.sum(), 1.0)
   joint_err = joint_mae(world.state[..., :j])
   joint_err_copy = joint_mae(batch["joints"][:, c - 1:c])   # "nothing moves"
+  # Joint motion over the first dreamed block, true vs shuffled actions.
+  start = batch["joints"][:, c - 1]
+  real_change = batch["joints"][:, c] - start
+  jmask1 = jmask[:, 0]
+  gain = controllability.motion_gain(real_change, world.state[:, 0, :j] - start, jmask1)
+  gain_shuffled = controllability.motion_gain(real_change, shuffled.state[:, 0, :j] - start,
+                                              jmask1)
+  psnr_shuffled = image_metrics.per_horizon(over_cameras(image_metrics.psnr(
+      shuffled.frames, real[:, :1])))
   amask = batch["action_mask"][:, c - 1].astype(jnp.float32)
   action_err = (((policy.actions[:, 0] - batch["actions"][:, c - 1]) ** 2) * amask).sum() / (
       jnp.maximum(amask.sum(), 1.0))
@@ -68,6 +88,8 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
       "joint_mae": joint_err,
       "joint_mae_copy_last": joint_err_copy,
       "action_mse": action_err,
+      "motion_gain": gain, "motion_gain_shuffled": gain_shuffled,
+      "psnr_shuffled_h1": psnr_shuffled[0],
       "dreamed": world.frames, "real": real, "num_context": jnp.asarray(c),
   }
 
@@ -113,6 +135,11 @@ class Evaluator:
         scalars[f"eval/{name}_h{h}"] = float(value)
     scalars["eval/psnr_gain_over_copy_h1"] = (scalars["eval/psnr_h1"]
                                               - scalars["eval/psnr_copy_last_h1"])
+    scalars["eval/control/motion_gain"] = float(out["motion_gain"])
+    scalars["eval/control/motion_gain_shuffled"] = float(out["motion_gain_shuffled"])
+    scalars["eval/control/psnr_shuffled_h1"] = float(out["psnr_shuffled_h1"])
+    scalars["eval/control/delta_psnr_h1"] = (scalars["eval/psnr_h1"]
+                                             - scalars["eval/control/psnr_shuffled_h1"])
     writer.write_scalars(step, scalars)
     if writer.enabled:
       self._write_media(out, step, workdir, writer)
@@ -158,5 +185,8 @@ def plot_training(workdir: str) -> None:
   visualize.plot_curves(metrics, os.path.join(plots, "eval.png"),
                         ["eval/psnr_h1", "eval/psnr_gain_over_copy_h1", "eval/joint_mae",
                          "eval/action_mse"], log_y=False)
+  visualize.plot_curves(metrics, os.path.join(plots, "controllability.png"),
+                        ["eval/control/motion_gain", "eval/control/motion_gain_shuffled",
+                         "eval/control/delta_psnr_h1"], log_y=False)
   visualize.plot_curves(metrics, os.path.join(plots, "throughput.png"),
                         ["steps_per_second", "mfu"], log_y=False)

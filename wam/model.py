@@ -302,7 +302,8 @@ class WorldActionModel(nnx.Module):
     z = jax.lax.stop_gradient(z_grad)
     state, state_mask = self.state_of(batch)
     targets, masks = objective.targets(z, state, state_mask, batch, self.tokens_per_frame)
-    flow = objective.Flow.sample(rng, targets, masks["has_actions"], self.config)
+    flow = objective.Flow.sample(rng, targets, masks["has_actions"], self.config,
+                                 batch.get("imitate"))
     out = self.forward(batch, z, flow.noisy, flow.tau_action, flow.tau_video)
     terms = objective.losses(out, flow, targets, masks)
     w = self.config.loss_weights

@@ -18,7 +18,9 @@ Each block draws its own flow times: ``tau_video`` for frames and state together
 (predict the outcome of given actions) and policy mode (denoise actions and frames
 jointly) in one network. A window without actions (human or unlabeled video) always
 gets ``tau_action = 0`` (pure noise in, nothing to learn from out): the video and state
-terms train, the action head receives exactly zero gradient.
+terms train, the action head receives exactly zero gradient. A window from a dataset
+whose actions are not to be imitated (``batch["imitate"]`` False: play or exploration
+data) always gets its actions given: it teaches what actions do, never which to take.
 
 The regression variant feeds zeros (``tau = 0``) instead of noise, with the same loss.
 Per-modality masks (absent cameras, the last block's missing next frame, joints a
@@ -86,14 +88,22 @@ class Flow(NamedTuple):
   regression: bool
 
   @classmethod
-  def sample(cls, rng: jax.Array, x1: Targets, has_actions: jax.Array, config) -> "Flow":
-    """Draws noise, flow times and given-action choices for every block."""
+  def sample(cls, rng: jax.Array, x1: Targets, has_actions: jax.Array, config,
+             imitate: jax.Array | None = None) -> "Flow":
+    """Draws noise, flow times and given-action choices for every block.
+
+    ``imitate`` (bool [B], default all True): windows whose actions are not behaviour
+    to imitate (play data) always get their actions given: world-model mode only.
+    """
     if config.objective not in OBJECTIVES:
       raise ValueError(f"Unknown model.objective {config.objective!r}; choose from {OBJECTIVES}.")
     regression = config.objective == "regression"
     k_va, k_act, k_given, k_noise = jax.random.split(rng, 4)
     shape = has_actions.shape
-    given = jax.random.bernoulli(k_given, config.given_action_prob, shape) & has_actions
+    given = jax.random.bernoulli(k_given, config.given_action_prob, shape)
+    if imitate is not None:
+      given = given | ~imitate.astype(bool)[:, None]
+    given = given & has_actions
     if regression:
       tau_video = jnp.zeros(shape)
       tau_action = given.astype(jnp.float32)

@@ -42,6 +42,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       cameras=("front",),     # rendered by the physics env; the model reads its own
       image_size=(64, 64),    # the resolution the demonstrations were collected at
       flow_steps=1,
+      # How dreams that only score joints and task state (dream_cem, PPO) render frames:
+      # "none" skips the frame decoder (dojo.neural_env's fast dynamics path).
+      plan_render="none",
       planner=config_dict.ConfigDict(dict(
           method="cem", horizon=3, num_samples=32 if runlocal else 128,
           num_elites=4 if runlocal else 16, iterations=3, init_std=0.5, min_std=0.05,

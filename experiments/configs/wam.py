@@ -60,10 +60,18 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.dojo = config_dict.ConfigDict(dict(
       task=next((p for p in parts if p in TASKS), "reach"), num_episodes=1000,
       cameras=("front", "wrist"), image_size=(64, 64), noise=0.1, seed=0,
-      val_fraction=0.05, data_dir="",
+      val_fraction=0.05, data_dir="", weight=1.0,
       # Demonstrations use the "seen" instruction combinations only, so closed-loop
       # evaluation (experiments.evaluate) can test held-out ones.
       instructions="seen"))
+  # Data that teaches what actions do (docs/controllability.md): perturbed experts
+  # that recover (DART) and joint-space play, each a dataset of the mixture with its
+  # own weight (experiments.dojo_data; policies in dojo.play).
+  config.dojo.mixture = config_dict.ConfigDict(dict(
+      dart=dict(policy="dart", noise=0.03, num_episodes=1000, weight=1.0),
+      play=dict(policy="waypoints", noise=0.2, num_episodes=2000, weight=1.0)))
+  if "bc" in parts:
+    config.dojo.mixture = config_dict.ConfigDict()  # BC imitates the demonstrations only
   config.data.cameras = ("front", "wrist")
   config.data.image_size = (64, 64)
   config.data.num_frames = 4
@@ -77,7 +85,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.eval.every = 2000
 
   if runlocal:
-    config.dojo.num_episodes = 48
+    config.dojo.num_episodes = 200
+    config.dojo.mixture.dart.num_episodes = 200
+    config.dojo.mixture.play.num_episodes = 400
     config.dojo.val_fraction = 0.1
     config.dojo.cameras = ("front",)
     config.data.cameras = ("front",)

@@ -21,7 +21,33 @@ def test_configs_pass_the_trainer_checks(arg, tmp_path):
 def test_runlocal_is_cpu_sized():
   config = wam_config.get_config("runlocal")
   assert config.model.variant == "toy" and config.data.image_size == (32, 32)
-  assert config.dojo.num_episodes <= 64 and config.num_steps <= 5000
+  episodes = sum(e["num_episodes"] for e in dojo_data.mixture_entries(config.dojo).values())
+  assert episodes <= 1000 and config.num_steps <= 5000
+
+
+def test_mixture_entries_name_their_policies_and_what_to_imitate():
+  config = wam_config.get_config("runlocal")
+  entries = dojo_data.mixture_entries(config.dojo)
+  assert entries["demos"]["policy"] == "noisy_expert" and entries["demos"]["imitate"]
+  assert not entries["play"]["imitate"] and entries["play"]["policy"] == "waypoints"
+  assert len({e["seed"] for e in entries.values()}) == len(entries)  # distinct scenes
+  # The BC baseline learns from the demonstrations alone.
+  assert list(dojo_data.mixture_entries(wam_config.get_config("runlocal,bc").dojo)) == ["demos"]
+
+
+def test_bad_mixture_entries_are_named_before_any_collection(tmp_path):
+  config = wam_config.get_config("runlocal")
+  config.dojo.mixture.play.policy = "wander"
+  with pytest.raises(ValueError, match="mixture.play.policy is 'wander'"):
+    dojo_data.trainer_config(config, str(tmp_path))
+  config = wam_config.get_config("runlocal")
+  config.dojo.mixture.play.num_episode = 3
+  with pytest.raises(ValueError, match=r"mixture.play has unknown key\(s\) \['num_episode'\]"):
+    dojo_data.mixture_entries(config.dojo)
+  config.dojo.mixture = {}
+  config.dojo.num_episodes = 0
+  with pytest.raises(ValueError, match="collects nothing"):
+    dojo_data.mixture_entries(config.dojo)
 
 
 def test_unknown_argument_and_missing_data_are_clear(tmp_path):

@@ -83,6 +83,23 @@ def test_action_free_batch_gives_zero_gradient_to_the_action_head(model, batch):
   assert float(jnp.abs(with_actions["action_head"]["kernel"][...]).max()) > 0.0
 
 
+def test_play_windows_always_give_their_actions(model, batch):
+  """Windows whose actions are not to be imitated train world-model mode only."""
+  z = model.latents(batch["frames"])
+  state, state_mask = model.state_of(batch)
+  x1, masks = objective.targets(z, state, state_mask, batch, model.tokens_per_frame)
+  size = batch["frames"].shape[0]
+  imitate = jnp.arange(size) % 2 == 0
+  config = dict(model.config.to_dict(), given_action_prob=0.0)
+  flow = objective.Flow.sample(jax.random.key(0), x1, masks["has_actions"],
+                               wam_model.config_dict.ConfigDict(config), imitate)
+  assert bool(jnp.all(flow.tau_action[~imitate] == 1.0))
+  assert bool(jnp.all(flow.tau_action[imitate] < 1.0))
+  # No action loss reaches the play windows: their action head gradient is zero.
+  play = dict(batch, imitate=jnp.zeros(size, bool))
+  assert float(jnp.abs(_grads(model, play)["action_head"]["kernel"][...]).max()) == 0.0
+
+
 def _forward(model, batch, flow):
   z = model.latents(batch["frames"])
   return model.forward(batch, z, flow.noisy, flow.tau_action, flow.tau_video)

@@ -13,14 +13,16 @@ from ml_collections import config_dict
 
 
 def dataset_config(path: str, weight: float = 1.0, split: str = "train",
-                   max_episodes: int = 0) -> config_dict.ConfigDict:
+                   max_episodes: int = 0, imitate: bool = True) -> config_dict.ConfigDict:
   """One dataset of a mixture: a built dataset directory, its weight and split.
 
   ``max_episodes`` > 0 trains on the split's first ``max_episodes`` episodes only
   (windows and normalisation statistics; for data-scaling sweeps); 0: all of them.
+  ``imitate=False`` marks actions that only condition the world model (play data):
+  they are always given, never policy-mode targets.
   """
   return config_dict.ConfigDict(dict(path=path, weight=float(weight), split=split,
-                                     max_episodes=int(max_episodes)))
+                                     max_episodes=int(max_episodes), imitate=bool(imitate)))
 
 
 def default_config() -> config_dict.ConfigDict:

@@ -50,6 +50,9 @@ class DatasetRef:
   split: str = "train"
   name: str = ""  # defaults to the dataset's TFDS name
   max_episodes: int = 0  # > 0: only the split's first max_episodes episodes (data scaling)
+  # True: the actions are behaviour to imitate (policy-mode targets). False: they only
+  # condition the world model (play or exploration data; batch["imitate"] is False).
+  imitate: bool = True
 
 
 class Pipeline:
@@ -93,17 +96,24 @@ class Pipeline:
     self.embodiments = sorted({s.embodiment for s in specs})
     self.statistics = {}
     if normalization != "none":
-      for name, ds in zip(self.names, self.datasets):
-        self.statistics[name] = statistics_lib.load_or_compute(
-            ds, statistics_dir, max_steps=statistics_max_steps,
-            compute_if_missing=compute_statistics)
+      own = {name: statistics_lib.load_or_compute(
+          ds, statistics_dir, max_steps=statistics_max_steps,
+          compute_if_missing=compute_statistics)
+             for name, ds in zip(self.names, self.datasets)}
+      # Datasets of one embodiment share one normalisation (pooled over them): an action
+      # must mean the same motion in demonstrations and in play data.
+      for embodiment in self.embodiments:
+        group = [n for n, ds in zip(self.names, self.datasets)
+                 if ds.spec.embodiment == embodiment]
+        pooled = statistics_lib.pool([own[n] for n in group])
+        self.statistics.update({n: pooled for n in group})
     self.normalization = normalization
     self.sources = [
         WindowSource(ds, window, layouts=self.layouts,
                      statistics=self.statistics.get(name), normalization=normalization,
                      embodiment_id=self.embodiments.index(ds.spec.embodiment),
-                     dataset_id=i, on_corrupt=on_corrupt)
-        for i, (name, ds) in enumerate(zip(self.names, self.datasets))]
+                     dataset_id=i, on_corrupt=on_corrupt, imitate=ref.imitate)
+        for i, (name, ds, ref) in enumerate(zip(self.names, self.datasets, datasets))]
     parts = []
     for i, source in enumerate(self.sources):
       ds = grain.MapDataset.source(source)
@@ -235,7 +245,8 @@ def from_config(config: Any, *, shard_index: Optional[int] = None,
                 shard_count: Optional[int] = None) -> Pipeline:
   """A :class:`Pipeline` from a ``data`` ConfigDict (see :mod:`wam.data.config`)."""
   refs = [DatasetRef(path=os.path.expanduser(d.path), weight=d.weight, split=d.split,
-                     name=name, max_episodes=d.get("max_episodes", 0))
+                     name=name, max_episodes=d.get("max_episodes", 0),
+                     imitate=d.get("imitate", True))
           for name, d in sorted(config.datasets.items())]
   window = WindowConfig(num_frames=config.num_frames, num_context=config.num_context,
                         action_chunk=config.action_chunk, cameras=tuple(config.cameras),

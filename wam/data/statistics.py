@@ -114,6 +114,31 @@ def compute(dataset: EpisodeDataset, *, max_steps: int = 100_000, seed: int = 0
   return stats
 
 
+def pool(parts: list[Statistics]) -> Statistics:
+  """Statistics of several datasets taken together, weighted by their step counts.
+
+  Mean and std are exact for the union of the samples; min and max are exact; the 1st
+  and 99th percentiles are the outermost of the parts' (a bound, not a quantile).
+  """
+  if len(parts) == 1:
+    return parts[0]
+  pooled = {}
+  for name in sorted({n for p in parts for n in p}):
+    have = [p[name] for p in parts if name in p]
+    n = np.array([v.count for v in have], np.float64)
+    w = (n / n.sum())[:, None]
+    means = np.stack([v.mean for v in have]).astype(np.float64)
+    mean = (w * means).sum(0)
+    var = (w * (np.stack([v.std for v in have]).astype(np.float64) ** 2
+                + (means - mean) ** 2)).sum(0)
+    pooled[name] = VectorStatistics(
+        mean=mean.astype(np.float32), std=np.sqrt(var).astype(np.float32),
+        min=np.min([v.min for v in have], 0), max=np.max([v.max for v in have], 0),
+        q01=np.min([v.q01 for v in have], 0), q99=np.max([v.q99 for v in have], 0),
+        count=int(n.sum()))
+  return pooled
+
+
 def cache_key(dataset: EpisodeDataset, *, max_steps: int, seed: int) -> str:
   """Hash of the dataset's contents and of how statistics are computed."""
   transform = json.dumps({"max_steps": max_steps, "seed": seed, "format": FORMAT_VERSION},

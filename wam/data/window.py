@@ -16,8 +16,10 @@ cameras, ``K`` actions per chunk; vectors padded to the shared layouts of a mixt
   hand_keypoints f32[T,21,3]     hand_keypoints_mask bool[T]   (if configured)
   instruction int32[L]           instruction_mask bool[L]
   embodiment, dataset, episode, start, skipped: int32 scalars
+  imitate: bool scalar (False: the actions only condition the world model)
 
-Vectors are normalised per dataset (statistics of that dataset) before padding.
+Vectors are normalised with the statistics handed in (the pipeline pools them over the
+datasets of one embodiment) before padding.
 ``skipped`` counts damaged windows replaced by another one when ``on_corrupt="skip"``.
 """
 
@@ -84,7 +86,7 @@ class WindowSource:
   def __init__(self, dataset: EpisodeDataset, window: WindowConfig, *,
                layouts: Optional[Layouts] = None, statistics: Optional[Statistics] = None,
                normalization: str = "mean_std", embodiment_id: int = 0,
-               dataset_id: int = 0, on_corrupt: str = "raise"):
+               dataset_id: int = 0, on_corrupt: str = "raise", imitate: bool = True):
     if on_corrupt not in ON_CORRUPT:
       raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}.")
     spec = dataset.spec
@@ -100,6 +102,7 @@ class WindowSource:
     self.normalization = normalization
     self.embodiment_id = embodiment_id
     self.dataset_id = dataset_id
+    self.imitate = imitate
     self.on_corrupt = on_corrupt
     for name in VECTOR_KEYS:  # fail now, not at the first read, if a slot has no place
       self.layouts.get(name).scatter_index(spec.layout(name))
@@ -195,6 +198,7 @@ class WindowSource:
     out["instruction"], out["instruction_mask"] = self._tokens[instruction]
     out["embodiment"] = np.int32(self.embodiment_id)
     out["dataset"] = np.int32(self.dataset_id)
+    out["imitate"] = np.bool_(self.imitate)
     out["episode"] = np.int32(episode)
     out["start"] = np.int32(start)
     return out

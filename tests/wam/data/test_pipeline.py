@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from wam.data import statistics, synthetic, text
+from wam.data import builder, statistics, synthetic, text
 from wam.data.pipeline import DatasetRef, Pipeline
 from wam.data.reader import CorruptDataError, EpisodeDataset
 from wam.data.window import WindowConfig, WindowSource
@@ -251,3 +251,42 @@ def test_two_processes_read_their_own_slices(robot_dir, tmp_path):
   seen = [{tuple(w) for w in h["windows"]} for h in hosts]
   assert not seen[0] & seen[1]
   assert len(seen[0] | seen[1]) == len(WindowSource(EpisodeDataset(robot_dir), WINDOW))
+
+
+def test_datasets_of_one_embodiment_share_pooled_statistics(robot_dir, human_dir, data_root,
+                                                             tmp_path):
+  play_dir = builder.write_dataset(
+      "toy_robot_play", ROBOT_SPEC,
+      {"train": lambda: synthetic.synthetic_episodes(ROBOT_SPEC, 5, 10, seed=7)},
+      str(data_root))
+  refs = [DatasetRef(robot_dir, 0.5), DatasetRef(play_dir, 0.3, imitate=False),
+          DatasetRef(human_dir, 0.2)]
+  pipeline = _pipeline(refs, tmp_path, batch_size=10)
+  own = [statistics.load_or_compute(EpisodeDataset(d, "train"), str(tmp_path / "stats"))
+         for d in (robot_dir, play_dir)]
+  pooled = pipeline.statistics["toy_robot"]["action"]
+  assert pipeline.statistics["toy_robot_play"]["action"] is pooled
+  np.testing.assert_allclose(pooled.mean, statistics.pool(own)["action"].mean)
+  # The human dataset (another embodiment) keeps its own.
+  human = statistics.load_or_compute(EpisodeDataset(human_dir, "train"), str(tmp_path / "stats"))
+  np.testing.assert_array_equal(pipeline.statistics["toy_human"]["action"].mean,
+                                human["action"].mean)
+  # Play windows say that their actions are not to be imitated.
+  batch = next(iter(pipeline))
+  names = np.array(pipeline.names)[batch["dataset"]]
+  np.testing.assert_array_equal(batch["imitate"], names != "toy_robot_play")
+
+
+def test_pooled_statistics_equal_those_of_the_union():
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(0, 1, (30, 2)), rng.normal(3, 2, (70, 2))
+  def stats(x):
+    return {"action": statistics.VectorStatistics(
+        mean=x.mean(0), std=x.std(0), min=x.min(0), max=x.max(0),
+        q01=np.quantile(x, 0.01, 0), q99=np.quantile(x, 0.99, 0), count=len(x))}
+  pooled = statistics.pool([stats(a), stats(b)])["action"]
+  union = np.concatenate([a, b])
+  np.testing.assert_allclose(pooled.mean, union.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(pooled.std, union.std(0), rtol=1e-5)
+  np.testing.assert_allclose(pooled.max, union.max(0))
+  assert pooled.count == 100
