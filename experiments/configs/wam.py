@@ -70,8 +70,6 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.dojo.mixture = config_dict.ConfigDict(dict(
       dart=dict(policy="dart", noise=0.03, num_episodes=1000, weight=1.0),
       play=dict(policy="waypoints", noise=0.2, num_episodes=2000, weight=1.0)))
-  if "bc" in parts:
-    config.dojo.mixture = config_dict.ConfigDict()  # BC imitates the demonstrations only
   config.data.cameras = ("front", "wrist")
   config.data.image_size = (64, 64)
   config.data.num_frames = 4
@@ -107,6 +105,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.eval.every = 500
     config.eval.batch_size = 32
     config.eval.flow_steps = 1
+  if "bc" in parts:
+    config.dojo.mixture = config_dict.ConfigDict()  # BC imitates the demonstrations only
   return config
 
 
