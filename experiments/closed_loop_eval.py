@@ -10,7 +10,9 @@ the demonstrations used; ``unseen``: held-out combinations of known words) and w
 - ``videos/<controller>_<split>.gif``: the first episodes side by side.
 
 Controllers: ``policy`` (the WAM in policy mode), ``bc`` (the behaviour-cloning
-baseline, same backbone, actions only), ``dream_cem`` (CEM inside the neural
+baseline, same backbone, actions only), ``state_bc`` (behaviour cloning of the privileged
+state: robot and task state, no pixels; ``dojo.state_bc``, trained here in seconds on the
+demonstrations in ``config.state_bc``), ``dream_cem`` (CEM inside the neural
 simulator, i.e. dreaming), ``physics_cem`` (CEM inside MJX physics: the oracle),
 ``expert`` (the scripted expert, a ceiling).
 """
@@ -29,12 +31,13 @@ from absl import logging
 from ml_collections import config_dict
 
 import dojo
-from dojo import closed_loop, controllers, planners, wrappers
+from dojo import closed_loop, controllability, controllers, planners, state_bc, wrappers
+from dojo.env import State
 from dojo.model_io import ModelIO
 from dojo.neural_env import NeuralEnv
 from wam import trainer, visualize
 
-CONTROLLERS = ("policy", "bc", "dream_cem", "physics_cem", "expert")
+CONTROLLERS = ("policy", "bc", "state_bc", "dream_cem", "physics_cem", "expert")
 SPLITS = ("seen", "unseen")
 
 
@@ -49,16 +52,22 @@ class _Stateless:
 
 
 class _Expert(_Stateless):
-  """The scripted expert, per step: it writes each chunk by stepping a copy of the
-  physics (it is privileged anyway). Holding its first action for the whole chunk
-  overshoots the relative wrist moves of ``dex_lift``."""
+  """The scripted expert (with action noise ``noise``), per step: it writes each chunk by
+  stepping a copy of the physics (it is privileged anyway). Holding its first action for
+  the whole chunk overshoots the relative wrist moves of ``dex_lift``. In a dream it
+  reads the physics state the neural simulator keeps (the robot at the dreamed joints)."""
 
-  def __init__(self, task, chunk: int):
-    self.task, self.chunk = task, chunk
+  def __init__(self, task, chunk: int, noise: float = 0.0):
+    self.task, self.chunk, self.noise = task, chunk, noise
 
   def act(self, carry, state, rng):
+    if isinstance(state.data, dict):   # a NeuralEnv state
+      state = State(state.data["physics"], state.obs, state.reward, state.done,
+                    {k: v for k, v in state.metrics.items() if k != "dream_end"},
+                    {k: v for k, v in state.info.items() if k != "dream_rng"})
+
     def one(s, key):
-      action = self.task.expert_action(s, key)
+      action = self.task.expert_action(s, key, self.noise)
       return self.task.step(s, action), action
     _, actions = jax.lax.scan(one, state, jax.random.split(rng, self.chunk))
     return actions, carry
@@ -79,6 +88,8 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
   if name == "expert":
     chunk = models["policy"][0].dims.action_chunk if "policy" in models else 4
     return _Expert(task, chunk)
+  if name == "state_bc":
+    return models["state_bc"]
   if name in ("policy", "bc") + extra:
     model, metadata = models[name]
     return controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
@@ -97,8 +108,23 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
                                                            cost), chunk)
 
 
-def _load_models(config) -> dict:
+def _state_bc(config, workdir: str) -> state_bc.StateBC:
+  """The state-only BC policy, trained on ``config.state_bc`` episodes (cached)."""
+  path = os.path.join(workdir, "state_bc.npz")
+  if os.path.exists(path):
+    return state_bc.StateBC.load(path)
+  chunk = trainer.load(config.wam)[0].dims.action_chunk if config.wam else 4
+  obs, chunks = state_bc.load_episodes(list(config.state_bc), chunk)
+  policy = state_bc.train(obs, chunks, state_bc.StateBCConfig(chunk=chunk, seed=config.seed))
+  logging.info("[evaluate] state BC trained on %d pairs from %s", len(obs), config.state_bc)
+  policy.save(path)
+  return policy
+
+
+def _load_models(config, workdir: str) -> dict:
   models = {}
+  if "state_bc" in config.controllers:
+    models["state_bc"] = _state_bc(config, workdir)
   named = dict(config.get("policies", {}) or {})
   for name, path in (("policy", config.wam), ("bc", config.bc), *named.items()):
     if path:
@@ -115,12 +141,13 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
   if unknown:
     raise KeyError(f"Unknown controllers {unknown}; choose from {known} (add more WAM "
                    "policies by name with config.policies.NAME=WORKDIR).")
-  needs = {"policy": "wam", "dream_cem": "wam", "physics_cem": "wam", "bc": "bc"}
+  needs = {"policy": "wam", "dream_cem": "wam", "physics_cem": "wam", "bc": "bc",
+           "state_bc": "state_bc"}
   for c in config.controllers:
     if c in needs and not config[needs[c]]:
       raise ValueError(f"Controller {c!r} needs config.{needs[c]} (a training workdir).")
   os.makedirs(os.path.join(workdir, "videos"), exist_ok=True)
-  models = _load_models(config)
+  models = _load_models(config, workdir)
   image = tuple(config.image_size)
   results: dict[str, Any] = {"task": config.task, "num_episodes": config.num_episodes,
                              "num_chunks": config.num_chunks, "controllers": {}}
@@ -147,6 +174,8 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
       visualize.write_video(os.path.join(workdir, "videos", f"{name}_{split}.gif"), video,
                             fps=4)
       _write(workdir, results)
+  if config.get("controllability") and config.controllability.episodes and config.wam:
+    measure_controllability(config, workdir, results)
   if config.policy_evaluation:
     evaluate_policies_in_dreams(config, workdir, results)
   if config.ppo.num_timesteps:
@@ -154,15 +183,45 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
   return results
 
 
-def _policy(spec: str, config) -> tuple[str, str, int]:
-  """``"wam@500"`` -> (label, workdir, step)."""
-  name, _, step = spec.partition("@")
-  if name not in ("wam", "bc") or not step.isdigit():
-    raise ValueError(f"config.policy_evaluation entries look like 'wam@500' or 'bc@3500', "
-                     f"got {spec!r}.")
-  if not config[name]:
-    raise ValueError(f"config.policy_evaluation names {spec!r} but config.{name} is empty.")
-  return spec, config[name], int(step)
+def measure_controllability(config: config_dict.ConfigDict, workdir: str,
+                            results: dict) -> dict:
+  """The neural simulator against MJX under play and random actions
+  (``dojo.controllability``): motion gain, correlation and tracking ratio."""
+  c = config.controllability
+  engine, engine_meta = trainer.load(config.wam)
+  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
+                   image_width=config.image_size[1], instructions="seen")
+  dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
+                        flow_steps=config.flow_steps, render="none")
+  physics = wrappers.ChunkWrapper(task, dream_env.chunk)
+  out = {}
+  for source in controllability.ACTION_SOURCES:
+    out[source] = controllability.track(task, physics, dream_env, source=source,
+                                        episodes=c.episodes, chunks=c.chunks,
+                                        scale=c.play_scale, seed=config.seed)
+    logging.info("[evaluate] controllability under %s actions: motion gain %.2f "
+                 "(correlation %.2f), tracking ratio %.2f", source,
+                 out[source]["motion_gain"], out[source]["motion_correlation"],
+                 out[source]["tracking_ratio"])
+  results["controllability"] = out
+  _write(workdir, results)
+  return out
+
+
+def _policy(spec: str, config) -> tuple[str, str, float]:
+  """``"wam@500"`` -> (label, workdir, step); ``"expert@2.0"`` -> (label, "", noise)."""
+  name, _, value = spec.partition("@")
+  if name == "expert":
+    try:
+      return spec, "", float(value)
+    except ValueError:
+      pass
+  elif name in ("wam", "bc") and value.isdigit():
+    if not config[name]:
+      raise ValueError(f"config.policy_evaluation names {spec!r} but config.{name} is empty.")
+    return spec, config[name], int(value)
+  raise ValueError(f"config.policy_evaluation entries look like 'wam@500', 'bc@3500' or "
+                   f"'expert@2.0' (the scripted expert with that action noise), got {spec!r}.")
 
 
 def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
@@ -170,8 +229,9 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
   """Success of several policies in MJX and in the neural simulator, and the correlation.
 
   The neural simulator is built from the final WAM (``config.wam``); every policy in
-  ``config.policy_evaluation`` (checkpoints of the WAM and BC runs) acts in policy mode
-  in both, on the ``seen`` instructions, from the same initial states.
+  ``config.policy_evaluation`` (checkpoints of the WAM and BC runs in policy mode, and
+  the scripted expert with graded action noise) acts in both, on the ``seen``
+  instructions, from the same initial states.
   """
   from scipy import stats  # pylint: disable=import-outside-toplevel
   specs = [_policy(s, config) for s in config.policy_evaluation]
@@ -182,10 +242,13 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
                         flow_steps=config.flow_steps)
   chunks = min(config.num_chunks, dream_env.max_chunks)
   rows = []
-  for label, path, step in specs:
-    model, metadata = trainer.load(path, step)
-    policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
-                                   flow_steps=config.flow_steps)
+  for label, path, value in specs:
+    if path:
+      model, metadata = trainer.load(path, value)
+      policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
+                                     flow_steps=config.flow_steps)
+    else:
+      policy = _Expert(task, dream_env.chunk, value)
     row = {"policy": label}
     for where, env in (("mjx", task), ("dream", dream_env)):
       out = closed_loop.run_episodes(env, policy, jax.random.key(config.seed),
@@ -306,6 +369,13 @@ def markdown_table(results: dict) -> str:
     fmt = lambda v: "n/a (constant)" if v is None else f"{v:.3f}"
     lines += ["", f"Pearson r = {fmt(ranking['pearson'])}, "
                   f"Spearman rho = {fmt(ranking['spearman'])}."]
+  control = results.get("controllability")
+  if control:
+    lines += ["", "Does the dream follow actions? Neural simulator against MJX from the same "
+                  "states (first chunk; joint angles):", "",
+              "| actions | motion gain | correlation | tracking ratio |", "|---|---|---|---|"]
+    lines += [f"| {source} | {r['motion_gain']:.2f} | {r['motion_correlation']:.2f} | "
+              f"{r['tracking_ratio']:.2f} |" for source, r in control.items()]
   rl = results.get("rl_in_dreams")
   if rl:
     lines += ["", f"PPO, {rl['num_timesteps']} chunk steps, success in MJX physics:", "",

@@ -32,12 +32,15 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   return config_dict.ConfigDict(dict(
       wam="",                 # workdir (or checkpoint dir) of the trained WAM
       bc="",                  # workdir of the behaviour-cloning baseline ("" = skip bc)
+      # Episode directories (.npz, dojo.collect) of demonstrations for the state-only BC
+      # baseline; () skips it.
+      state_bc=(),
       # More WAMs acting in policy mode, by controller name: {"scratch": "workdir/x"}.
       policies=config_dict.ConfigDict(),
       task="reach",
-      controllers=("expert", "policy", "bc", "dream_cem", "physics_cem"),
+      controllers=("expert", "state_bc", "bc", "policy", "dream_cem", "physics_cem"),
       splits=("seen", "unseen"),
-      num_episodes=20 if runlocal else 100,
+      num_episodes=30 if runlocal else 100,   # 30 per cell: 95% intervals of about +-0.17
       num_chunks=12,          # 12 chunks x 4 steps = 48 control steps (reach: 50)
       cameras=("front",),     # rendered by the physics env; the model reads its own
       image_size=(64, 64),    # the resolution the demonstrations were collected at
@@ -55,11 +58,16 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
           num_timesteps=50_000 if runlocal else 2_000_000, num_envs=64, unroll_length=6,
           batch_size=64, num_minibatches=4, num_updates_per_batch=4, learning_rate=1e-3,
           entropy_cost=1e-3, discounting=0.95)),
+      # The dream against MJX under play and random actions (dojo.controllability);
+      # episodes=0 skips it.
+      controllability=config_dict.ConfigDict(dict(episodes=16 if runlocal else 64, chunks=3,
+                                                  play_scale=0.2)),
       batch_size=10 if runlocal else 25,   # episodes run side by side
       video_episodes=4,
       # Policy evaluation in dreams: these checkpoints ("wam@STEP" of config.wam,
       # "bc@STEP" of config.bc) act in MJX and in the neural simulator; the correlation
       # of their success rates is reported. () skips it.
-      policy_evaluation=("wam@500", "wam@1500", "wam@3500", "bc@500", "bc@3500"),
+      policy_evaluation=("expert@0.0", "expert@2.0", "expert@4.0", "expert@8.0",
+                         "wam@500", "wam@3500", "bc@3500"),
       seed=0,
   ))
