@@ -21,7 +21,7 @@ Controllers:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -87,8 +87,10 @@ class PlannerController:
                        f"PlannerConfig(chunk=1), got chunk={self.planner.config.chunk}.")
 
   def init(self, state: State) -> jax.Array:
-    del state
-    return jnp.zeros((self.planner.config.horizon, self.planner.env.action_size))
+    shape = (self.planner.config.horizon, self.planner.env.action_size)
+    if self.initial_action is None:
+      return jnp.zeros(shape)
+    return jnp.broadcast_to(jnp.tile(self.initial_action(state), self.chunk), shape)
 
   def act(self, carry: jax.Array, state: State, rng: jax.Array
           ) -> tuple[jax.Array, jax.Array]:
@@ -102,14 +104,17 @@ def without_pixels(state: State) -> State:
                             if not k.startswith(("pixels/", "depth/", "segmentation/"))})
 
 
-def dream_planner(planner: Planner) -> PlannerController:
+def dream_planner(planner: Planner, initial_action: Optional[Callable[[State], jax.Array]] = None
+                  ) -> PlannerController:
   """Planning inside the neural simulator ``planner.env`` from each real state."""
   env = planner.env.unwrapped
   if not isinstance(env, NeuralEnv):
     raise TypeError(f"dream_planner needs a planner over a NeuralEnv, got {type(env)}.")
-  return PlannerController(planner, env.start, env.chunk)
+  return PlannerController(planner, env.start, env.chunk, initial_action)
 
 
-def physics_planner(planner: Planner, chunk: int) -> PlannerController:
+def physics_planner(planner: Planner, chunk: int,
+                    initial_action: Optional[Callable[[State], jax.Array]] = None
+                    ) -> PlannerController:
   """Planning inside MJX physics (the oracle): ``planner.env`` is a ``ChunkWrapper``."""
-  return PlannerController(planner, without_pixels, chunk)
+  return PlannerController(planner, without_pixels, chunk, initial_action)

@@ -11,10 +11,13 @@
   given), renders the frame, and appends the dreamed observation to the cache (open-loop
   dreaming: the model continues from its own imagination).
 - Reward, success and the ``privileged`` observation come from the task's own functions
-  applied to the dreamed joints: the predicted joint angles (and velocities) are written
-  into the physics state of the reset and forward kinematics places the robot; what the
-  model does not predict (the scene's objects) stays as reset. Tasks whose reward
-  depends on moved objects (push, pick_place) are therefore scored on the robot alone.
+  applied to the dreamed state: the predicted joint angles (and velocities) and, for
+  tasks with ``object_joints`` (push, pick_place, dex_lift), the predicted object
+  positions (the proprio slot ``task.object_slot``, which simulated data records) are
+  written into the physics state of the reset, and forward kinematics places them.
+  Object orientations stay as reset. A model trained without that slot (real-robot data
+  has no object poses) cannot be built into a NeuralEnv for such a task:
+  ``ModelIO.create`` names the missing slot before any compute.
 
 ``State.data`` holds the cache, the last latents/state and the kinematic physics state;
 everything is unbatched and jit-able, so ``VmapWrapper``/``wrap_for_training`` batch it
@@ -188,7 +191,12 @@ class NeuralEnv(Env):
     return obs
 
   def _place_robot(self, data, joints: jax.Array, proprio: jax.Array):
-    """The physics state with the robot at the dreamed joints (forward kinematics)."""
+    """The physics state with the robot at the dreamed joints and the objects at their
+    dreamed positions (the last ``3 * len(object_joints)`` proprio values)."""
     qpos = data.qpos.at[self._qpos_idx].set(joints)
     qvel = data.qvel.at[self._qvel_idx].set(proprio[:len(self._qvel_idx)])
-    return mjx.forward(self.task.mjx_model, data.replace(qpos=qpos, qvel=qvel))
+    data = data.replace(qpos=qpos, qvel=qvel)
+    objects = 3 * len(self.task.object_joints)
+    if objects:
+      data = self.task.with_object_positions(data, proprio[-objects:])
+    return mjx.forward(self.task.mjx_model, data)

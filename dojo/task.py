@@ -66,6 +66,11 @@ class MjxTask(Env):
   #: so several robots share one padded vector (wam.data.layout); () = one slot.
   joint_slots: Sequence[tuple[str, int]] = ()
   action_slots: Sequence[tuple[str, int]] = ()
+  #: Free joints of the objects whose positions are observed as the proprio slot
+  #: ``object_slot`` (3 numbers each), so that a world model trained on simulated data
+  #: predicts them and a dream can score object rewards (``dojo.neural_env``).
+  object_joints: Sequence[str] = ()
+  object_slot: str = ""
 
   def __init__(self, **overrides: Any):
     self._config = apply_overrides(self.default_config(), overrides,
@@ -78,6 +83,10 @@ class MjxTask(Env):
                                for n in self.robot_joints], np.int32)
     self._qvel_idx = np.array([self._mj_model.jnt_dofadr[self._joint_id(n)]
                                for n in self.robot_joints], np.int32)
+    if bool(self.object_joints) != bool(self.object_slot):
+      raise ValueError(f"{type(self).__name__}: object_joints and object_slot go together.")
+    self._object_qpos = np.array([self._mj_model.jnt_qposadr[self._joint_id(n)]
+                                  for n in self.object_joints], np.int32)
     ctrlrange = self._mj_model.actuator_ctrlrange.astype(np.float32)
     self._ctrl_mid = jnp.asarray(ctrlrange.mean(axis=1))
     self._ctrl_half = jnp.asarray((ctrlrange[:, 1] - ctrlrange[:, 0]) / 2)
@@ -164,11 +173,13 @@ class MjxTask(Env):
     """Named slots of ``joints``, ``proprio`` and ``action`` for the data schema."""
     sizes = {"joints": len(self.robot_joints), "action": self.action_size,
              "proprio": int(self.observation_size["proprio"][0])}
+    objects = 3 * len(self.object_joints)
     slots = {"joints": list(self.joint_slots) or [(f"{self.embodiment}_joints",
                                                    sizes["joints"])],
              "action": list(self.action_slots) or [(f"{self.embodiment}_action",
                                                     sizes["action"])],
-             "proprio": [(f"{self.embodiment}_proprio", sizes["proprio"])]}
+             "proprio": [(f"{self.embodiment}_proprio", sizes["proprio"] - objects)]
+                        + ([(self.object_slot, objects)] if objects else [])}
     for name, size in sizes.items():
       if sum(n for _, n in slots[name]) != size:
         raise ValueError(f"{type(self).__name__}: {name} slots {slots[name]} do not add up "
@@ -282,11 +293,24 @@ class MjxTask(Env):
     obs = {
         "joints": data.qpos[self._qpos_idx],
         "proprio": jnp.concatenate([data.qvel[self._qvel_idx],
-                                    self._proprio_extra(data, info)]),
+                                    self._proprio_extra(data, info),
+                                    self.object_positions(data)]),
         "privileged": self._privileged(data, info),
     }
     obs.update(self.render(data, info))
     return obs
+
+  def object_positions(self, data: mjx.Data) -> jax.Array:
+    """Positions of the ``object_joints`` objects, flat ``[3 * n]`` (the object slot)."""
+    return jnp.concatenate([data.qpos[a:a + 3] for a in self._object_qpos] or
+                           [jnp.zeros((0,), data.qpos.dtype)])
+
+  def with_object_positions(self, data: mjx.Data, positions: jax.Array) -> mjx.Data:
+    """``data`` with the objects moved to ``positions`` [3 * n] (orientations kept)."""
+    qpos = data.qpos
+    for i, a in enumerate(self._object_qpos):
+      qpos = qpos.at[a:a + 3].set(positions[3 * i:3 * i + 3])
+    return data.replace(qpos=qpos)
 
   def render(self, data: mjx.Data, info: Mapping[str, Any],
              cameras: Optional[Mapping[str, CameraSpec]] = None) -> dict[str, jax.Array]:

@@ -31,7 +31,7 @@ from absl import logging
 from ml_collections import config_dict
 
 import dojo
-from dojo import closed_loop, controllability, controllers, planners, state_bc, wrappers
+from dojo import closed_loop, controllability, controllers, planners, play, state_bc, wrappers
 from dojo.env import State
 from dojo.model_io import ModelIO
 from dojo.neural_env import NeuralEnv
@@ -97,15 +97,18 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
   model, metadata = models["policy"]
   chunk = model.dims.action_chunk
   cost = planners.task_reward_cost(discount=config.planner.discount)
+  # Both planners start each episode from "hold the current pose" (or zeros).
+  initial = ((lambda s: play.home_action(task, s))
+             if config.planner.get("start", "zeros") == "hold" else None)
   if name == "dream_cem":
     env = NeuralEnv(model, ModelIO.create(model, metadata, task),
                     task, flow_steps=config.flow_steps, render=config.get("plan_render", "none"))
     return controllers.dream_planner(planners.make_planner(env, _planner_config(config.planner),
-                                                           cost))
+                                                           cost), initial)
   blind = dojo.load(config.task, cameras=())
   env = wrappers.ChunkWrapper(blind, chunk)
   return controllers.physics_planner(planners.make_planner(env, _planner_config(config.planner),
-                                                           cost), chunk)
+                                                           cost), chunk, initial)
 
 
 def _state_bc(config, workdir: str) -> state_bc.StateBC:

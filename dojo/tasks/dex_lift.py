@@ -109,6 +109,9 @@ class DexLift(MjxTask):
     config.t_lift = 36
     return config
 
+  object_joints = OBJECTS
+  object_slot = "dex_lift_objects"
+
   def __init__(self, **overrides: Any):
     super().__init__(**overrides)
     m = self._mj_model

@@ -38,6 +38,9 @@ class PickPlace(ArmTask):
       held_out=(("red", "brick", "left"), ("green", "cube", "right"),
                 ("blue", "cube", "left"), ("yellow", "brick", "right")))
 
+  object_joints = OBJECTS
+  object_slot = "pick_place_objects"
+
   def __init__(self, **overrides: Any):
     super().__init__(**overrides)
     model = self._mj_model

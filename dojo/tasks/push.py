@@ -40,6 +40,9 @@ class Push(ArmTask):
       parts={"colour": tuple(COLOURS), "target": TARGETS},
       held_out=(("blue", "left"), ("yellow", "right")))
 
+  object_joints = ("block0", "block1")
+  object_slot = "push_blocks"
+
   def __init__(self, **overrides: Any):
     super().__init__(**overrides)
     model = self._mj_model

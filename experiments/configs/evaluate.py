@@ -51,7 +51,10 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       planner=config_dict.ConfigDict(dict(
           method="cem", horizon=3, num_samples=32 if runlocal else 128,
           num_elites=4 if runlocal else 16, iterations=3, init_std=0.5, min_std=0.05,
-          smoothing=0.0, discount=1.0)),
+          smoothing=0.0, discount=1.0,
+          # The first plan of an episode: "zeros" (the middle of every control range)
+          # or "hold" (the current controls: samples near the robot's pose).
+          start="zeros")),
       # RL in dreams: brax PPO inside the neural simulator vs the same budget in MJX
       # (num_timesteps counts chunk steps; 0 skips it).
       ppo=config_dict.ConfigDict(dict(

@@ -32,6 +32,11 @@ from wam import config as wam_config
 from wam import trainer
 
 TASKS = ("reach", "push", "pick_place", "dex_lift", "rope")
+# Action noise of the DART and play collections per task (action units): the arm's
+# absolute joint targets span +-2.9 rad, so 0.03 is about 0.09 rad; the hand's wrist
+# actions are relative steps and its fingers are absolute.
+PLAY_NOISE = {"reach": (0.03, 0.2), "push": (0.03, 0.2), "pick_place": (0.03, 0.2),
+              "dex_lift": (0.1, 0.3), "rope": (0.03, 0.2)}
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
@@ -57,8 +62,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.model.given_action_prob = 0.0
 
   # Where the data comes from (read by experiments.train, not by the library trainer).
+  task = next((p for p in parts if p in TASKS), "reach")
   config.dojo = config_dict.ConfigDict(dict(
-      task=next((p for p in parts if p in TASKS), "reach"), num_episodes=1000,
+      task=task, num_episodes=1000,
       cameras=("front", "wrist"), image_size=(64, 64), noise=0.1, seed=0,
       val_fraction=0.05, data_dir="", weight=1.0,
       # Demonstrations use the "seen" instruction combinations only, so closed-loop
@@ -68,8 +74,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   # that recover (DART) and joint-space play, each a dataset of the mixture with its
   # own weight (experiments.dojo_data; policies in dojo.play).
   config.dojo.mixture = config_dict.ConfigDict(dict(
-      dart=dict(policy="dart", noise=0.03, num_episodes=1000, weight=1.0),
-      play=dict(policy="waypoints", noise=0.2, num_episodes=2000, weight=1.0)))
+      dart=dict(policy="dart", noise=PLAY_NOISE[task][0], num_episodes=1000, weight=1.0),
+      play=dict(policy="waypoints", noise=PLAY_NOISE[task][1], num_episodes=2000,
+                weight=1.0)))
   config.data.cameras = ("front", "wrist")
   config.data.image_size = (64, 64)
   config.data.num_frames = 4
@@ -91,7 +98,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.data.cameras = ("front",)
     config.data.image_size = (32, 32)
     config.data.batch_size = 8
-    config.data.max_instruction_length = 32
+    # Long enough for every instruction of the task (push: 34 bytes, pick_place: 39).
+    config.data.max_instruction_length = 48 if task in ("push", "pick_place", "rope") else 32
     config.data.worker_count = 0
     config.data.read_threads = 2
     config.num_steps = 3500

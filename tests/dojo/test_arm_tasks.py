@@ -171,5 +171,16 @@ def test_observation_sizes():
   env = _env("pick_place")
   sizes = env.observation_size
   assert sizes["joints"] == (9,)
-  assert sizes["proprio"] == (9 + 5,)
+  assert sizes["proprio"] == (9 + 5 + 6,)   # velocities, grasp point..., 2 object positions
+  assert env.data_slots()["proprio"] == [("dojo_arm_proprio", 14), ("pick_place_objects", 6)]
+
+
+def test_object_positions_are_observed_and_can_be_written_back():
+  env = _env("push")
+  state = env.reset(jax.random.key(0))
+  blocks = env.object_positions(state.data)
+  np.testing.assert_allclose(state.obs["proprio"][-6:], blocks)
+  moved = env.with_object_positions(state.data, blocks + 0.1)
+  np.testing.assert_allclose(env.object_positions(moved), blocks + 0.1, atol=1e-6)
+  assert _env("reach").data_slots()["proprio"] == [("dojo_arm_proprio", 14)]
   assert env.action_size == 8

@@ -59,7 +59,8 @@ def test_hand_has_at_least_16_actuated_joints():
     lo, hi = model.joint(name).range
     assert -0.7 <= lo < hi <= 2.1, name
   assert env.observation_size["joints"] == (24,)
-  assert env.observation_size["proprio"] == (24 + 3,)   # velocities + palm position
+  # Velocities, palm position and the two objects' positions.
+  assert env.observation_size["proprio"] == (24 + 3 + 6,)
 
 
 def test_no_self_collision_and_objects_touch_the_table():
