@@ -53,18 +53,21 @@ class _Stateless:
 
 class _Expert(_Stateless):
   """The scripted expert (with action noise ``noise``), per step: it writes each chunk by
-  stepping a copy of the physics (it is privileged anyway). Holding its first action for
-  the whole chunk overshoots the relative wrist moves of ``dex_lift``. In a dream it
-  reads the physics state the neural simulator keeps (the robot at the dreamed joints)."""
+  stepping a copy of the physics (it is privileged anyway) without cameras. Holding its
+  first action for the whole chunk overshoots the relative wrist moves of ``dex_lift``.
+  In a dream it reads the physics state the neural simulator keeps (the robot and
+  objects at their dreamed positions)."""
 
-  def __init__(self, task, chunk: int, noise: float = 0.0):
-    self.task, self.chunk, self.noise = task, chunk, noise
+  def __init__(self, task_name: str, chunk: int, noise: float = 0.0):
+    self.task = dojo.load(task_name, cameras=())
+    self.chunk, self.noise = chunk, noise
 
   def act(self, carry, state, rng):
     if isinstance(state.data, dict):   # a NeuralEnv state
       state = State(state.data["physics"], state.obs, state.reward, state.done,
                     {k: v for k, v in state.metrics.items() if k != "dream_end"},
                     {k: v for k, v in state.info.items() if k != "dream_rng"})
+    state = controllers.without_pixels(state)
 
     def one(s, key):
       action = self.task.expert_action(s, key, self.noise)
@@ -87,7 +90,7 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
     raise KeyError(f"Unknown controller {name!r}; choose from {CONTROLLERS + extra}.")
   if name == "expert":
     chunk = models["policy"][0].dims.action_chunk if "policy" in models else 4
-    return _Expert(task, chunk)
+    return _Expert(config.task, chunk)
   if name == "state_bc":
     return models["state_bc"]
   if name in ("policy", "bc") + extra:
@@ -251,7 +254,7 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
       policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
                                      flow_steps=config.flow_steps)
     else:
-      policy = _Expert(task, dream_env.chunk, value)
+      policy = _Expert(config.task, dream_env.chunk, value)
     row = {"policy": label}
     for where, env in (("mjx", task), ("dream", dream_env)):
       out = closed_loop.run_episodes(env, policy, jax.random.key(config.seed),
