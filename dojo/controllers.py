@@ -75,11 +75,18 @@ class PlannerController:
   physics env without cameras). The planning env steps whole chunks
   (``ChunkWrapper`` or ``NeuralEnv``), so plans are ``[horizon, K * A]`` and
   ``planner.config.chunk`` must be 1.
+
+  ``initial_action(state)`` (one env action) centres the first plan of an episode: for
+  absolute position targets, holding the current controls (``dojo.play.home_action``)
+  keeps the first samples near the robot's pose instead of the middle of the joint
+  ranges, which also keeps a dream's candidates near the motions it was trained on.
+  ``None`` centres it on zeros.
   """
 
   planner: Planner
   to_plan_state: Callable[[State], State]
   chunk: int
+  initial_action: Optional[Callable[[State], jax.Array]] = None
 
   def __post_init__(self):
     if self.planner.config.chunk != 1:

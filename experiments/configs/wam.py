@@ -1,6 +1,6 @@
 r"""Train the world action model on Dream Dojo demonstrations.
 
-Command (CPU smoke size; `make demo` runs it after collecting):
+Command (CPU smoke size):
 
   python -m experiments.train --config=experiments/configs/wam.py:runlocal \
       --workdir=workdir/wam
@@ -11,17 +11,18 @@ small), a Dojo task (reach, push, pick_place, dex_lift, rope; default reach),
 behaviour-cloning baseline: same backbone, actions only) and/or `runlocal`.
 
 Data: unless `config.data.datasets` names datasets, `experiments.train` first builds the
-`dojo_robot` TFDS dataset of `config.dojo.task` (scripted noisy expert; resumable) under
-`config.dojo.data_dir` (default `<workdir>/tfds`) and trains on its `train` split,
-evaluating on `val`.
+`dojo_robot` TFDS datasets of `config.dojo.task` (resumable) under `config.dojo.data_dir`
+(default `<workdir>/tfds`): the scripted noisy expert's demonstrations, plus the
+collections of `config.dojo.mixture` (DART and joint-space play, `dojo.play`), each
+with its own weight; their actions teach the world model what actions do and are never
+policy-mode targets (docs/controllability.md). `bc` trains on the demonstrations alone.
 
-Expected: `runlocal` (toy model, 1.9 M parameters, 48 reach episodes, 32x32 front
-camera, 4 frames x 4-step action chunks, batch 8, 3500 steps) finishes in about 10
-minutes on an idle 2-core CPU, data collection included. Dreamed frames beat copying
-the last frame at every horizon (PSNR 31.1 vs 29.8 dB at horizon 1 over 32 held-out
-windows) and predicted joint angles reach a normalised MAE of 0.18 (logged beside
-"nothing moves", `eval/joint_mae_copy_last`): see docs/BENCHMARKS.md,
-`videos/dream_*.gif`, `plots/psnr_by_horizon.png`.
+Expected: `runlocal` (toy model, 1.9 M parameters; 200 demonstrations + 200 DART + 400
+play `reach` episodes, 32x32 front camera, 4 frames x 4-step action chunks, batch 8,
+3500 steps) takes about 3.5 minutes of collection and 15-18 minutes of training on an
+idle 2-core CPU. `python -m benchmarks.dreams` then gives a motion gain of 0.94 under
+play actions and 0.68 under uniformly random ones, tracking ratio 0.09, and dreamed
+frames beat copying the last frame (28.2 vs 23.6 dB at horizon 1): docs/RESULTS.md.
 The full size (small model, 1000 episodes, 64x64 front + wrist, 100k steps) is for a
 GPU/TPU host.
 """

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dojo import closed_loop, controllers, planners, wrappers
+from dojo import closed_loop, controllers, planners, play, wrappers
 from dojo.model_io import ModelIO
 from dojo.neural_env import NeuralEnv
 from tests.dojo import neural_fixtures as nf
@@ -79,6 +79,14 @@ def test_planners_act_from_physics_and_from_dreams(setup):
   for controller in (oracle, dreaming):
     out = closed_loop.run_episodes(task, controller, jax.random.key(2), 2, 3)
     assert np.all(np.isfinite(out["return"]))
+  # A planner may start its first plan from holding the current pose.
+  hold = controllers.physics_planner(oracle.planner, nf.CHUNK,
+                                     lambda s: play.home_action(task, s))
+  state = task.reset(jax.random.key(4))
+  first = hold.init(state)
+  assert first.shape == (2, nf.CHUNK * task.action_size)
+  np.testing.assert_allclose(first[1, :task.action_size], play.home_action(task, state))
+  np.testing.assert_array_equal(oracle.init(state), np.zeros_like(first))
   with pytest.raises(ValueError, match="chunk=1"):
     controllers.PlannerController(
         planners.make_planner(wrappers.ChunkWrapper(blind, nf.CHUNK),
