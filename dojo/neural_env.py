@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from mujoco import mjx
 
 from dojo.env import Env, State
@@ -46,6 +47,7 @@ from wam import dream
 from wam.model import WorldActionModel
 
 RENDERS = ("anchored", "decoded", "none")
+DIVERGENCE_MARGIN = 0.5  # rad (or m for slides) beyond a joint's range
 
 
 class NeuralEnv(Env):
@@ -84,6 +86,15 @@ class NeuralEnv(Env):
     self.chunk = model.dims.action_chunk
     self._qpos_idx = task._qpos_idx   # pylint: disable=protected-access
     self._qvel_idx = task._qvel_idx   # pylint: disable=protected-access
+    # A dreamed joint beyond its range by more than this (or non-finite) ends the dream.
+    mj = task.mj_model
+    joint_ids = [mj.jnt_qposadr.tolist().index(int(a)) for a in self._qpos_idx]
+    limited = mj.jnt_limited[joint_ids].astype(bool)
+    ranges = mj.jnt_range[joint_ids]
+    self._joint_lo = jnp.asarray(np.where(limited, ranges[:, 0] - DIVERGENCE_MARGIN, -np.inf),
+                                 jnp.float32)
+    self._joint_hi = jnp.asarray(np.where(limited, ranges[:, 1] + DIVERGENCE_MARGIN, np.inf),
+                                 jnp.float32)
 
   # ---------------------------------------------------------------- contract
 
@@ -130,7 +141,7 @@ class NeuralEnv(Env):
             "anchor": anchor, "base": dream.decode_latents(model, z)[0],
             "physics": real.data}
     info = {**real.info, "dream_rng": jax.random.fold_in(real.info["rng"], 1)}
-    metrics = {**real.metrics, "dream_end": jnp.zeros(())}
+    metrics = {**real.metrics, "dream_end": jnp.zeros(()), "dream_diverged": jnp.zeros(())}
     return State(data, self._obs(obs["frames"], real.obs), real.reward, real.done,
                  metrics, info)
 
@@ -150,37 +161,45 @@ class NeuralEnv(Env):
                         camera_mask=cam, embodiment=emb,
                         actions=io.actions_to_model(action)[None],
                         flow_steps=self.flow_steps)
+    # A diverged dream (non-finite, or joints far outside their ranges) ends this episode
+    # with a flag and continues from its last good state; other envs of a batch go on.
+    new_state = out.state[0] * d["state_mask"]
+    joints, _ = io.state_to_env(new_state)
+    diverged = ~(jnp.all(jnp.isfinite(new_state)) & jnp.all(jnp.isfinite(out.frames))
+                 & jnp.all((joints >= self._joint_lo) & (joints <= self._joint_hi)))
+    new_state = jnp.where(diverged, d["state"], new_state)
+    latents = jnp.where(diverged, d["latents"], out.frames[0])
     # A full window starts over from the dreamed observation (prefix kept).
     full = d["block"] + 1 >= self.window
     block = jnp.where(full, 0, d["block"] + 1)
     base = jax.tree.map(lambda p, c: jnp.where(full, p, c), d["prefix"], d["cache"])
-    cache = dream.observe(model, base, block, out.frames, out.state, d["state_mask"][None],
-                          cam, emb)
+    cache = dream.observe(model, base, block, latents[None], new_state[None],
+                          d["state_mask"][None], cam, emb)
     chunks = d["chunks"] + 1
     if self.render == "none":
       frame = d["anchor"]
     else:
-      frame = dream.decode_latents(model, out.frames)[0]
+      frame = dream.decode_latents(model, latents[None])[0]
       if self.render == "anchored":
         frame = d["anchor"] + frame - d["base"]
     frames = jnp.clip(jnp.round(frame * 255.0), 0, 255).astype(jnp.uint8)
-    new_state = out.state[0] * d["state_mask"]
     joints, proprio = io.state_to_env(new_state)
     physics_state = self._place_robot(d["physics"], joints, proprio)
     reward, terms = self.task._reward(physics_state, state.info, action[-1])  # pylint: disable=protected-access
     success = self.task._success(physics_state, state.info)  # pylint: disable=protected-access
     end = chunks >= self.max_chunks
     terminate = self.task.config.terminate_on_success
-    done = invalid | end | (success & terminate)
-    data = {**d, "cache": cache, "block": block, "chunks": chunks, "latents": out.frames[0],
+    done = invalid | diverged | end | (success & terminate)
+    data = {**d, "cache": cache, "block": block, "chunks": chunks, "latents": latents,
             "state": new_state, "physics": physics_state}
     metrics = {**state.metrics, **terms, "success": success.astype(jnp.float32),
                "invalid_action": invalid.astype(jnp.float32),
+               "dream_diverged": diverged.astype(jnp.float32),
                "dream_end": end.astype(jnp.float32)}
     info = {**state.info, "step": state.info["step"] + self.chunk}
     obs = self._obs(frames, {"joints": joints, "proprio": proprio,
                              "privileged": self.task._privileged(physics_state, info)})  # pylint: disable=protected-access
-    return state.replace(data=data, obs=obs, reward=jnp.where(invalid, 0.0, reward),
+    return state.replace(data=data, obs=obs, reward=jnp.where(invalid | diverged, 0.0, reward),
                          done=done.astype(jnp.float32), metrics=metrics, info=info)
 
   # ---------------------------------------------------------------- helpers

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from dojo import planners, wrappers
 from dojo.model_io import ModelIO, ModelTaskMismatchError
@@ -152,3 +153,23 @@ def test_brax_ppo_trains_inside_the_dream(setup):
   state = env.reset(jax.random.key(8))
   action, _ = policy(state.obs, jax.random.key(9))
   assert action.shape == (env.action_size,)
+
+
+def test_a_diverging_dream_ends_its_episode_with_a_flag(setup):
+  task, model, metadata, io, _ = setup
+  # A copy of the model whose state head predicts NaN (the toy's joints have no range;
+  # joints beyond a range by DIVERGENCE_MARGIN end a dream the same way).
+  graphdef, state = nnx.split(model)
+  broken = nnx.merge(graphdef, jax.tree.map(lambda x: x, state))
+  broken.state_head.bias.value = jnp.full_like(broken.state_head.bias.value, jnp.nan)
+  env = NeuralEnv(broken, ModelIO.create(broken, metadata, task), task)
+  first = env.reset(jax.random.key(0))
+  after = jax.jit(env.step)(first, jnp.zeros(env.action_size))
+  assert float(after.metrics["dream_diverged"]) == 1.0 and float(after.done) == 1.0
+  assert float(after.reward) == 0.0
+  # It keeps its last good state.
+  np.testing.assert_allclose(after.obs["joints"], first.obs["joints"], atol=1e-5)
+  assert np.all(np.isfinite(np.asarray(after.obs["pixels/front"], np.float32)))
+  healthy = NeuralEnv(model, io, task)
+  ok = jax.jit(healthy.step)(healthy.reset(jax.random.key(0)), jnp.zeros(healthy.action_size))
+  assert float(ok.metrics["dream_diverged"]) == 0.0
