@@ -1,21 +1,30 @@
 r"""Closed-loop evaluation in MJX physics: policy mode, BC, dreaming and the oracle.
 
-Command (after `make demo` and the BC run below):
+Command (after training the WAM and the BC baseline):
 
+  python -m experiments.train --config=experiments/configs/wam.py:runlocal \
+      --workdir=workdir/wam
   python -m experiments.train --config=experiments/configs/wam.py:runlocal,bc \
-      --workdir=workdir/bc
+      --workdir=workdir/bc --config.dojo.data_dir=workdir/wam/tfds
   python -m experiments.evaluate --config=experiments/configs/evaluate.py:runlocal \
-      --workdir=workdir/eval --config.wam=workdir/wam --config.bc=workdir/bc
+      --workdir=workdir/eval --config.wam=workdir/wam --config.bc=workdir/bc \
+      "--config.state_bc=('workdir/wam/tfds/downloads/dojo_robot/reach_200ep_front_64px_noise0p1_seed0_seen/episodes',)"
 
-Argument: `runlocal` (20 episodes per cell, small planners: minutes on a 2-core CPU) or
-nothing (100 episodes per cell).
+Argument: `runlocal` (30 episodes per cell, small planners: about an hour on a 2-core
+CPU with every part) or nothing (100 episodes per cell).
 
 Controllers (`config.controllers`): `policy` (the WAM generates its chunk with the
 frames it expects; receding horizon; real observations re-injected), `bc` (the
-behaviour-cloning baseline), `dream_cem` (CEM over action chunks inside the neural
-simulator built from the WAM), `physics_cem` (CEM inside MJX physics: the oracle) and
+behaviour-cloning baseline), `state_bc` (behaviour cloning of the privileged state,
+trained here on the demonstration episodes in `config.state_bc`), `dream_cem` (CEM over
+action chunks inside the neural simulator built from the WAM), `physics_cem` (CEM inside MJX physics: the oracle) and
 `expert` (the scripted expert). Each runs on `seen` instruction combinations (those of
 the demonstrations) and on held-out `unseen` ones.
+
+Also (each skipped when set to 0 or ()): `controllability` (the dream against MJX under
+play and random actions), `policy_evaluation` (policies, including the scripted expert
+with graded noise `expert@NOISE`, scored in MJX and in the dream) and `ppo` (PPO trained
+in the dream against the same budget in MJX).
 
 Output: `results.json`, `results.md` (success rates with 95% Wilson intervals) and
 `videos/<controller>_<split>.gif`. Measured figures are in docs/RESULTS.md.
