@@ -23,7 +23,6 @@ splits, one context frame and one dreamed block in world-model mode (real action
 
 from __future__ import annotations
 
-import numpy as np
 from absl import app, flags
 
 from benchmarks import results as results_lib

@@ -1,6 +1,5 @@
 """Controllability measures: the true dynamics score near 1, a dream ignoring actions near 0."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
