@@ -76,6 +76,8 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
   psnr_shuffled = image_metrics.per_horizon(over_cameras(image_metrics.psnr(
       shuffled.frames, real[:, :1])))
   amask = batch["action_mask"][:, c - 1].astype(jnp.float32)
+  if "imitate" in batch:   # play windows' actions are not a policy target
+    amask = amask * batch["imitate"].astype(jnp.float32)[:, None, None]
   action_err = (((policy.actions[:, 0] - batch["actions"][:, c - 1]) ** 2) * amask).sum() / (
       jnp.maximum(amask.sum(), 1.0))
   return {
