@@ -189,16 +189,22 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
   return results
 
 
+def _seen_task_and_dream(config: config_dict.ConfigDict, render: str = "anchored"):
+  """The task on its seen instructions and the neural simulator of ``config.wam``."""
+  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
+                   image_width=config.image_size[1], instructions="seen")
+  engine, engine_meta = trainer.load(config.wam)
+  dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
+                        flow_steps=config.flow_steps, render=render)
+  return task, dream_env
+
+
 def measure_controllability(config: config_dict.ConfigDict, workdir: str,
                             results: dict) -> dict:
   """The neural simulator against MJX under play and random actions
   (``dojo.controllability``): motion gain, correlation and tracking ratio."""
   c = config.controllability
-  engine, engine_meta = trainer.load(config.wam)
-  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
-                   image_width=config.image_size[1], instructions="seen")
-  dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
-                        flow_steps=config.flow_steps, render="none")
+  task, dream_env = _seen_task_and_dream(config, render="none")
   physics = wrappers.ChunkWrapper(task, dream_env.chunk)
   out = {}
   for source in controllability.ACTION_SOURCES:
@@ -241,11 +247,7 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
   """
   from scipy import stats  # pylint: disable=import-outside-toplevel
   specs = [_policy(s, config) for s in config.policy_evaluation]
-  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
-                   image_width=config.image_size[1], instructions="seen")
-  engine, engine_meta = trainer.load(config.wam)
-  dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
-                        flow_steps=config.flow_steps)
+  task, dream_env = _seen_task_and_dream(config)
   chunks = min(config.num_chunks, dream_env.max_chunks)
   rows = []
   for label, path, value in specs:
@@ -312,14 +314,10 @@ def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) ->
   """
   from dojo.brax_training import ppo_train  # pylint: disable=import-outside-toplevel
   c = config.ppo
-  engine, engine_meta = trainer.load(config.wam)
-  chunk = engine.dims.action_chunk
-  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
-                   image_width=config.image_size[1], instructions="seen")
-  blind = dojo.load(config.task, cameras=(), instructions="seen")
   # PPO reads the privileged observation only: no frames need decoding.
-  dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
-                        flow_steps=config.flow_steps, render=config.get("plan_render", "none"))
+  _, dream_env = _seen_task_and_dream(config, render=config.get("plan_render", "none"))
+  chunk = dream_env.chunk
+  blind = dojo.load(config.task, cameras=(), instructions="seen")
   episode = min(config.num_chunks, dream_env.max_chunks)
   out = {"num_timesteps": c.num_timesteps, "episode_chunks": episode}
   for where, env in (("dream", dream_env), ("mjx", wrappers.ChunkWrapper(blind, chunk))):
@@ -377,8 +375,8 @@ def markdown_table(results: dict) -> str:
                   f"Spearman rho = {fmt(ranking['spearman'])}."]
   control = results.get("controllability")
   if control:
-    lines += ["", "Does the dream follow actions? Neural simulator against MJX from the same "
-                  "states (first chunk; joint angles):", "",
+    lines += ["", ("Does the dream follow actions? Neural simulator against MJX from the "
+                   "same states (first chunk; joint angles):"), "",
               "| actions | motion gain | correlation | tracking ratio |", "|---|---|---|---|"]
     lines += [f"| {source} | {r['motion_gain']:.2f} | {r['motion_correlation']:.2f} | "
               f"{r['tracking_ratio']:.2f} |" for source, r in control.items()]
