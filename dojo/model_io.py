@@ -12,7 +12,7 @@ that does not rescale by an integer factor) fails at construction with the reaso
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -54,9 +54,17 @@ def _dataset_of(task, names: list, extra: Mapping, statistics: Mapping) -> str:
     return names[0]
   by_dataset = extra.get("dataset_embodiments")
   if by_dataset:
-    for name in names:
-      if by_dataset.get(name) == task.embodiment:
+    mine = [n for n in names if by_dataset.get(n) == task.embodiment]
+    # Of several datasets of the robot (a multi-task run), one whose vectors have the
+    # task's sizes: `push` adds its block's position to the arm's proprioception.
+    slots = task.data_slots()
+    sizes = {v: sum(size for _, size in slots[v]) for v in ("joints", "proprio", "action")}
+    for name in mine:
+      stats = statistics.get(name, {})
+      if all(_dim(stats[v]) == n for v, n in sizes.items() if v in stats):
         return name
+    if mine:
+      return mine[0]
   joints = sum(size for _, size in task.data_slots()["joints"])
   fits = [n for n in names if len((statistics.get(n, {}).get("joints") or {}).get("mean", []))
           == joints]
@@ -65,6 +73,11 @@ def _dataset_of(task, names: list, extra: Mapping, statistics: Mapping) -> str:
   raise ModelTaskMismatchError(
       f"Cannot tell which of the run's datasets {names} is the task's robot "
       f"{task.embodiment!r}; pass ModelIO.create(..., dataset=NAME).")
+
+
+def _dim(stats: Any) -> int:
+  """The size of a vector's statistics (JSON or ``VectorStatistics``)."""
+  return len(stats["mean"] if isinstance(stats, Mapping) else stats.mean)
 
 
 @dataclasses.dataclass(frozen=True)

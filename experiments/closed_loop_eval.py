@@ -7,7 +7,9 @@ the demonstrations used; ``unseen``: held-out combinations of known words) and w
 - ``results.json``: per controller and split, the success rate with its 95% Wilson
   interval, mean return and steps to success, plus the settings;
 - ``results.md``: the same as a markdown table;
-- ``videos/<controller>_<split>.gif``: the first episodes side by side.
+- ``videos/<controller>_<split>.gif``: the first episodes side by side;
+- ``videos/dream_beside_reality.gif`` (``config.dream_videos`` > 0): expert episodes in
+  MJX (top) above the WAM's dream of the same actions from the same first state.
 
 Controllers: ``policy`` (the WAM in policy mode), ``bc`` (the behaviour-cloning
 baseline, same backbone, actions only), ``state_bc`` (behaviour cloning of the privileged
@@ -122,7 +124,8 @@ def _state_bc(config, workdir: str) -> state_bc.StateBC:
   chunk = trainer.load(config.wam)[0].dims.action_chunk if config.wam else 4
   obs, chunks = state_bc.load_episodes(list(config.state_bc), chunk)
   policy = state_bc.train(obs, chunks, state_bc.StateBCConfig(chunk=chunk, seed=config.seed))
-  logging.info("[evaluate] state BC trained on %d pairs from %s", len(obs), config.state_bc)
+  logging.info("[evaluate %s] state BC trained on %d pairs from %s", config.task, len(obs),
+               config.state_bc)
   policy.save(path)
   return policy
 
@@ -172,16 +175,18 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
       summary = closed_loop.summarize(out)
       summary["seconds"] = round(time.time() - start, 1)
       results["controllers"].setdefault(name, {})[split] = summary
-      logging.info("[evaluate] %s on %s instructions: success %.2f (95%% CI %.2f-%.2f), "
-                   "%d episodes, %.0f s", name, split, summary["success_rate"],
+      logging.info("[evaluate %s] %s on %s instructions: success %.2f (95%% CI %.2f-%.2f), "
+                   "%d episodes, %.0f s", config.task, name, split, summary["success_rate"],
                    *summary["ci95"], summary["episodes"], summary["seconds"])
       frames = out["frames"][:config.video_episodes]          # [E, T, H, W, 3]
       video = np.stack([visualize.tile(list(f)) for f in np.swapaxes(frames, 0, 1)])
       visualize.write_video(os.path.join(workdir, "videos", f"{name}_{split}.gif"), video,
                             fps=4)
-      _write(workdir, results)
+      write_results(workdir, results)
   if config.get("controllability") and config.controllability.episodes and config.wam:
     measure_controllability(config, workdir, results)
+  if config.get("dream_videos") and config.wam:
+    dream_beside_reality(config, workdir, config.dream_videos)
   if config.policy_evaluation:
     evaluate_policies_in_dreams(config, workdir, results)
   if config.ppo.num_timesteps:
@@ -211,13 +216,64 @@ def measure_controllability(config: config_dict.ConfigDict, workdir: str,
     out[source] = controllability.track(task, physics, dream_env, source=source,
                                         episodes=c.episodes, chunks=c.chunks,
                                         scale=c.play_scale, seed=config.seed)
-    logging.info("[evaluate] controllability under %s actions: motion gain %.2f "
-                 "(correlation %.2f), tracking ratio %.2f", source,
+    logging.info("[evaluate %s] controllability under %s actions: motion gain %.2f "
+                 "(correlation %.2f), tracking ratio %.2f", config.task, source,
                  out[source]["motion_gain"], out[source]["motion_correlation"],
                  out[source]["tracking_ratio"])
   results["controllability"] = out
-  _write(workdir, results)
+  write_results(workdir, results)
   return out
+
+
+def dream_beside_reality(config: config_dict.ConfigDict, workdir: str,
+                         episodes: int = 4) -> str:
+  """``videos/dream_beside_reality.gif``: the scripted expert's episodes in MJX (top row)
+  above the WAM's open-loop dream of the same action chunks from the same first states
+  (bottom row). Returns the path."""
+  task, dream_env = _seen_task_and_dream(config)
+  video = beside_reality_video(task, dream_env, _Expert(config.task, dream_env.chunk),
+                               camera=config.cameras[0], episodes=episodes,
+                               chunks=min(config.num_chunks, dream_env.max_chunks),
+                               seed=config.seed)
+  path = os.path.join(workdir, "videos", "dream_beside_reality.gif")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  visualize.write_video(path, video, fps=4)
+  logging.info("[evaluate %s] expert episodes beside their dreams: %s", config.task, path)
+  return path
+
+
+def beside_reality_video(task, dream_env, controller, *, camera: str, episodes: int,
+                         chunks: int, seed: int = 0) -> np.ndarray:
+  """uint8 [chunks + 1, H, W, 3]: ``controller``'s episodes in ``task`` (top row) above
+  ``dream_env``'s dream of the same chunks from the same first states (bottom row)."""
+  physics = wrappers.ChunkWrapper(task, dream_env.chunk)
+  key = f"pixels/{camera}"
+
+  def episode(rng):
+    real = task.reset(rng)
+    dreamt = dream_env.start(real)
+
+    def body(carry, k):
+      real, dreamt, memory = carry
+      actions, memory = controller.act(memory, real, k)
+      flat = actions.reshape(-1)
+      real, dreamt = physics.step(real, flat), dream_env.step(dreamt, flat)
+      return (real, dreamt, memory), (real.obs[key], dreamt.obs[key])
+
+    _, (real_frames, dream_frames) = jax.lax.scan(
+        body, (real, dreamt, controller.init(real)),
+        jax.random.split(jax.random.fold_in(rng, 1), chunks))
+    first = lambda s, rest: jnp.concatenate([s.obs[key][None], rest])
+    return first(real, real_frames), first(dreamt, dream_frames)
+
+  real, dreamt = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.key(seed), episodes))
+  real, dreamt = np.asarray(real), np.asarray(dreamt)
+  if dreamt.shape[2:4] != real.shape[2:4]:   # the model's resolution: nearest up-sampling
+    fy, fx = real.shape[2] // dreamt.shape[2], real.shape[3] // dreamt.shape[3]
+    dreamt = dreamt.repeat(fy, axis=2).repeat(fx, axis=3)
+  rows = [[visualize.tile(list(x[:, t])) for t in range(x.shape[1])] for x in (real, dreamt)]
+  gap = np.full((2,) + rows[0][0].shape[1:], visualize.WHITE, np.uint8)
+  return np.stack([np.concatenate([top, gap, bottom]) for top, bottom in zip(*rows)])
 
 
 def _policy(spec: str, config) -> tuple[str, str, float]:
@@ -264,8 +320,8 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
                                      batch_size=config.batch_size)
       row[where] = closed_loop.summarize(out)["success_rate"]
     rows.append(row)
-    logging.info("[evaluate] policy %s: success %.2f in MJX, %.2f in the dream", label,
-                 row["mjx"], row["dream"])
+    logging.info("[evaluate %s] policy %s: success %.2f in MJX, %.2f in the dream",
+                 config.task, label, row["mjx"], row["dream"])
   mjx_rates = np.array([r["mjx"] for r in rows])
   dream_rates = np.array([r["dream"] for r in rows])
   constant = np.ptp(mjx_rates) == 0 or np.ptp(dream_rates) == 0
@@ -274,7 +330,7 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
          "spearman": None if constant else float(stats.spearmanr(mjx_rates, dream_rates)[0])}
   results["policy_evaluation"] = out
   _plot_policy_evaluation(rows, os.path.join(workdir, "policy_evaluation.png"))
-  _write(workdir, results)
+  write_results(workdir, results)
   return out
 
 
@@ -335,14 +391,16 @@ def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) ->
     summary = closed_loop.summarize(episodes)
     summary["train_seconds"] = round(time.time() - start, 1)
     out[f"trained_in_{where}"] = summary
-    logging.info("[evaluate] PPO trained in %s: success in MJX %.2f (95%% CI %.2f-%.2f)",
-                 where, summary["success_rate"], *summary["ci95"])
+    logging.info("[evaluate %s] PPO trained in %s: success in MJX %.2f (95%% CI %.2f-%.2f)",
+                 config.task, where, summary["success_rate"], *summary["ci95"])
   results["rl_in_dreams"] = out
-  _write(workdir, results)
+  write_results(workdir, results)
   return out
 
 
-def _write(workdir: str, results: dict) -> None:
+def write_results(workdir: str, results: dict) -> None:
+  """``results.json`` and ``results.md`` in ``workdir``."""
+  os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   with open(os.path.join(workdir, "results.md"), "w") as f:

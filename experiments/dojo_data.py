@@ -64,6 +64,21 @@ def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert"
   return os.fspath(builder.data_dir)
 
 
+def episodes_dir(dataset_path: str) -> str:
+  """The episode files (``dojo.collect``) a ``dojo_robot`` dataset was built from.
+
+  ``<data_dir>/dojo_robot/<name>/<version>`` -> ``<data_dir>/downloads/dojo_robot/<name>/
+  episodes``; raises ``FileNotFoundError`` if they are not there.
+  """
+  version_dir = os.path.normpath(dataset_path)
+  name_dir = os.path.dirname(version_dir)
+  root = os.path.dirname(os.path.dirname(name_dir))
+  path = os.path.join(root, "downloads", "dojo_robot", os.path.basename(name_dir), "episodes")
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"No episodes of {dataset_path} at {path}.")
+  return path
+
+
 def mixture_entries(dojo_config) -> dict[str, dict]:
   """``{name: {policy, noise, num_episodes, weight, seed}}`` of every dataset to build.
 

@@ -6,28 +6,28 @@ from typing import Optional, Sequence
 
 from ml_collections import config_dict
 
-from experiments import recipe, report
+from experiments import acting, recipe, report
 from experiments.stages import Stage, run_stages
 
 STAGES = {
     "human_data": Stage("human_data", recipe.human_data, "synthetic egocentric human video"),
     "robot_data": Stage("robot_data", recipe.robot_data,
-                        "Dojo demonstrations of the target task"),
+                        "Dojo demonstrations, DART and play of every robot task"),
     "latent": Stage("latent", recipe.latent, "latent-action VAE, probe and relabelling",
                     needs=("human_data",)),
     "pretrain": Stage("pretrain", recipe.pretrain, "pre-train on human video",
                       needs=("human_data",)),
     "midtrain": Stage("midtrain", recipe.midtrain, "mid-train on aligned human + robot data",
                       needs=("pretrain",)),
-    "posttrain": Stage("posttrain", recipe.posttrain, "post-train on the robot task",
+    "posttrain": Stage("posttrain", recipe.posttrain, "post-train on the robot tasks",
                        needs=("robot_data", "pretrain")),
     "scratch": Stage("scratch", recipe.scratch, "the same post-training from scratch",
                      needs=("robot_data",)),
     "oneshot": Stage("oneshot", recipe.oneshot, "one-shot adaptation to an unseen task",
                      needs=("posttrain", "scratch")),
-    "dojo": Stage("dojo", recipe.dojo_eval,
-                  "closed loop in MJX: policies, planning in the dream, expert",
-                  needs=("posttrain", "scratch")),
+    "acting": Stage("acting", acting.acting,
+                    "closed loop in MJX on every task: the ladder of controllers",
+                    needs=("robot_data", "posttrain")),
     "scaling": Stage("scaling", recipe.scaling, "pre-training sweep over hours, and fits",
                      needs=("human_data",)),
     "report": Stage("report", report.report_stage, "report.md and report.json"),

@@ -4,17 +4,18 @@ experiments/great_parallel.py for the command).
 Human video -> world action model -> robot:
 
   human_data   synthetic egocentric human video (egoscale.synthetic), hours from config
-  robot_data   Dojo demonstrations of the target robot task (scripted noisy expert)
+  robot_data   Dojo data of every robot task: scripted demonstrations, DART and play
   latent       (optional) a latent-action VAE on the human video, its linear probe, and
                the video relabelled with latent actions
   pretrain     the world action model on human video (hand or latent actions)
   midtrain     (optional) aligned human + robot data of the same task, from ``pretrain``
-  posttrain    the target robot task, from ``midtrain`` (or ``pretrain``)
+  posttrain    one multi-task robot model, from ``midtrain`` (or ``pretrain``)
   scratch      the same post-training without human pre-training: the baseline
   oneshot      (optional) a task never seen in robot data, from one robot demonstration
                plus human demonstrations of it, with and without human pre-training
-  dojo         closed loop in MJX physics: the post-trained and the scratch models in
-               policy mode, planning (CEM) inside the dream, the expert and the oracle
+  acting       closed loop in MJX physics on every task (experiments/acting.py): the
+               ladder from the scripted expert to planning in the dream, the dream
+               against physics, policy evaluation and PPO in the dream
   scaling      pre-training at several hours of human video as a sweep of separate
                processes (experiments.sweeps), fitted with egoscale.scaling
   report       report.md (tables, plots) and report.json
@@ -82,30 +83,66 @@ def human_data(config, stage_dir: str, results: Results) -> dict:
 
 
 def robot_dataset(config: config_dict.ConfigDict, root: str, *, num_episodes: int,
-                  instructions: str, seed: int) -> str:
-  """Builds (or reuses) Dojo expert demonstrations of ``config.robot.task``."""
-  from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
+                  instructions: str, seed: int, task: str = "", policy: str = "noisy_expert",
+                  noise: Optional[float] = None) -> str:
+  """Builds (or reuses) one Dojo dataset: ``policy``'s episodes of ``task`` (default
+  ``config.robot.task``) at the job's camera and image size."""
+  from experiments import dojo_data  # pylint: disable=import-outside-toplevel
   r = config.robot
-  # Named after every knob, so that another size or split never reuses it.
-  name = (f"{r.task}_{num_episodes}ep_{config.camera}_{config.image_size[0]}px_noise"
-          f"{r.noise}_seed{seed}_{instructions}").replace(".", "p")
-  builder = Builder(config=DojoRobotConfig(
-      name=name, task=r.task, num_episodes=num_episodes, cameras=(config.camera,),
-      image_size=tuple(config.image_size), policy="noisy_expert", noise=r.noise, seed=seed,
-      val_fraction=r.val_fraction, instructions=instructions,
-      description="experiments.recipe"), data_dir=root)
-  builder.download_and_prepare()
-  return os.fspath(builder.data_dir)
+  dojo_config = config_dict.ConfigDict(dict(
+      task=task or r.task, num_episodes=num_episodes, cameras=(config.camera,),
+      image_size=tuple(config.image_size), noise=r.noise, seed=seed,
+      val_fraction=r.val_fraction, data_dir=root, instructions=instructions))
+  return dojo_data.prepare_dojo_data(dojo_config, root, policy=policy, noise=noise)
+
+
+def robot_mixture(config: config_dict.ConfigDict) -> dict[str, dict]:
+  """``{dataset name: {task, policy, noise, num_episodes, weight, imitate}}`` of the
+  robot data: per task of ``config.robot.tasks``, the noisy expert's demonstrations
+  (``<task>``, imitated), DART (``<task>_dart``) and joint-space play (``<task>_play``),
+  weighted 1:1:1 within a task and equally across tasks."""
+  from experiments.configs.wam import PLAY_NOISE  # pylint: disable=import-outside-toplevel
+  r = config.robot
+  unknown = [t for t in r.tasks if t not in PLAY_NOISE]
+  if unknown:
+    raise ValueError(f"config.robot.tasks names unknown task(s) {unknown}; known: "
+                     f"{list(PLAY_NOISE)}.")
+  out = {}
+  for task in r.tasks:
+    dart, play = PLAY_NOISE[task]
+    for suffix, policy, noise, n, imitate in (
+        ("", "noisy_expert", r.noise, r.num_episodes, True),
+        ("_dart", "dart", dart, r.dart_episodes, False),
+        ("_play", "waypoints", play, r.play_episodes, False)):
+      if n > 0:
+        out[task + suffix] = dict(task=task, policy=policy, noise=float(noise),
+                                  num_episodes=int(n), weight=1.0, imitate=imitate)
+  if not out:
+    raise ValueError("config.robot collects nothing: every episode count is 0.")
+  return out
 
 
 def robot_data(config, stage_dir: str, results: Results) -> dict:
-  """Stage: demonstrations of the target robot task (seen instruction combinations)."""
+  """Stage: the robot mixture (``robot_mixture``) on seen instruction combinations."""
   del results
-  path = robot_dataset(config, data_dir(config, os.path.dirname(stage_dir)),
-                       num_episodes=config.robot.num_episodes, instructions="seen",
-                       seed=config.robot.seed)
   from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
-  return {"path": path, "train_episodes": len(EpisodeDataset(path, "train"))}
+  root = data_dir(config, os.path.dirname(stage_dir))
+  datasets = {}
+  for i, (name, entry) in enumerate(robot_mixture(config).items()):
+    path = robot_dataset(config, root, num_episodes=entry["num_episodes"],
+                         instructions="seen", seed=config.robot.seed + i, task=entry["task"],
+                         policy=entry["policy"], noise=entry["noise"])
+    datasets[name] = dict(entry, path=path,
+                          train_episodes=len(EpisodeDataset(path, "train")))
+    logging.info("[robot_data] %s: %d %s episodes of %s", name, entry["num_episodes"],
+                 entry["policy"], entry["task"])
+  return {"datasets": datasets,
+          "train_episodes": sum(d["train_episodes"] for d in datasets.values())}
+
+
+def _robot_datasets(results: Results) -> dict[str, dict]:
+  return {name: {k: d[k] for k in ("path", "weight", "imitate")}
+          for name, d in results["robot_data"]["datasets"].items()}
 
 
 # ----------------------------------------------------------------------------- models
@@ -113,7 +150,8 @@ def trainer_config(config: config_dict.ConfigDict, datasets: Mapping[str, Any], 
                    num_steps: int, init_from: str = "") -> config_dict.ConfigDict:
   """A ``wam.trainer`` config: the job's model and window over ``datasets``.
 
-  ``datasets``: name -> path, or name -> (path, weight, max_episodes).
+  ``datasets``: name -> path, name -> (path, weight, max_episodes), or name -> a dict
+  of ``wam.data.config.dataset_config``'s arguments.
   """
   from wam import trainer  # pylint: disable=import-outside-toplevel
   from wam.data.config import dataset_config  # pylint: disable=import-outside-toplevel
@@ -121,8 +159,11 @@ def trainer_config(config: config_dict.ConfigDict, datasets: Mapping[str, Any], 
   c.model = config_dict.ConfigDict(config.model.to_dict())
   c.seed = config.seed
   for name, ds in datasets.items():
-    path, weight, max_episodes = (ds, 1.0, 0) if isinstance(ds, str) else ds
-    c.data.datasets[name] = dataset_config(path, weight=weight, max_episodes=max_episodes)
+    if isinstance(ds, str):
+      ds = dict(path=ds)
+    elif not isinstance(ds, Mapping):
+      ds = dict(zip(("path", "weight", "max_episodes"), ds))
+    c.data.datasets[name] = dataset_config(**ds)
   t = config.train
   c.data.update(cameras=(config.camera,), image_size=tuple(config.image_size),
                 num_frames=t.num_frames, action_chunk=t.action_chunk,
@@ -215,13 +256,13 @@ def _starting_point(results: Results) -> str:
 
 def posttrain(config, stage_dir: str, results: Results) -> dict:
   """Stage: the target robot task, from the human-pre-trained model."""
-  return train(config, stage_dir, {"robot": results["robot_data"]["path"]},
+  return train(config, stage_dir, _robot_datasets(results),
                num_steps=config.posttrain.num_steps, init_from=_starting_point(results))
 
 
 def scratch(config, stage_dir: str, results: Results) -> dict:
   """Stage: the same post-training without human pre-training (the baseline)."""
-  return train(config, stage_dir, {"robot": results["robot_data"]["path"]},
+  return train(config, stage_dir, _robot_datasets(results),
                num_steps=config.posttrain.num_steps)
 
 
@@ -240,40 +281,6 @@ def oneshot(config, stage_dir: str, results: Results) -> dict:
                      ("scratch", results["scratch"]["workdir"])):
     out[name] = train(config, os.path.join(stage_dir, name), mixture, num_steps=steps,
                       init_from=init)
-  return out
-
-
-# ------------------------------------------------------------------------------ dojo
-def evaluate_config(config: config_dict.ConfigDict, policies: Mapping[str, str], *,
-                    wam: str, splits=("seen",)) -> config_dict.ConfigDict:
-  """An experiments.closed_loop_eval config for the job's task and models."""
-  from experiments.configs import evaluate as evaluate_config_lib  # pylint: disable=import-outside-toplevel
-  c = evaluate_config_lib.get_config("runlocal")
-  e = config.evaluate
-  c.update(wam=wam, task=config.robot.task, controllers=tuple(e.controllers),
-           splits=tuple(splits), num_episodes=e.num_episodes, num_chunks=e.num_chunks,
-           cameras=(config.camera,), image_size=tuple(config.image_size),
-           batch_size=e.batch_size, video_episodes=4, policy_evaluation=(), seed=config.seed)
-  c.policies = config_dict.ConfigDict(dict(policies))
-  c.ppo.num_timesteps = 0
-  c.planner.num_samples, c.planner.num_elites = e.cem_samples, e.cem_elites
-  return c
-
-
-def dojo_eval(config, stage_dir: str, results: Results) -> dict:
-  """Stage: every controller in MJX physics on the target task (plus the one-shot task)."""
-  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
-  policies = {"pretrained": results["posttrain"]["workdir"],
-              "scratch": results["scratch"]["workdir"]}
-  out = {"target": closed_loop_eval.evaluate(
-      evaluate_config(config, policies, wam=policies["pretrained"]),
-      os.path.join(stage_dir, "target"))}
-  if "oneshot" in results:
-    shots = {f"oneshot_{k}": v["workdir"] for k, v in results["oneshot"].items()
-             if isinstance(v, dict) and "workdir" in v}
-    c = evaluate_config(config, shots, wam=shots["oneshot_pretrained"], splits=("unseen",))
-    c.controllers = tuple(shots) + ("expert",)
-    out["oneshot"] = closed_loop_eval.evaluate(c, os.path.join(stage_dir, "oneshot"))
   return out
 
 

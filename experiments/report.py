@@ -6,6 +6,7 @@ import os
 import shutil
 from typing import Any, Mapping
 
+from experiments import acting
 from experiments import stages as stages_lib
 
 Results = Mapping[str, dict]
@@ -47,22 +48,6 @@ def _models_table(results: Results) -> list[str]:
       lines += ["", f"Robot validation loss with human pre-training {a:.4f}, without "
                     f"{b:.4f} ({100 * (b - a) / b:+.1f}% lower with pre-training)."]
   return lines + [""]
-
-
-def _dojo_section(results: Results, workdir: str) -> list[str]:
-  if "dojo" not in results:
-    return []
-  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
-  lines = ["## Closed loop in MJX physics", ""]
-  for name, r in results["dojo"].items():
-    if isinstance(r, dict) and "controllers" in r:
-      title = "Target task" if name == "target" else "One-shot task (never in robot data)"
-      lines += [f"### {title}", "", closed_loop_eval.markdown_table(r)]
-      videos = os.path.join(workdir, "dojo", name, "videos")
-      if os.path.isdir(videos):
-        gifs = sorted(f for f in os.listdir(videos) if f.endswith(".gif"))
-        lines += ["Episodes: " + ", ".join(f"[{g}](dojo/{name}/videos/{g})" for g in gifs), ""]
-  return lines
 
 
 def _latent_section(results: Results) -> list[str]:
@@ -112,9 +97,10 @@ def _data_section(results: Results) -> list[str]:
     h = results["human_data"]
     lines.append(f"- Human egocentric video (synthetic): {h['train_episodes']} training "
                  f"episodes, {h['train_hours']:.3f} h ({h['train_frames']} frames).")
-  if "robot_data" in results:
-    lines.append(f"- Robot demonstrations: {results['robot_data']['train_episodes']} "
-                 "training episodes of the target task.")
+  for name, d in (results.get("robot_data") or {}).get("datasets", {}).items():
+    role = "demonstrations, imitated" if d["imitate"] else "teaches dynamics only"
+    lines.append(f"- Robot `{name}`: {d['train_episodes']} training episodes of "
+                 f"`{d['task']}` by `{d['policy']}` (noise {d['noise']:g}; {role}).")
   return lines + [""]
 
 
@@ -137,9 +123,10 @@ def write_report(config, workdir: str, results: Results) -> dict:
       plots = os.path.join(workdir, stage, "plots", "losses.png")
       if os.path.exists(plots):
         lines += [f"![{stage} losses]({stage}/plots/losses.png)", ""]
-  lines += _dojo_section(results, workdir)
+  lines += acting.markdown(config, results)
   lines += _scaling_section(results)
-  report = {"config_arg": config.get("arg", ""), "stages": dict(results), "not_run": skipped}
+  report = {"config_arg": config.get("arg", ""), **acting.summary(config, results),
+            "stages": dict(results), "not_run": skipped}
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write("\n".join(lines))
   stages_lib.write_json(os.path.join(workdir, "report.json"), report)

@@ -5,13 +5,18 @@ Command (`make demo` runs it):
   python -m experiments.great_parallel \
       --config=experiments/configs/great_parallel.py:runlocal --workdir=workdir/demo
 
-Stages (experiments/recipe.py): synthetic egocentric human video and Dojo demonstrations
-of the dexterous `dex_lift` task; pre-training the world action model on the human video;
-post-training it on the robot demonstrations, next to the same post-training from
-scratch; the closed loop in MJX physics (both models in policy mode, CEM planning inside
-the dream, the scripted expert and the physics oracle); a sweep of pre-training runs over
-hours of human video as separate processes, fitted with L = a + b log D and a saturating
-power law. Writes `report.md` (tables, plots) and `report.json`. Re-running the command
+Stages (experiments/recipe.py, experiments/acting.py): synthetic egocentric human video;
+Dojo data of three robot tasks (`reach`, `push`, `dex_lift`: scripted demonstrations,
+DART-perturbed experts and joint-space play, docs/controllability.md); pre-training the
+world action model on the human video; post-training one multi-task robot model from
+it, next to the same post-training from scratch; acting in MJX physics on every task
+(the ladder: scripted expert, state-only BC, the WAM in policy mode, CEM inside its
+dream and inside MJX) with the dream's motion gain against physics, policy evaluation
+and PPO inside the dream; a sweep of pre-training runs over hours of human video as
+separate processes, fitted with L = a + b log D and a saturating power law. Writes
+`report.md` (tables, plots, GIFs of episodes beside their dreams) and `report.json`
+(`acting.<task>.success.<controller>.<split>`, `acting.<task>.motion_gain.{play,random}`,
+`policy_evaluation.pearson`, `rl_in_dreams.{dream,mjx}`, ...). Re-running the command
 skips finished stages and resumes the others.
 
 Argument: `runlocal` (a toy model and minutes of video: about 20 minutes on an idle
@@ -29,10 +34,10 @@ from ml_collections import config_dict
 
 from wam import config as wam_config
 
-STAGES = ("human_data", "robot_data", "pretrain", "posttrain", "scratch", "dojo",
+STAGES = ("human_data", "robot_data", "pretrain", "posttrain", "scratch", "acting",
           "scaling", "report")
 RECIPE_STAGES = ("human_data", "robot_data", "pretrain", "midtrain", "posttrain", "scratch",
-                 "oneshot", "dojo", "scaling", "report")
+                 "oneshot", "acting", "scaling", "report")
 ARGS = ("runlocal", "latent", "recipe")
 
 
@@ -63,31 +68,60 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       # sees the hand labels; they only score its linear probe).
       actions="latent" if "latent" in parts else "hand",
       seed=0, val_fraction=0.1))
+  # The robot: scripted demonstrations of every acting task plus data that teaches what
+  # actions do (DART-perturbed experts and joint-space play, docs/controllability.md),
+  # one dataset each, for one multi-task world action model. Only the demonstrations
+  # are policy-mode targets. `task` is the EgoScale recipe's target (midtrain, oneshot).
   c.robot = config_dict.ConfigDict(dict(
-      task="dex_lift", num_episodes=32 if runlocal else 1000, noise=0.1, seed=0,
-      val_fraction=0.15))
+      task="dex_lift", tasks=("reach", "push", "dex_lift"),
+      num_episodes=50 if runlocal else 1000, noise=0.1,
+      dart_episodes=50 if runlocal else 1000, play_episodes=100 if runlocal else 2000,
+      seed=0, val_fraction=0.1))
   c.latent = config_dict.ConfigDict(dict(
       latent_dim=8 if runlocal else 32, num_steps=1500 if runlocal else 20_000,
       batch_size=64, max_episodes=0))
 
   c.train = config_dict.ConfigDict(dict(
       num_frames=4, action_chunk=4, batch_size=8 if runlocal else 64,
-      max_instruction_length=32, learning_rate=2e-3 if runlocal else 3e-4,
+      max_instruction_length=48, learning_rate=2e-3 if runlocal else 3e-4,
       warmup_steps=100 if runlocal else 2000, log_every=50, eval_batch_size=32,
       peak_flops=0.0))
   c.pretrain = config_dict.ConfigDict(dict(num_steps=700 if runlocal else 100_000))
   c.midtrain = config_dict.ConfigDict(dict(
       num_steps=300 if runlocal else 20_000, human_hours=0.05 if runlocal else 50.0,
       human_tasks=("grasp",), robot_episodes=8 if runlocal else 200, human_weight=0.5))
-  c.posttrain = config_dict.ConfigDict(dict(num_steps=700 if runlocal else 50_000))
+  c.posttrain = config_dict.ConfigDict(dict(num_steps=1200 if runlocal else 50_000))
   c.oneshot = config_dict.ConfigDict(dict(
       num_steps=300 if runlocal else 5_000, robot_episodes=1, human_hours=0.02 if runlocal
       else 2.0, human_weight=0.5))
-  c.evaluate = config_dict.ConfigDict(dict(
-      controllers=("expert", "pretrained", "scratch", "dream_cem"),
-      num_episodes=10 if runlocal else 100, num_chunks=15, batch_size=10 if runlocal else 25,
-      cem_samples=32 if runlocal else 128, cem_elites=4 if runlocal else 16))
+  # The ladder of controllers on every task, in MJX physics from the same initial states
+  # (experiments.acting): the scripted expert, state-only BC, the WAM in policy mode
+  # (post-trained, and from scratch), CEM inside the WAM's dream and the same CEM
+  # inside MJX (the oracle); how well the dream follows actions; policy evaluation and
+  # PPO in the dream of `rank_task`.
+  c.acting = config_dict.ConfigDict(dict(
+      tasks=("reach", "push", "dex_lift"),
+      # scratch_policy (the model post-trained without human pre-training) is left out
+      # at runlocal to keep the job within 40 minutes.
+      controllers=("expert", "bc", "wam_policy", "dream_planner", "mjx_planner") + (
+          () if runlocal else ("scratch_policy",)),
+      splits=("seen", "unseen"), num_episodes=10 if runlocal else 100,
+      num_chunks=dict(reach=12, push=25, dex_lift=15), batch_size=10 if runlocal else 25,
+      cem_samples=32 if runlocal else 128, cem_elites=4 if runlocal else 16,
+      controllability_episodes=16 if runlocal else 64,
+      rank_task="reach",
+      policy_evaluation=("expert@0.0", "expert@2.0", "expert@4.0", "expert@8.0",
+                         "expert@16.0", "wam_policy"),
+      ppo_timesteps=20_000 if runlocal else 2_000_000,
+      # Where the planners run ((): everywhere). CEM inside MJX physics is the costliest
+      # part on a CPU: 585 s for one split of `dex_lift` here (10 episodes), where it
+      # lifted nothing; at runlocal the planners run on the seen split of reach and push.
+      planner_tasks=("reach", "push") if runlocal else (),
+      planner_splits=("seen",) if runlocal else (),
+      # Work units (per task and split, ranking, PPO) evaluated side by side in separate
+      # processes: compiling, most of the time on a CPU, is one core's work.
+      workers=3 if runlocal else 1))
   c.scaling = config_dict.ConfigDict(dict(
       hours=(0.025, 0.05, 0.1, 0.2, 0.4) if runlocal else (1.25, 2.5, 5.0, 10.0, 20.0),
-      num_steps=300 if runlocal else 50_000, workers=1))
+      num_steps=300 if runlocal else 50_000, workers=2 if runlocal else 1))
   return c

@@ -100,3 +100,19 @@ def test_policies_can_be_scored_inside_the_dream(setup):
   out = closed_loop.run_episodes(env, controllers.WamPolicy(model, io), jax.random.key(3),
                                  2, 3)
   assert out["success"].shape == (2,) and np.all(np.isfinite(out["return"]))
+
+
+def test_episodes_beside_their_dreams(setup):
+  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
+  task, model, io = setup
+  env = NeuralEnv(model, io, task, max_chunks=3)
+  video = closed_loop_eval.beside_reality_video(task, env, ExpertController(task, nf.CHUNK),
+                                                camera="front", episodes=2, chunks=2)
+  # chunks + 1 frames; two rows (reality, dream) of two episodes with white gaps.
+  assert video.shape == (3, 2 * nf.IMAGE + 2, 2 * nf.IMAGE + 2, 3)
+  assert video.dtype == np.uint8
+  # The dream starts from the real frame (seen at the model's 16x16 and shown up-sampled):
+  # its first frame is the real one, blurred; later ones need not be.
+  real, dreamt = video[0, :nf.IMAGE].astype(float), video[0, nf.IMAGE + 2:].astype(float)
+  coarse = lambda x: x.reshape(nf.MODEL_IMAGE, 2, -1, 2, 3).mean((1, 3))
+  np.testing.assert_allclose(coarse(dreamt), coarse(real), atol=1.0)

@@ -109,5 +109,78 @@ def test_report_lists_tables_and_the_stages_not_run(tmp_path):
   assert "| posttrain | pretrain | 5 | 0.4 |" in text
   assert "(+20.0% lower with pre-training)" in text
   assert "R^2 = 1.000" in text and "+10.0%" in text
-  assert set(out["not_run"]) == {"robot_data", "dojo"}
+  assert set(out["not_run"]) == {"robot_data", "acting"}
   assert json.load(open(tmp_path / "report.json"))["stages"]["pretrain"]["step"] == 5
+
+
+def _cell(rate, n=10):
+  return {"success_rate": rate, "ci95": [max(0.0, rate - 0.3), min(1.0, rate + 0.3)],
+          "episodes": n}
+
+
+def test_report_json_holds_the_acting_keys(tmp_path):
+  from experiments import report  # pylint: disable=import-outside-toplevel
+  config = great_parallel.get_config("runlocal")
+  control = {"play": {"motion_gain": 0.9, "tracking_ratio": 0.1},
+             "random": {"motion_gain": 0.6, "tracking_ratio": 0.4}}
+  per_task = {}
+  for task in config.acting.tasks:
+    per_task[task] = {
+        "task": task, "num_episodes": 10, "num_chunks": 12,
+        "controllers": {"expert": {"seen": _cell(1.0), "unseen": _cell(0.9)},
+                        "state_bc": {"seen": _cell(0.5), "unseen": _cell(0.4)},
+                        "policy": {"seen": _cell(0.2), "unseen": _cell(0.1)},
+                        "dream_cem": {"seen": _cell(0.7), "unseen": _cell(0.6)},
+                        "physics_cem": {"seen": _cell(1.0), "unseen": _cell(1.0)}},
+        "controllability": control}
+  per_task["reach"]["policy_evaluation"] = {
+      "policies": [{"policy": "expert@0.0", "mjx": 1.0, "dream": 0.9},
+                   {"policy": "expert@8.0", "mjx": 0.2, "dream": 0.1}],
+      "pearson": 1.0, "spearman": 1.0, "num_chunks": 12}
+  per_task["reach"]["rl_in_dreams"] = {"num_timesteps": 100,
+                                       "trained_in_dream": _cell(0.3),
+                                       "trained_in_mjx": _cell(0.4)}
+  out = report.write_report(config, str(tmp_path), {"acting": per_task})
+  saved = json.load(open(tmp_path / "report.json"))
+  assert saved["acting"] == out["acting"]
+  for task in ("reach", "push", "dex_lift"):
+    keys = saved["acting"][task]
+    assert keys["episodes"] == 10
+    for controller in ("expert", "bc", "wam_policy", "dream_planner", "mjx_planner"):
+      for split in ("seen", "unseen"):
+        assert 0.0 <= keys["success"][controller][split] <= 1.0
+    assert keys["motion_gain"] == {"play": 0.9, "random": 0.6}
+    assert keys["tracking_ratio"] == 0.1
+  assert saved["acting"]["reach"]["success"]["dream_planner"]["seen"] == 0.7
+  assert saved["policy_evaluation"]["pearson"] == 1.0
+  assert abs(saved["policy_evaluation"]["real_success_span"] - 0.8) < 1e-9
+  assert (saved["rl_in_dreams"]["dream"], saved["rl_in_dreams"]["mjx"]) == (0.3, 0.4)
+  text = (tmp_path / "report.md").read_text()
+  assert "| CEM inside the WAM's dream | 0.70 (0.40–1.00) | 0.60 (0.30–0.90) |" in text
+  assert "acting/push/seen/videos/dream_beside_reality.gif" in text
+
+
+def test_robot_mixture_and_acting_settings_are_checked_before_compute():
+  from experiments import acting, recipe  # pylint: disable=import-outside-toplevel
+  config = great_parallel.get_config("runlocal")
+  mixture = recipe.robot_mixture(config)
+  assert set(mixture) == {f"{t}{s}" for t in ("reach", "push", "dex_lift")
+                          for s in ("", "_dart", "_play")}
+  assert [n for n, e in mixture.items() if e["imitate"]] == ["reach", "push", "dex_lift"]
+  assert mixture["dex_lift_play"]["noise"] > mixture["reach_play"]["noise"]
+  acting.check_config(config)
+  config.robot.tasks = ("reach", "pusj")
+  with pytest.raises(ValueError, match="pusj"):
+    recipe.robot_mixture(config)
+  config = great_parallel.get_config("runlocal")
+  config.acting.controllers = ("expert", "wam_polcy")
+  with pytest.raises(KeyError, match="wam_polcy"):
+    acting.check_config(config)
+  config = great_parallel.get_config("runlocal")
+  config.acting.tasks = ("reach", "pick_place")
+  with pytest.raises(ValueError, match="pick_place"):
+    acting.check_config(config)
+  config = great_parallel.get_config("runlocal")
+  config.acting.policy_evaluation = ("bc@100",)
+  with pytest.raises(ValueError, match="bc@100"):
+    acting.check_config(config)

@@ -33,6 +33,10 @@ def test_mixture_entries_name_their_policies_and_what_to_imitate():
   assert len({e["seed"] for e in entries.values()}) == len(entries)  # distinct scenes
   # The BC baseline learns from the demonstrations alone.
   assert list(dojo_data.mixture_entries(wam_config.get_config("runlocal,bc").dojo)) == ["demos"]
+  # The hand also plays over its whole action range.
+  hand = dojo_data.mixture_entries(wam_config.get_config("runlocal,dex_lift").dojo)
+  assert hand["wide"]["noise"] == 1.0 and not hand["wide"]["imitate"]
+  assert "wide" not in entries
 
 
 def test_bad_mixture_entries_are_named_before_any_collection(tmp_path):

@@ -102,11 +102,16 @@ class Pipeline:
              for name, ds in zip(self.names, self.datasets)}
       # Datasets of one embodiment share one normalisation (pooled over them): an action
       # must mean the same motion in demonstrations and in play data.
+      # Pooled per named slot: `push` shares the arm's slots with `reach` and adds its
+      # block's position.
       for embodiment in self.embodiments:
-        group = [n for n, ds in zip(self.names, self.datasets)
+        group = [(n, ds) for n, ds in zip(self.names, self.datasets)
                  if ds.spec.embodiment == embodiment]
-        pooled = statistics_lib.pool([own[n] for n in group])
-        self.statistics.update({n: pooled for n in group})
+        pooled = statistics_lib.pool_by_slot(
+            [own[n] for n, _ in group],
+            [{v: ds.spec.layout(v) for v in ("joints", "proprio", "action")}
+             for _, ds in group])
+        self.statistics.update({n: p for (n, _), p in zip(group, pooled)})
     self.normalization = normalization
     self.sources = [
         WindowSource(ds, window, layouts=self.layouts,

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -137,6 +137,43 @@ def pool(parts: list[Statistics]) -> Statistics:
         q01=np.min([v.q01 for v in have], 0), q99=np.max([v.q99 for v in have], 0),
         count=int(n.sum()))
   return pooled
+
+
+def pool_by_slot(parts: list[Statistics], layouts: list[Mapping[str, Any]]
+                 ) -> list[Statistics]:
+  """``pool`` for datasets whose vectors have different named slots (``wam.data.layout``).
+
+  Each named slot is pooled over the datasets that have it, so that, for example, the
+  arm's joints share one normalisation across `reach` and `push` while only `push`
+  carries the block's position. ``layouts[i]`` maps vector names to part ``i``'s
+  ``Layout``; returns each part's statistics in its own layout.
+  """
+  if len(parts) == 1:
+    return list(parts)
+  out: list[dict] = [{} for _ in parts]
+  for name in sorted({n for p in parts for n in p}):
+    have = [i for i, p in enumerate(parts) if name in p]
+    slices: dict[str, list] = {}   # slot name -> [(part, VectorStatistics of the slot)]
+    for i in have:
+      layout = layouts[i][name]
+      for slot in layout.slots:
+        start = layout.offset(slot.name)
+        slices.setdefault(slot.name, []).append((i, _slice(parts[i][name], start,
+                                                           start + slot.size)))
+    pooled = {slot: pool([{name: v} for _, v in group])[name]
+              for slot, group in slices.items()}
+    for i in have:
+      pieces = [pooled[slot.name] for slot in layouts[i][name].slots]
+      out[i][name] = VectorStatistics(
+          **{f: np.concatenate([getattr(v, f) for v in pieces]).astype(np.float32)
+             for f in ("mean", "std", "min", "max", "q01", "q99")},
+          count=max(v.count for v in pieces))
+  return out
+
+
+def _slice(v: VectorStatistics, start: int, stop: int) -> VectorStatistics:
+  return VectorStatistics(**{f: getattr(v, f)[start:stop] for f in
+                             ("mean", "std", "min", "max", "q01", "q99")}, count=v.count)
 
 
 def cache_key(dataset: EpisodeDataset, *, max_steps: int, seed: int) -> str:

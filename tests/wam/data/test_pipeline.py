@@ -265,7 +265,8 @@ def test_datasets_of_one_embodiment_share_pooled_statistics(robot_dir, human_dir
   own = [statistics.load_or_compute(EpisodeDataset(d, "train"), str(tmp_path / "stats"))
          for d in (robot_dir, play_dir)]
   pooled = pipeline.statistics["toy_robot"]["action"]
-  assert pipeline.statistics["toy_robot_play"]["action"] is pooled
+  np.testing.assert_array_equal(pipeline.statistics["toy_robot_play"]["action"].mean,
+                                pooled.mean)
   np.testing.assert_allclose(pooled.mean, statistics.pool(own)["action"].mean)
   # The human dataset (another embodiment) keeps its own.
   human = statistics.load_or_compute(EpisodeDataset(human_dir, "train"), str(tmp_path / "stats"))
@@ -290,3 +291,24 @@ def test_pooled_statistics_equal_those_of_the_union():
   np.testing.assert_allclose(pooled.std, union.std(0), rtol=1e-5)
   np.testing.assert_allclose(pooled.max, union.max(0))
   assert pooled.count == 100
+
+
+def test_statistics_pool_per_named_slot_across_layouts():
+  """`reach` and `push` share the arm's slots; only `push` has the block's position."""
+  from wam.data.layout import Layout  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(1)
+  arm_a, arm_b = rng.normal(0, 1, (40, 2)), rng.normal(2, 3, (60, 2))
+  block = rng.normal(5, 0.5, (60, 1))
+  def stats(x):
+    return {"proprio": statistics.VectorStatistics(
+        mean=x.mean(0), std=x.std(0), min=x.min(0), max=x.max(0),
+        q01=np.quantile(x, 0.01, 0), q99=np.quantile(x, 0.99, 0), count=len(x))}
+  reach, push = statistics.pool_by_slot(
+      [stats(arm_a), stats(np.concatenate([arm_b, block], 1))],
+      [{"proprio": Layout.of([("arm", 2)])},
+       {"proprio": Layout.of([("arm", 2), ("block", 1)])}])
+  arms = np.concatenate([arm_a, arm_b])
+  np.testing.assert_allclose(reach["proprio"].mean, arms.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(push["proprio"].mean[:2], arms.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(push["proprio"].std[2:], block.std(0), rtol=1e-5)
+  assert reach["proprio"].mean.shape == (2,) and push["proprio"].mean.shape == (3,)
