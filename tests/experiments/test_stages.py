@@ -184,3 +184,40 @@ def test_robot_mixture_and_acting_settings_are_checked_before_compute():
   config.acting.policy_evaluation = ("bc@100",)
   with pytest.raises(ValueError, match="bc@100"):
     acting.check_config(config)
+
+
+def test_acting_splits_each_task_into_work_units(tmp_path):
+  from experiments import acting  # pylint: disable=import-outside-toplevel
+  config = great_parallel.get_config("runlocal")
+  datasets = {}
+  for task in config.robot.tasks:
+    for suffix, imitate in (("", True), ("_play", False)):
+      name = f"{task}{suffix}"
+      path = tmp_path / "data" / "dojo_robot" / name / "1.0.0"
+      path.mkdir(parents=True)
+      (tmp_path / "data" / "downloads" / "dojo_robot" / name / "episodes").mkdir(parents=True)
+      datasets[name] = {"task": task, "path": str(path), "imitate": imitate}
+  results = {"robot_data": {"datasets": datasets},
+             "posttrain": {"workdir": "w/posttrain", "step": 1200},
+             "scratch": {"workdir": "w/scratch", "step": 1200}}
+  reach = acting.work_units(config, "reach", results)
+  assert list(reach) == ["seen", "unseen", "ranking", "ppo"]
+  assert reach["seen"].controllers == ("expert", "state_bc", "policy", "dream_cem",
+                                       "physics_cem")
+  assert reach["seen"].state_bc == (str(tmp_path / "data" / "downloads" / "dojo_robot" /
+                                        "reach" / "episodes"),)
+  # Planners on the seen split only (runlocal); controllability and GIFs once per task.
+  assert "dream_cem" not in reach["unseen"].controllers
+  assert reach["seen"].controllability.episodes > 0 == reach["unseen"].controllability.episodes
+  assert reach["ranking"].policy_evaluation[-1] == "wam@1200"
+  assert reach["ppo"].ppo.num_timesteps > 0 and reach["ppo"].controllers == ()
+  dex = acting.work_units(config, "dex_lift", results)
+  assert list(dex) == ["seen", "unseen"] and "physics_cem" not in dex["seen"].controllers
+  assert dex["seen"].num_chunks == 15
+  merged = acting._merge([  # pylint: disable=protected-access
+      {"task": "reach", "num_episodes": 10, "num_chunks": 12,
+       "controllers": {"expert": {"seen": _cell(1.0)}}, "controllability": {"play": {}}},
+      {"task": "reach", "num_episodes": 10, "num_chunks": 12,
+       "controllers": {"expert": {"unseen": _cell(0.9)}}}])
+  assert set(merged["controllers"]["expert"]) == {"seen", "unseen"}
+  assert "controllability" in merged
