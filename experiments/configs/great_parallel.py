@@ -131,5 +131,5 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       workers=3 if runlocal else 1))
   c.scaling = config_dict.ConfigDict(dict(
       hours=(0.025, 0.05, 0.1, 0.2, 0.4) if runlocal else (1.25, 2.5, 5.0, 10.0, 20.0),
-      num_steps=300 if runlocal else 50_000, workers=2 if runlocal else 1))
+      num_steps=300 if runlocal else 50_000, workers=1))
   return c

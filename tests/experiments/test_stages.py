@@ -63,9 +63,11 @@ def test_only_runs_the_named_stages_and_checks_their_inputs(tmp_path):
 
 
 def test_main_job_configs_name_known_stages():
-  for arg in ("runlocal", "runlocal,latent", "runlocal,recipe", ""):
+  for arg in ("runlocal", "runlocal,latent", "runlocal,recipe", "runlocal,baseline", ""):
     names = [s.name for s in jobs.stages_of(great_parallel.get_config(arg))]
-    assert names[0] == "human_data" and names[-1] == "report"
+    assert names[0] == "human_data" and names[-1] == "report" and "acting" in names
+    # The 40-minute CPU job leaves the from-scratch baseline out unless asked for.
+    assert ("scratch" in names) == (arg != "runlocal" and arg != "runlocal,latent")
   with pytest.raises(ValueError, match="Unknown great_parallel argument"):
     great_parallel.get_config("runlocl")
   config = great_parallel.get_config("runlocal")
