@@ -58,7 +58,8 @@ def _dataset_of(task, names: list, extra: Mapping, statistics: Mapping) -> str:
     # Of several datasets of the robot (a multi-task run), one whose vectors have the
     # task's sizes: `push` adds its block's position to the arm's proprioception.
     slots = task.data_slots()
-    sizes = {v: sum(size for _, size in slots[v]) for v in ("joints", "proprio", "action")}
+    sizes = {v: sum(size for _, size in slots[v]) for v in ("joints", "proprio", "action")
+             if v in slots}
     for name in mine:
       stats = statistics.get(name, {})
       if all(_dim(stats[v]) == n for v, n in sizes.items() if v in stats):

@@ -25,3 +25,16 @@ def test_older_runs_fall_back_to_the_joint_count_and_say_when_they_cannot():
   assert _dataset_of(HAND, ["only"], {}, {}) == "only"
   with pytest.raises(ModelTaskMismatchError, match="dataset=NAME"):
     _dataset_of(HAND, ["a", "b"], {}, {"a": STATS["robot"], "b": STATS["robot"]})
+
+
+def test_a_multi_task_run_normalises_each_task_with_a_dataset_of_its_sizes():
+  """`reach` and `push` share the arm; only `push` has its block's position."""
+  def arm(proprio):
+    return types.SimpleNamespace(embodiment="dojo_arm", data_slots=lambda: {
+        "joints": (("arm", 7),), "proprio": (("arm_proprio", 7),) + proprio})
+  reach, push = arm(()), arm((("push_blocks", 3),))
+  stats = {"reach": {"joints": {"mean": [0.0] * 7}, "proprio": {"mean": [0.0] * 7}},
+           "push": {"joints": {"mean": [0.0] * 7}, "proprio": {"mean": [0.0] * 10}}}
+  extra = {"dataset_embodiments": {"reach": "dojo_arm", "push": "dojo_arm"}}
+  assert _dataset_of(push, ["reach", "push"], extra, stats) == "push"
+  assert _dataset_of(reach, ["reach", "push"], extra, stats) == "reach"
