@@ -244,7 +244,10 @@ def summary(config, results: Results) -> dict:
     if not r:
       continue
     entry: dict[str, Any] = {"episodes": r["num_episodes"], "success": {}, "ci95": {}}
-    for name, by_split in r["controllers"].items():
+    # The ladder's order, from the expert down to the oracle.
+    rank = list(CONTROLLERS.values())
+    for name, by_split in sorted(r["controllers"].items(),
+                                 key=lambda kv: rank.index(kv[0]) if kv[0] in rank else 99):
       label = names.get(name, name)
       entry["success"][label] = {s: _rate(v) for s, v in by_split.items()}
       entry["ci95"][label] = {s: v["ci95"] for s, v in by_split.items()}
