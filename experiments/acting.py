@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Mapping
 from concurrent import futures
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from absl import logging
 from ml_collections import config_dict
@@ -77,19 +78,14 @@ def check_config(config: config_dict.ConfigDict) -> None:
                        f"'wam_policy', got {spec!r}.")
 
 
-def _episodes_dir(dataset_path: str) -> str:
-  """Where ``dojo_robot`` keeps the episodes it built ``dataset_path`` from."""
-  from experiments import dojo_data  # pylint: disable=import-outside-toplevel
-  return dojo_data.episodes_dir(dataset_path)
-
-
 def evaluate_config(config: config_dict.ConfigDict, task: str, results: Results
                     ) -> config_dict.ConfigDict:
   """The ``experiments.closed_loop_eval`` config of ``task`` for the job's models: every
   controller on every split, controllability and, on ``rank_task``, policy evaluation
   and PPO (``work_units`` splits it into parts)."""
-  from experiments.configs import evaluate as evaluate_config_lib  # pylint: disable=import-outside-toplevel
   import dojo  # pylint: disable=import-outside-toplevel
+  from experiments import dojo_data  # pylint: disable=import-outside-toplevel
+  from experiments.configs import evaluate as evaluate_config_lib  # pylint: disable=import-outside-toplevel
   a = config.acting
   c = evaluate_config_lib.get_config("runlocal")
   wam = results["posttrain"]["workdir"]
@@ -104,7 +100,7 @@ def evaluate_config(config: config_dict.ConfigDict, task: str, results: Results
            image_size=tuple(config.image_size), batch_size=a.batch_size, video_episodes=4,
            seed=config.seed, dream_videos=4,
            controllers=tuple(CONTROLLERS[n] for n in a.controllers))
-  c.state_bc = tuple(_episodes_dir(p) for p in demos)
+  c.state_bc = tuple(dojo_data.episodes_dir(p) for p in demos)
   c.policies = config_dict.ConfigDict(
       {"scratch": results["scratch"]["workdir"]} if "scratch_policy" in a.controllers
       and "scratch" in results else {})
@@ -227,7 +223,7 @@ def _oneshot(config, workdir: str, results: Results) -> dict:
   return closed_loop_eval.evaluate(c, workdir)
 
 
-def _rate(r: Optional[Mapping]) -> Optional[float]:
+def _rate(r: Mapping | None) -> float | None:
   return None if r is None else r["success_rate"]
 
 
@@ -288,15 +284,15 @@ def markdown(config, results: Results) -> list[str]:
         cells.append("—" if rate is None else f"{rate:.2f} ({ci[0]:.2f}–{ci[1]:.2f})")
       lines.append(f"| {DESCRIPTIONS.get(label, label)} | " + " | ".join(cells) + " |")
     if "motion_gain" in entry:
-      lines += ["", f"Dream against physics: motion gain {entry['motion_gain']['play']:.2f} "
-                    f"under play actions, {entry['motion_gain']['random']:.2f} under "
-                    f"uniformly random ones; tracking ratio {entry['tracking_ratio']:.2f} "
-                    "(dreamed joint error after one chunk / the error of \"nothing "
-                    "moves\")."]
+      lines += ["", (f"Dream against physics: motion gain {entry['motion_gain']['play']:.2f} "
+                     f"under play actions, {entry['motion_gain']['random']:.2f} under "
+                     f"uniformly random ones; tracking ratio {entry['tracking_ratio']:.2f} "
+                     "(dreamed joint error after one chunk / the error of \"nothing "
+                     "moves\").")]
     videos = os.path.join("acting", task, config.acting.splits[0], "videos")
-    lines += ["", f"![{task}: expert episodes (top) beside their dreams (bottom)]"
-                  f"({videos}/dream_beside_reality.gif) "
-                  f"![{task}: WAM policy]({videos}/policy_{config.acting.splits[0]}.gif)", ""]
+    lines += ["", (f"![{task}: expert episodes (top) beside their dreams (bottom)]"
+                   f"({videos}/dream_beside_reality.gif) "
+                   f"![{task}: WAM policy]({videos}/policy_{config.acting.splits[0]}.gif)"), ""]
   ranking = keys.get("policy_evaluation")
   if ranking:
     fmt = lambda v: "n/a (constant)" if v is None else f"{v:.3f}"
@@ -304,14 +300,14 @@ def markdown(config, results: Results) -> list[str]:
               "| policy | success in MJX | success in the dream |", "|---|---|---|"]
     lines += [f"| {p['policy']} | {p['mjx']:.2f} | {p['dream']:.2f} |"
               for p in ranking["policies"]]
-    lines += ["", f"Pearson r = {fmt(ranking['pearson'])}, Spearman rho = "
-                  f"{fmt(ranking['spearman'])}; real success spans "
-                  f"{ranking['real_success_span']:.2f}.", ""]
+    lines += ["", (f"Pearson r = {fmt(ranking['pearson'])}, Spearman rho = "
+                   f"{fmt(ranking['spearman'])}; real success spans "
+                   f"{ranking['real_success_span']:.2f}."), ""]
   rl = keys.get("rl_in_dreams")
   if rl:
     lines += [f"### PPO in the dream (`{rl['task']}`, {rl['num_timesteps']} chunk steps)", "",
-              f"Success in MJX of PPO trained in the dream {rl['dream']:.2f}, trained in "
-              f"MJX {rl['mjx']:.2f}.", ""]
+              (f"Success in MJX of PPO trained in the dream {rl['dream']:.2f}, trained in "
+               f"MJX {rl['mjx']:.2f}."), ""]
   oneshot = (results.get("acting") or {}).get("oneshot")
   if oneshot:
     from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
