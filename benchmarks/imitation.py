@@ -1,6 +1,7 @@
 r"""The imitation ladder: how well can a policy that sees the true state imitate the expert?
 
   python -m benchmarks.imitation --out=benchmarks/imitation_cpu.json [--task=reach] \
+      [--joint_actions=relative] \
       [--demos=50,200,1000] [--episodes=30]
 
 The rung below pixel policies (docs/RESULTS.md, "Why policy mode failed"): state-only
@@ -46,7 +47,11 @@ _DEMOS = flags.DEFINE_list("demos", ["50", "200", "1000"], "Demonstration counts
 _EPISODES = flags.DEFINE_integer("episodes", 30, "Evaluation episodes per row.")
 _CHUNK = flags.DEFINE_integer("chunk", 4, "Actions per observation (as the WAM's).")
 _STEPS = flags.DEFINE_integer("steps", 5000, "BC training steps.")
-_DART_NOISE = flags.DEFINE_float("dart_noise", 0.03, "OU std of the DART rows (action units).")
+_DART_NOISE = flags.DEFINE_float("dart_noise", 0.03,
+                                 "OU std of the DART row (action units); 0 skips it.")
+_JOINT_ACTIONS = flags.DEFINE_string(
+    "joint_actions", "", "Arm tasks: 'absolute' or 'relative' joint actions (default: the "
+    "task's own).")
 _VIEWS = flags.DEFINE_list("views", ["front", "head", "front+head"],
                            "World-fixed camera sets of the reach view rows ('+'-joined).")
 
@@ -151,7 +156,8 @@ class MappedBC:
 
 def main(argv):
   del argv
-  task = dojo.load(_TASK.value, cameras=(), instructions="seen")
+  overrides = {"joint_actions": _JOINT_ACTIONS.value} if _JOINT_ACTIONS.value else {}
+  task = dojo.load(_TASK.value, cameras=(), instructions="seen", **overrides)
   chunk, config = _CHUNK.value, state_bc.StateBCConfig(chunk=_CHUNK.value, steps=_STEPS.value)
   counts = sorted(int(n) for n in _DEMOS.value)
   start = time.time()
@@ -165,7 +171,7 @@ def main(argv):
     out = closed_loop.run_episodes(task, controller, jax.random.key(1), _EPISODES.value,
                                    task.config.episode_length // chunk)
     summary = closed_loop.summarize(out)
-    row = {"task": _TASK.value, "row": name, "demos": demos, **(extra or {}),
+    row = {"task": _TASK.value, "row": name, "demos": demos, **overrides, **(extra or {}),
            "success_rate": summary["success_rate"], "ci95": summary["ci95"],
            "episodes": summary["episodes"], "eval_seconds": round(time.time() - t, 1)}
     print(json.dumps(row), flush=True)
@@ -177,14 +183,15 @@ def main(argv):
     score("demos", n, state_bc.train(o, flat(y), config))
   n = counts[len(counts) // 2]
   o, y = obs[:n * pairs], labels[:n * pairs]
-  if isinstance(task.unwrapped, ArmTask):
+  if isinstance(task.unwrapped, ArmTask) and task.config.joint_actions == "absolute":
     offsets = y - np.asarray(_joints_as_actions(task.unwrapped, o))[:, None]
     score("relative", n, MappedBC(state_bc.train(o, flat(offsets), config),
                                   offset=lambda x: _joints_as_actions(task.unwrapped, x)))
-  dart_obs, dart_labels = collect(task, jax.random.key(20), n, chunk, _DART_NOISE.value)
-  score("dart", n, state_bc.train(np.concatenate([o, dart_obs]),
-                                  flat(np.concatenate([y, dart_labels])), config),
-        {"dart_episodes": n, "dart_noise": _DART_NOISE.value})
+  if _DART_NOISE.value:
+    dart_obs, dart_labels = collect(task, jax.random.key(20), n, chunk, _DART_NOISE.value)
+    score("dart", n, state_bc.train(np.concatenate([o, dart_obs]),
+                                    flat(np.concatenate([y, dart_labels])), config),
+          {"dart_episodes": n, "dart_noise": _DART_NOISE.value})
   if _TASK.value == "reach":
     for views in _VIEWS.value:
       features = view_features(_camera_poses(task, views.split("+")))

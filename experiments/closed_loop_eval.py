@@ -37,6 +37,7 @@ from dojo import closed_loop, controllability, controllers, planners, play, stat
 from dojo.env import State
 from dojo.model_io import ModelIO
 from dojo.neural_env import NeuralEnv
+from experiments import dojo_data
 from wam import trainer, visualize
 
 CONTROLLERS = ("policy", "bc", "state_bc", "dream_cem", "physics_cem", "expert")
@@ -60,8 +61,9 @@ class _Expert(_Stateless):
   In a dream it reads the physics state the neural simulator keeps (the robot and
   objects at their dreamed positions)."""
 
-  def __init__(self, task_name: str, chunk: int, noise: float = 0.0):
-    self.task = dojo.load(task_name, cameras=())
+  def __init__(self, task_name: str, chunk: int, noise: float = 0.0,
+               overrides: tuple[tuple[str, str], ...] = ()):
+    self.task = dojo.load(task_name, cameras=(), **dict(overrides))
     self.chunk, self.noise = chunk, noise
 
   def act(self, carry, state, rng):
@@ -78,6 +80,11 @@ class _Expert(_Stateless):
     return actions, carry
 
 
+def load_task(config: config_dict.ConfigDict, **kwargs):
+  """``config.task`` with ``kwargs`` and the config's task overrides (joint actions)."""
+  return dojo.load(config.task, **kwargs, **dict(dojo_data.task_overrides(config)))
+
+
 def _planner_config(c: config_dict.ConfigDict) -> planners.PlannerConfig:
   return planners.PlannerConfig(method=c.method, horizon=c.horizon, chunk=1,
                                 num_samples=c.num_samples, num_elites=c.num_elites,
@@ -92,7 +99,7 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
     raise KeyError(f"Unknown controller {name!r}; choose from {CONTROLLERS + extra}.")
   if name == "expert":
     chunk = models["policy"][0].dims.action_chunk if "policy" in models else 4
-    return _Expert(config.task, chunk)
+    return _Expert(config.task, chunk, overrides=dojo_data.task_overrides(config))
   if name == "state_bc":
     return models["state_bc"]
   if name in ("policy", "bc") + extra:
@@ -110,7 +117,7 @@ def build_controller(name: str, config: config_dict.ConfigDict, task, models: di
                     task, flow_steps=config.flow_steps, render=config.get("plan_render", "none"))
     return controllers.dream_planner(planners.make_planner(env, _planner_config(config.planner),
                                                            cost), initial)
-  blind = dojo.load(config.task, cameras=())
+  blind = load_task(config, cameras=())
   env = wrappers.ChunkWrapper(blind, chunk)
   return controllers.physics_planner(planners.make_planner(env, _planner_config(config.planner),
                                                            cost), chunk, initial)
@@ -163,7 +170,7 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
   for split in config.splits:
     if split not in SPLITS:
       raise KeyError(f"Unknown split {split!r}; choose from {SPLITS}.")
-    task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=image[0],
+    task = load_task(config, cameras=tuple(config.cameras), image_height=image[0],
                      image_width=image[1], instructions=split)
     for name in config.controllers:
       controller = build_controller(name, config, task, models)
@@ -196,7 +203,7 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
 
 def _seen_task_and_dream(config: config_dict.ConfigDict, render: str = "anchored"):
   """The task on its seen instructions and the neural simulator of ``config.wam``."""
-  task = dojo.load(config.task, cameras=tuple(config.cameras), image_height=config.image_size[0],
+  task = load_task(config, cameras=tuple(config.cameras), image_height=config.image_size[0],
                    image_width=config.image_size[1], instructions="seen")
   engine, engine_meta = trainer.load(config.wam)
   dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
@@ -231,7 +238,8 @@ def dream_beside_reality(config: config_dict.ConfigDict, workdir: str,
   above the WAM's open-loop dream of the same action chunks from the same first states
   (bottom row). Returns the path."""
   task, dream_env = _seen_task_and_dream(config)
-  video = beside_reality_video(task, dream_env, _Expert(config.task, dream_env.chunk),
+  video = beside_reality_video(task, dream_env, _Expert(config.task, dream_env.chunk,
+                                                   overrides=dojo_data.task_overrides(config)),
                                camera=config.cameras[0], episodes=episodes,
                                chunks=min(config.num_chunks, dream_env.max_chunks),
                                seed=config.seed)
@@ -312,7 +320,7 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
       policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
                                      flow_steps=config.flow_steps)
     else:
-      policy = _Expert(config.task, dream_env.chunk, value)
+      policy = _Expert(config.task, dream_env.chunk, value, dojo_data.task_overrides(config))
     row = {"policy": label}
     for where, env in (("mjx", task), ("dream", dream_env)):
       out = closed_loop.run_episodes(env, policy, jax.random.key(config.seed),
@@ -373,7 +381,7 @@ def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) ->
   # PPO reads the privileged observation only: no frames need decoding.
   _, dream_env = _seen_task_and_dream(config, render=config.get("plan_render", "none"))
   chunk = dream_env.chunk
-  blind = dojo.load(config.task, cameras=(), instructions="seen")
+  blind = load_task(config, cameras=(), instructions="seen")
   episode = min(config.num_chunks, dream_env.max_chunks)
   out = {"num_timesteps": c.num_timesteps, "episode_chunks": episode}
   for where, env in (("dream", dream_env), ("mjx", wrappers.ChunkWrapper(blind, chunk))):

@@ -46,15 +46,16 @@ def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert"
   data_dir = os.path.expanduser(c.data_dir) if c.data_dir else os.path.join(workdir, "tfds")
   cameras = "_".join(c.cameras)
   instructions = c.get("instructions", "all")
+  overrides = task_overrides(c)
   # The demonstrations keep the names they always had, so existing datasets are reused.
   kind = "noise" if policy == "noisy_expert" else f"{policy}"
   name = (f"{c.task}_{num_episodes}ep_{cameras}_{c.image_size[0]}px_{kind}{noise}"
           f"_seed{seed}" + ("" if instructions == "all" else f"_{instructions}")
-          ).replace(".", "p")
+          + "".join(f"_{value}" for _, value in overrides)).replace(".", "p")
   builder = Builder(config=DojoRobotConfig(
       name=name, task=c.task, num_episodes=num_episodes, cameras=tuple(c.cameras),
       image_size=tuple(c.image_size), policy=policy, noise=noise, seed=seed,
-      val_fraction=c.val_fraction, instructions=instructions,
+      val_fraction=c.val_fraction, instructions=instructions, task_overrides=overrides,
       batch_size=c.get("collect_batch_size", 64), description="experiments.train"),
       data_dir=data_dir)
   if not builder.is_prepared():
@@ -62,6 +63,13 @@ def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert"
                  policy, builder.data_dir)
   builder.download_and_prepare()
   return os.fspath(builder.data_dir)
+
+
+def task_overrides(config) -> tuple[tuple[str, str], ...]:
+  """The task config overrides a data or evaluation config asks for, as sorted pairs:
+  ``joint_actions`` ("absolute" or "relative" for the arm tasks; "" keeps the task's)."""
+  joint_actions = config.get("joint_actions", "")
+  return (("joint_actions", joint_actions),) if joint_actions else ()
 
 
 def episodes_dir(dataset_path: str) -> str:

@@ -47,6 +47,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       # More WAMs acting in policy mode, by controller name: {"scratch": "workdir/x"}.
       policies=config_dict.ConfigDict(),
       task="reach",
+      # Arm tasks' joint actions, as the WAM's data had them ("" = the task's default;
+      # "relative": offsets from the current joint angles, dojo.tasks.arm).
+      joint_actions="",
       controllers=("expert", "state_bc", "bc", "policy", "dream_cem", "physics_cem"),
       splits=("seen", "unseen"),
       num_episodes=30 if runlocal else 100,   # 30 per cell: 95% intervals of about +-0.17

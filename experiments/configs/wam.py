@@ -74,7 +74,10 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       val_fraction=0.05, data_dir="", weight=1.0,
       # Demonstrations use the "seen" instruction combinations only, so closed-loop
       # evaluation (experiments.evaluate) can test held-out ones.
-      instructions="seen"))
+      instructions="seen",
+      # Arm tasks: "absolute" joint targets or "relative" offsets from the current
+      # joint angles (dojo.tasks.arm); "" keeps the task's default (absolute).
+      joint_actions=""))
   # Data that teaches what actions do (docs/controllability.md): perturbed experts
   # that recover (DART) and joint-space play, each a dataset of the mixture with its
   # own weight (experiments.dojo_data; policies in dojo.play).

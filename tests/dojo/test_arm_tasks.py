@@ -184,3 +184,30 @@ def test_object_positions_are_observed_and_can_be_written_back():
   np.testing.assert_allclose(env.object_positions(moved), blocks + 0.1, atol=1e-6)
   assert _env("reach").data_slots()["proprio"] == [("dojo_arm_proprio", 14)]
   assert env.action_size == 8
+
+
+# ---------------------------------------------------------------- relative joint actions
+
+
+def test_relative_joint_actions_are_offsets_from_the_joints():
+  task = _env("reach", joint_actions="relative").unwrapped
+  state = task.reset(jax.random.key(1))
+  q = state.data.qpos[task._arm_qpos]
+  action = jnp.array([0.4, -0.2, 0.0, 1.0, -1.0, 0.1, 0.0, 0.5])
+  ctrl = task.action_to_ctrl(state.data, action)
+  np.testing.assert_allclose(ctrl[:7], q + 0.25 * action[:7], atol=1e-6)
+  np.testing.assert_allclose(task.ctrl_to_action(ctrl, state.data), action, atol=1e-5)
+  # Holding the controls the episode starts with is the zero offset (they equal the pose).
+  np.testing.assert_allclose(task.ctrl_to_action(state.data.ctrl, state.data)[:7], 0.0,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="needs `data`"):
+    task.ctrl_to_action(ctrl)
+  with pytest.raises(ValueError, match="Unknown joint_actions"):
+    dojo.load("reach", cameras=(), joint_actions="delta")
+
+
+def test_expert_succeeds_with_relative_joint_actions():
+  env = _env("push", joint_actions="relative")
+  rate = rollout.success_rate(env, rollout.expert_policy(env, 0.1), num_episodes=8,
+                              num_steps=env.config.episode_length, seed=0)
+  assert rate >= 0.85, rate

@@ -1,10 +1,16 @@
-"""Which dataset of a mixture normalises a task's vectors (ModelIO)."""
+"""Which dataset of a mixture normalises a task's vectors, and which tasks a model refuses
+(ModelIO)."""
 
 import types
 
 import pytest
+from flax import nnx
 
-from dojo.model_io import ModelTaskMismatchError, _dataset_of
+import dojo
+from dojo.model_io import ModelIO, ModelTaskMismatchError, _dataset_of
+from wam import config as wam_config
+from wam import model as wam_model
+from wam.checkpoint import RunMetadata
 
 HAND = types.SimpleNamespace(embodiment="dojo_hand",
                              data_slots=lambda: {"joints": (("wrist", 4), ("fingers", 20))})
@@ -38,3 +44,24 @@ def test_a_multi_task_run_normalises_each_task_with_a_dataset_of_its_sizes():
   extra = {"dataset_embodiments": {"reach": "dojo_arm", "push": "dojo_arm"}}
   assert _dataset_of(push, ["reach", "push"], extra, stats) == "push"
   assert _dataset_of(reach, ["reach", "push"], extra, stats) == "reach"
+
+
+def test_a_model_of_absolute_joint_targets_refuses_relative_actions():
+  absolute = dojo.load("reach", cameras=("front",), image_height=16, image_width=16)
+  relative = dojo.load("reach", cameras=("front",), image_height=16, image_width=16,
+                       joint_actions="relative")
+  slots = absolute.data_slots()
+  sizes = {k: sum(n for _, n in v) for k, v in slots.items()}
+  dims = wam_model.Dims(num_frames=2, num_cameras=1, image_size=(16, 16),
+                        joints=sizes["joints"], proprio=sizes["proprio"],
+                        action=sizes["action"], action_chunk=2, instruction_length=8)
+  model = wam_model.WorldActionModel(wam_config.model_config("toy"), dims, rngs=nnx.Rngs(0))
+  metadata = RunMetadata(
+      config={"data": {"cameras": ["front"], "image_size": [16, 16],
+                       "normalization": "none"}},
+      statistics={}, example_batch={},
+      extra={"embodiments": [absolute.embodiment], "datasets": ["untrained"],
+             "layouts": {k: [list(x) for x in v] for k, v in slots.items()}})
+  ModelIO.create(model, metadata, absolute)
+  with pytest.raises(ModelTaskMismatchError, match="arm_joint_offsets"):
+    ModelIO.create(model, metadata, relative)

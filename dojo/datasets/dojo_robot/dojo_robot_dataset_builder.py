@@ -26,7 +26,7 @@ import glob
 import logging
 import math
 import os
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import tensorflow_datasets as tfds
 
@@ -54,6 +54,9 @@ class DojoRobotConfig(tfds.core.BuilderConfig):
   val_fraction: float = 0.05
   impl: str = "auto"             # physics implementation (dojo.physics)
   instructions: str = "all"      # all | seen (leave held-out combinations for evaluation)
+  # Task config overrides as sorted (key, value) pairs, e.g. (("joint_actions",
+  # "relative"),): they change what the recorded actions mean.
+  task_overrides: tuple[tuple[str, Any], ...] = ()
 
 
 def _configs() -> list[DojoRobotConfig]:
@@ -70,9 +73,9 @@ def _configs() -> list[DojoRobotConfig]:
 
 
 @functools.lru_cache(maxsize=8)
-def _spec(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str
-          ) -> EpisodeSpec:
-  env = _load(task, cameras, image_size, impl, "all")
+def _spec(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str,
+          overrides: tuple[tuple[str, Any], ...] = ()) -> EpisodeSpec:
+  env = _load(task, cameras, image_size, impl, "all", overrides)
   slots = env.data_slots()
   return EpisodeSpec(
       embodiment=env.embodiment, source="sim", cameras=tuple(cameras),
@@ -83,10 +86,11 @@ def _spec(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl
 
 @functools.lru_cache(maxsize=8)  # the spec and the collection share one env
 def _load(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str,
-          instructions: str):
+          instructions: str, overrides: tuple[tuple[str, Any], ...] = ()):
   import dojo  # pylint: disable=import-outside-toplevel
   return dojo.load(task, cameras=tuple(cameras), image_height=image_size[0],
-                   image_width=image_size[1], impl=impl, instructions=instructions)
+                   image_width=image_size[1], impl=impl, instructions=instructions,
+                   **dict(overrides))
 
 
 class Builder(EpisodeBuilder):
@@ -106,14 +110,16 @@ class Builder(EpisodeBuilder):
 
   def episode_spec(self) -> EpisodeSpec:
     c = self.builder_config
-    return _spec(c.task, tuple(c.cameras), tuple(c.image_size), c.impl)
+    return _spec(c.task, tuple(c.cameras), tuple(c.image_size), c.impl,
+                 tuple(c.task_overrides))
 
   def split_episodes(self, dl_manager):
     c = self.builder_config
     episode_dir = self._episodes_dir
     if episode_dir is None:
       episode_dir = os.path.join(dl_manager.download_dir, "dojo_robot", c.name, "episodes")
-      env = _load(c.task, tuple(c.cameras), tuple(c.image_size), c.impl, c.instructions)
+      env = _load(c.task, tuple(c.cameras), tuple(c.image_size), c.impl, c.instructions,
+                  tuple(c.task_overrides))
       num_steps = c.num_steps if c.num_steps > 0 else env.config.episode_length
       logging.info("Collecting %d %s episodes into %s", c.num_episodes, c.task, episode_dir)
       collect_lib.collect_to_dir(
