@@ -8,7 +8,13 @@ Command (CPU smoke size):
 Argument: comma-separated; a model variant (toy, tiny, small, base, large; default
 small), a Dojo task (reach, push, pick_place, dex_lift, rope; default reach),
 `regression` (the deterministic objective instead of flow matching), `bc` (the
-behaviour-cloning baseline: same backbone, actions only) and/or `runlocal`.
+behaviour-cloning baseline: same backbone, actions only), `acting` and/or `runlocal`.
+
+`acting` gives policy mode what the imitation ladder (`benchmarks.imitation`,
+docs/RESULTS.md) found it needs, at any size: at least 1,000 demonstrations; two
+fixed views (`front` + `head`) where targets float (`reach`: one view cannot tell their
+depth); relative joint actions on the arm tasks that manipulate objects (`push`,
+`pick_place`); 4,000 steps at `runlocal`.
 
 Data: unless `config.data.datasets` names datasets, `experiments.train` first builds the
 `dojo_robot` TFDS datasets of `config.dojo.task` (resumable) under `config.dojo.data_dir`
@@ -42,17 +48,21 @@ PLAY_NOISE = {"reach": (0.03, 0.2), "push": (0.03, 0.2), "pick_place": (0.03, 0.
 # clipped to [-1, 1]): the hand's uniformly random finger targets close it fully, a
 # motion play around the open hand rarely shows (docs/RESULTS.md, dex_lift).
 WIDE_PLAY = {"dex_lift": 1.0}
+# With `acting`: tasks whose targets float above the table (one camera cannot place
+# them) and arm tasks that imitate better with joint offsets than with absolute targets.
+FLOATING_TARGETS = ("reach",)
+RELATIVE_JOINTS = ("push", "pick_place")
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
   """The training config; ``arg`` as in the module docstring."""
   parts = [p for p in arg.split(",") if p]
-  known = TASKS + tuple(wam_config.VARIANTS) + ("runlocal", "regression", "bc")
+  known = TASKS + tuple(wam_config.VARIANTS) + ("runlocal", "regression", "bc", "acting")
   unknown = [p for p in parts if p not in known]
   if unknown:
     raise ValueError(f"Unknown wam config argument(s) {unknown}; use a variant from "
-                     f"{tuple(wam_config.VARIANTS)}, a task from {TASKS}, 'regression', 'bc' "
-                     "and/or 'runlocal'.")
+                     f"{tuple(wam_config.VARIANTS)}, a task from {TASKS}, 'regression', 'bc', "
+                     "'acting' and/or 'runlocal'.")
   runlocal = "runlocal" in parts
   variant = next((p for p in parts if p in wam_config.VARIANTS), "toy" if runlocal else "small")
   config = trainer.default_config()
@@ -126,6 +136,17 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.eval.every = 500
     config.eval.batch_size = 32
     config.eval.flow_steps = 1
+  if "acting" in parts:
+    config.dojo.num_episodes = max(config.dojo.num_episodes, 1000)
+    if task in FLOATING_TARGETS:
+      config.dojo.cameras = config.data.cameras = ("front", "head")
+    if task in RELATIVE_JOINTS:
+      config.dojo.joint_actions = "relative"
+      # OU noise in offset units (0.25 rad each): about 0.075 rad, as the absolute
+      # recipe's 0.03 of the +-2.9 rad range.
+      config.dojo.mixture.dart.noise = 0.3
+    if runlocal:
+      config.num_steps = 4000
   if "bc" in parts:
     config.dojo.mixture = config_dict.ConfigDict()  # BC imitates the demonstrations only
   return config

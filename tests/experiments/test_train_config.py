@@ -25,6 +25,16 @@ def test_runlocal_is_cpu_sized():
   assert episodes <= 1000 and config.num_steps <= 5000
 
 
+def test_acting_gives_policy_mode_its_data_views_and_actions():
+  reach = wam_config.get_config("runlocal,acting")
+  assert reach.dojo.num_episodes == 1000 and reach.num_steps == 4000
+  assert reach.dojo.cameras == reach.data.cameras == ("front", "head")
+  assert reach.dojo.joint_actions == ""
+  push = wam_config.get_config("runlocal,acting,push")
+  assert push.dojo.cameras == ("front",) and push.dojo.joint_actions == "relative"
+  assert wam_config.get_config("runlocal").dojo.joint_actions == ""
+
+
 def test_mixture_entries_name_their_policies_and_what_to_imitate():
   config = wam_config.get_config("runlocal")
   entries = dojo_data.mixture_entries(config.dojo)
