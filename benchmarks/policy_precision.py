@@ -1,0 +1,87 @@
+r"""How precisely does a policy reproduce the expert's joint targets on the expert's states?
+
+  python -m benchmarks.policy_precision --workdir=/tmp/runs/wam_2cam --task=reach \
+      --cameras=front,head [--state_bc=/tmp/runs/eval_2cam/state_bc.npz] \
+      [--joint_actions=relative] [--out=benchmarks/policy_precision_cpu.json]
+
+The scripted expert drives each episode (so every policy is asked about the same,
+on-distribution states); at every chunk the WAM in policy mode (``controllers.WamPolicy``,
+real observations re-injected as in closed loop) and optionally a state BC policy
+propose their chunk, and each is compared with the expert's clean chunk. The error is
+the RMS of the seven arm joint targets in radians; beside it "hold": the actions that keep
+the current controls, i.e. a policy that knows where the arm is and nothing else. A
+policy whose error is close to hold's has not learned where to go; closed loop
+compounds the rest (docs/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+from absl import app, flags
+
+import dojo
+from benchmarks import results as results_lib
+from dojo import controllers, state_bc
+from dojo.model_io import ModelIO
+from experiments.closed_loop_eval import _Expert
+from wam import trainer
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained WAM run.", required=True)
+_TASK = flags.DEFINE_string("task", "reach", "An arm task.")
+_CAMERAS = flags.DEFINE_list("cameras", ["front"], "Cameras the env renders (the WAM's).")
+_IMAGE = flags.DEFINE_integer("image_size", 64, "Rendered resolution (as collected).")
+_JOINT_ACTIONS = flags.DEFINE_string("joint_actions", "", "As the WAM's data ('' = default).")
+_STATE_BC = flags.DEFINE_string("state_bc", "", "A saved state BC policy (.npz) to compare.")
+_EPISODES = flags.DEFINE_integer("episodes", 8, "Expert episodes.")
+_CHUNKS = flags.DEFINE_integer("chunks", 12, "Chunks per episode.")
+_OUT = flags.DEFINE_string("out", "", "JSON results file ('' = print only).")
+
+
+def main(argv):
+  del argv
+  overrides = {"joint_actions": _JOINT_ACTIONS.value} if _JOINT_ACTIONS.value else {}
+  task = dojo.load(_TASK.value, cameras=tuple(_CAMERAS.value), image_height=_IMAGE.value,
+                   image_width=_IMAGE.value, instructions="seen", **overrides)
+  arm = task.unwrapped
+  model, metadata = trainer.load(_WORKDIR.value)
+  policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task))
+  chunk = policy.chunk
+  expert = _Expert(_TASK.value, chunk, 0.0, tuple(overrides.items()))
+  bc = state_bc.StateBC.load(_STATE_BC.value) if _STATE_BC.value else None
+  # Action units -> radians of the seven joint targets.
+  scale = (np.full(7, arm.config.joint_step) if arm.config.joint_actions == "relative"
+           else np.diff(arm.mj_model.actuator_ctrlrange[:7], axis=1)[:, 0] / 2)
+
+  def episode(key):
+    state = task.reset(key)
+
+    def step(carry, k):
+      state, memory = carry
+      wam_chunk, memory = policy.act(memory, state, k)
+      expert_chunk, _ = expert.act(None, state, k)
+      hold = arm.ctrl_to_action(state.data.ctrl, state.data)[None]
+      bc_chunk = bc.act(None, state, k)[0] if bc is not None else expert_chunk
+      state = jax.lax.scan(lambda s, a: (task.step(s, a), None), state, expert_chunk)[0]
+      errors = [x[:, :7] - expert_chunk[:, :7] for x in (wam_chunk, hold, bc_chunk)]
+      return (state, memory), errors
+
+    return jax.lax.scan(step, (state, policy.init(state)),
+                        jax.random.split(key, _CHUNKS.value))[1]
+
+  errors = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.key(0), _EPISODES.value))
+  rms = [float(np.sqrt(np.mean((np.asarray(e) * scale) ** 2))) for e in errors]
+  row = {"workdir": _WORKDIR.value, "task": _TASK.value, "cameras": _CAMERAS.value,
+         **overrides, "episodes": _EPISODES.value, "chunks": _CHUNKS.value,
+         "rms_rad": {"wam_policy": rms[0], "hold": rms[1]}}
+  if bc is not None:
+    row["rms_rad"]["state_bc"] = rms[2]
+  print(json.dumps(row), flush=True)
+  if _OUT.value:
+    results_lib.write_json(_OUT.value, row)
+
+
+if __name__ == "__main__":
+  app.run(main)
