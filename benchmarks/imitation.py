@@ -4,7 +4,7 @@ r"""The imitation ladder: how well can a policy that sees the true state imitate
       [--joint_actions=relative] \
       [--demos=50,200,1000] [--episodes=30]
 
-The rung below pixel policies (docs/RESULTS.md, "Why policy mode failed"): state-only
+The rung below pixel policies (docs/RESULTS.md, "Why policy mode fails"): state-only
 BC (``dojo.state_bc``) reads the privileged robot and task state, so whatever it cannot
 do is a matter of demonstrations, not of perception or dynamics. Rows, each scored in
 MJX over ``--episodes`` episodes of the seen instructions:

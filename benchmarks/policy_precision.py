@@ -26,7 +26,6 @@ import dojo
 from benchmarks import results as results_lib
 from dojo import controllers, state_bc
 from dojo.model_io import ModelIO
-from experiments.closed_loop_eval import _Expert
 from wam import trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained WAM run.", required=True)
@@ -49,7 +48,14 @@ def main(argv):
   model, metadata = trainer.load(_WORKDIR.value)
   policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task))
   chunk = policy.chunk
-  expert = _Expert(_TASK.value, chunk, 0.0, tuple(overrides.items()))
+
+  def expert_chunk_from(state, key):
+    """The clean expert's next ``chunk`` actions, planned on a copy of the physics."""
+    def one(s, k):
+      action = arm.expert_action(s, k, 0.0)
+      return task.step(s, action), action
+    return jax.lax.scan(one, state, jax.random.split(key, chunk))[1]
+
   bc = state_bc.StateBC.load(_STATE_BC.value) if _STATE_BC.value else None
   # Action units -> radians of the seven joint targets.
   scale = (np.full(7, arm.config.joint_step) if arm.config.joint_actions == "relative"
@@ -61,7 +67,7 @@ def main(argv):
     def step(carry, k):
       state, memory = carry
       wam_chunk, memory = policy.act(memory, state, k)
-      expert_chunk, _ = expert.act(None, state, k)
+      expert_chunk = expert_chunk_from(state, k)
       hold = arm.ctrl_to_action(state.data.ctrl, state.data)[None]
       bc_chunk = bc.act(None, state, k)[0] if bc is not None else expert_chunk
       state = jax.lax.scan(lambda s, a: (task.step(s, a), None), state, expert_chunk)[0]
