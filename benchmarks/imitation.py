@@ -56,6 +56,14 @@ _VIEWS = flags.DEFINE_list("views", ["front", "head", "front+head"],
                            "World-fixed camera sets of the reach view rows ('+'-joined).")
 
 
+def expert_plan(task, state, key: jax.Array, chunk: int) -> jax.Array:
+  """The clean expert's next ``chunk`` actions f32[K, A], planned on a copy of ``state``."""
+  def one(s, k):
+    action = task.expert_action(s, k, 0.0)
+    return task.step(s, action), action
+  return jax.lax.scan(one, state, jax.random.split(key, chunk))[1]
+
+
 def collect(task, rng: jax.Array, num_episodes: int, chunk: int, dart_noise: float = 0.0,
             theta: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
   """(privileged state, label chunk f32[K, A]) pairs from ``num_episodes`` episodes.
@@ -70,19 +78,13 @@ def collect(task, rng: jax.Array, num_episodes: int, chunk: int, dart_noise: flo
     k_reset, k_steps = jax.random.split(key)
     first = task.reset(k_reset)
 
-    def plan(state, key):
-      def one(s, k):
-        action = task.expert_action(s, k, 0.0)
-        return task.step(s, action), action
-      return jax.lax.scan(one, state, jax.random.split(key, chunk))[1]
-
     def step(carry, key):
       state, noise = carry
       k_plan, k_noise, k_act = jax.random.split(key, 3)
       noise = noise - theta * noise + dart_noise * jnp.sqrt(2 * theta) * jax.random.normal(
           k_noise, noise.shape)
       action = jnp.clip(task.expert_action(state, k_act, 0.1) + noise, -1.0, 1.0)
-      label = plan(state, k_plan) if dart_noise else jnp.zeros((chunk, action.shape[0]))
+      label = expert_plan(task, state, k_plan, chunk) if dart_noise else jnp.zeros((chunk, action.shape[0]))
       return (task.step(state, action), noise), (state.obs["privileged"], action, label)
 
     noise0 = jnp.zeros((task.action_size,))

@@ -41,7 +41,7 @@ def test_finished_stages_are_read_not_rerun_and_a_failed_stage_reruns(tmp_path):
   results = stages.run_stages(_job(calls), _config(), str(tmp_path))
   assert calls == ["b", "c"]  # a was finished: read back
   assert results["a"]["value"] == 0 and results["c"]["value"] == 2
-  assert json.load(open(tmp_path / "c" / "stage.json"))["scale"] == 1
+  assert json.loads((tmp_path / "c" / "stage.json").read_text())["scale"] == 1
 
   calls.clear()
   stages.run_stages(_job(calls), _config(), str(tmp_path))
@@ -112,7 +112,7 @@ def test_report_lists_tables_and_the_stages_not_run(tmp_path):
   assert "(+20.0% lower with pre-training)" in text
   assert "R^2 = 1.000" in text and "+10.0%" in text
   assert set(out["not_run"]) == {"robot_data", "acting"}
-  assert json.load(open(tmp_path / "report.json"))["stages"]["pretrain"]["step"] == 5
+  assert json.loads((tmp_path / "report.json").read_text())["stages"]["pretrain"]["step"] == 5
 
 
 def _cell(rate, n=10):
@@ -143,7 +143,7 @@ def test_report_json_holds_the_acting_keys(tmp_path):
                                        "trained_in_dream": _cell(0.3),
                                        "trained_in_mjx": _cell(0.4)}
   out = report.write_report(config, str(tmp_path), {"acting": per_task})
-  saved = json.load(open(tmp_path / "report.json"))
+  saved = json.loads((tmp_path / "report.json").read_text())
   assert saved["acting"] == out["acting"]
   for task in ("reach", "push", "dex_lift"):
     keys = saved["acting"][task]
