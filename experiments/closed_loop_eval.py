@@ -150,6 +150,24 @@ def _load_models(config, workdir: str) -> dict:
   return models
 
 
+def _with_the_models_task(config: config_dict.ConfigDict, models: dict
+                          ) -> config_dict.ConfigDict:
+  """``config`` with the task overrides it leaves unset taken from the WAM's data
+  (``config.dojo`` of its run: joint actions, reach's target slot), so a model is
+  evaluated on the task variant it learned without repeating them."""
+  if "policy" not in models:
+    return config
+  data = models["policy"][1].config.get("dojo") or {}
+  if data.get("task") != config.task:
+    return config
+  config = config.copy_and_resolve_references()
+  for key in ("joint_actions", "observe_target"):
+    if not config.get(key) and data.get(key):
+      logging.info("[evaluate %s] %s=%r, as the WAM's data.", config.task, key, data[key])
+      config[key] = data[key]
+  return config
+
+
 def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
   """Runs the evaluation described in the module docstring; returns the results dict."""
   known = CONTROLLERS + tuple(config.get("policies", {}) or {})
@@ -164,6 +182,7 @@ def evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
       raise ValueError(f"Controller {c!r} needs config.{needs[c]} (a training workdir).")
   os.makedirs(os.path.join(workdir, "videos"), exist_ok=True)
   models = _load_models(config, workdir)
+  config = _with_the_models_task(config, models)
   image = tuple(config.image_size)
   results: dict[str, Any] = {"task": config.task, "num_episodes": config.num_episodes,
                              "num_chunks": config.num_chunks, "controllers": {}}

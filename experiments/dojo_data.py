@@ -51,7 +51,7 @@ def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert"
   kind = "noise" if policy == "noisy_expert" else f"{policy}"
   name = (f"{c.task}_{num_episodes}ep_{cameras}_{c.image_size[0]}px_{kind}{noise}"
           f"_seed{seed}" + ("" if instructions == "all" else f"_{instructions}")
-          + "".join(f"_{value}" for _, value in overrides)).replace(".", "p")
+          + _override_suffix(overrides)).replace(".", "p")
   builder = Builder(config=DojoRobotConfig(
       name=name, task=c.task, num_episodes=num_episodes, cameras=tuple(c.cameras),
       image_size=tuple(c.image_size), policy=policy, noise=noise, seed=seed,
@@ -67,9 +67,19 @@ def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert"
 
 def task_overrides(config) -> tuple[tuple[str, str], ...]:
   """The task config overrides a data or evaluation config asks for, as sorted pairs:
-  ``joint_actions`` ("absolute" or "relative" for the arm tasks; "" keeps the task's)."""
-  joint_actions = config.get("joint_actions", "")
-  return (("joint_actions", joint_actions),) if joint_actions else ()
+  ``joint_actions`` ("absolute" or "relative" for the arm tasks; "" keeps the task's)
+  and ``observe_target`` (reach's perception oracle; False keeps it off)."""
+  pairs = []
+  if config.get("joint_actions", ""):
+    pairs.append(("joint_actions", config.joint_actions))
+  if config.get("observe_target", False):
+    pairs.append(("observe_target", True))
+  return tuple(pairs)
+
+
+def _override_suffix(overrides) -> str:
+  """Dataset name suffix: a string value by itself (``_relative``), a flag by its key."""
+  return "".join(f"_{key}" if value is True else f"_{value}" for key, value in overrides)
 
 
 def episodes_dir(dataset_path: str) -> str:

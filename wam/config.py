@@ -69,6 +69,16 @@ def model_config(variant: str = "toy") -> config_dict.ConfigDict:
   # how the prediction heads blend the noisy input with the network's correction
   # (``wam.objective.precondition``).
   c.residual_scale = config_dict.ConfigDict(dict(frames=0.5, state=0.5, actions=1.0))
+  # The prior guess of the action chunk that the action head corrects: "zero", or
+  # "state": a learned linear function of the block's joints and proprio, so that "keep
+  # the arm where it is" (absolute joint targets sit a few hundredths of their spread
+  # from the current angles) need not be copied through the transformer (docs/model.md).
+  c.action_prior = "zero"
+  # Slots of joints/proprio (names from the data layouts) the model predicts but never
+  # reads: simulator state that no real camera measures (reach's `reach_target`), so that
+  # finding it in the frames is a training signal for perception and the dream carries
+  # it for planners. Data without the slot leaves its loss masked (docs/model.md).
+  c.predict_only = ()
   return c
 
 

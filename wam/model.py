@@ -31,6 +31,9 @@ from wam.sequence import OBS, PRED, PREFIX, TokenMeta
 from wam.tokenizer import FrameTokenizer
 
 
+ACTION_PRIORS = ("zero", "state")
+
+
 class BatchShapeError(ValueError):
   """A batch whose fields disagree with the model's dimensions."""
 
@@ -47,6 +50,8 @@ class Dims:
   action: int
   action_chunk: int
   instruction_length: int
+  # Indices into joints + proprio that are prediction targets only (``model.predict_only``).
+  hidden_state: tuple[int, ...] = ()
 
   @property
   def state(self) -> int:
@@ -147,6 +152,12 @@ class WorldActionModel(nnx.Module):
     self.action_head = layers.dense(rngs, d, dims.action, ("embed", "action"), zero=True)
     self.frame_head = layers.dense(rngs, d, c, ("embed", "latent"), zero=True)
     self.state_head = layers.dense(rngs, d, dims.state, ("embed", "state"), zero=True)
+    prior = config.get("action_prior", "zero")
+    if prior not in ACTION_PRIORS:
+      raise ValueError(f"Unknown model.action_prior {prior!r}; choose from {ACTION_PRIORS}.")
+    self.action_prior = (layers.dense(rngs, dims.state, dims.action_chunk * dims.action,
+                                      ("state", "action"), zero=True)
+                         if prior == "state" else None)
 
   # ---------------------------------------------------------------- token embedding
 
@@ -186,7 +197,7 @@ class WorldActionModel(nnx.Module):
     pos = self.block_position(blocks)[None, :, None]
     frame = (self.obs_frame_in(latents) + self.spatial.embedding[...] + self.role(jnp.asarray(2))
              + pos)
-    m = state_mask.astype(jnp.float32)
+    m = self.hide(state_mask.astype(jnp.float32))
     st = (self.obs_state_in(jnp.concatenate([state * m, m], -1)) + self.role(jnp.asarray(3))
           + self.embodiment(embodiment)[:, None] + pos[:, :, 0])
     x = jnp.concatenate([frame, st[:, :, None]], 2).reshape(b, -1, frame.shape[-1])
@@ -218,6 +229,7 @@ class WorldActionModel(nnx.Module):
              + self.spatial.embedding[...]
              + self.role(jnp.asarray(5)) + pos + t_vid)
     chunk = actions.reshape(actions.shape[:2] + (-1,)).astype(state.dtype)
+    last_state = self.hide(last_state)
     st = (self.pred_state_in(jnp.concatenate([state, last_state.astype(state.dtype), chunk],
                                              -1))[:, :, None]
           + self.role(jnp.asarray(6)) + pos + emb + t_vid)
@@ -233,18 +245,26 @@ class WorldActionModel(nnx.Module):
     """Estimates of the clean targets from the transformer outputs of ``n`` pred blocks.
 
     The next frame and state are predicted relative to the block's own (last)
-    observation, ``last_latents`` [B, n, V*N, C] and ``last_state`` [B, n, S], and blended
+    observation, ``last_latents`` [B, n, V*N, C] and ``last_state`` [B, n, S], the action
+    chunk relative to zero or to a linear function of ``last_state``
+    (``model.action_prior``), and all are blended
     with the noisy inputs (``objective.precondition``): an untrained model predicts
     "nothing moves" from noise and the clean input when it is given, and learning only
     has to explain what changes.
     """
     b, n = last_latents.shape[:2]
     k = self.dims.action_chunk
+    last_state = self.hide(last_state)  # predict-only dimensions start from zero
     h = h.reshape(b, n, k + self.frame_tokens + 1, -1).astype(jnp.float32)
     s = self.config.residual_scale
+    if self.action_prior is None:
+      action_base = jnp.zeros_like(noisy.actions)
+    else:
+      action_base = self.action_prior(last_state.astype(jnp.float32)).reshape(
+          noisy.actions.shape)
     return Prediction(
         objective.precondition(self.action_head(h[:, :, :k]), noisy.actions, tau_action,
-                               jnp.zeros_like(noisy.actions), s.actions),
+                               action_base, s.actions),
         objective.precondition(self.frame_head(h[:, :, k:k + self.frame_tokens]),
                                noisy.frames, tau_video, last_latents, s.frames),
         objective.precondition(self.state_head(h[:, :, -1]), noisy.state, tau_video,
@@ -271,6 +291,15 @@ class WorldActionModel(nnx.Module):
     """Joints and proprio side by side: values and masks, [B, T, S]."""
     return (jnp.concatenate([batch["joints"], batch["proprio"]], -1),
             jnp.concatenate([batch["joints_mask"], batch["proprio_mask"]], -1))
+
+  def hide(self, state: jax.Array) -> jax.Array:
+    """``state`` (or its mask) [..., S] with the predict-only dimensions zeroed: what the
+    model may read of an observation."""
+    if not self.dims.hidden_state:
+      return state
+    seen = np.ones(self.dims.state, bool)
+    seen[list(self.dims.hidden_state)] = False
+    return state * jnp.asarray(seen, state.dtype)
 
   def forward(self, batch: Mapping[str, jax.Array], z: jax.Array, noisy: Prediction,
               tau_action: jax.Array, tau_video: jax.Array) -> Prediction:

@@ -38,6 +38,7 @@ from wam import config as config_lib
 from wam import evaluation, flops, sharding, transfer
 from wam.data import config as data_config
 from wam.data import pipeline as data_pipeline
+from wam.data.layout import Layout
 from wam.data.reader import EpisodeDataset
 from wam.data.window import WindowSource
 from wam.metric_writer import MetricWriter
@@ -99,10 +100,48 @@ class Trained:
 
 
 def build_model(config: config_dict.ConfigDict, example_batch: Mapping[str, Any],
-                seed: int = 0) -> WorldActionModel:
-  """A model sized by ``example_batch`` (host arrays; the batch axis is ignored)."""
-  dims = Dims.from_batch(example_batch)
+                seed: int = 0, layouts: Optional[Mapping[str, Layout]] = None
+                ) -> WorldActionModel:
+  """A model sized by ``example_batch`` (host arrays; the batch axis is ignored).
+
+  ``layouts`` (``{"joints": Layout, "proprio": Layout}``) resolve ``model.predict_only``
+  slot names; a model without predict-only slots needs none.
+  """
+  dims = dataclasses.replace(Dims.from_batch(example_batch),
+                             hidden_state=hidden_state(config.model, layouts))
   return WorldActionModel(config.model, dims, rngs=nnx.Rngs(seed))
+
+
+def hidden_state(model_config, layouts: Optional[Mapping[str, Layout]]) -> tuple[int, ...]:
+  """Indices into joints + proprio of the ``model.predict_only`` slots.
+
+  Raises:
+    ValueError: a slot that neither layout has, or predict-only slots without layouts.
+  """
+  names = tuple(model_config.get("predict_only", ()))
+  if not names:
+    return ()
+  if layouts is None:
+    raise ValueError(f"model.predict_only {names} needs the data layouts to find them.")
+  joints, proprio = layouts["joints"], layouts["proprio"]
+  indices = []
+  for name in names:
+    if name in joints.names:
+      start, size = joints.offset(name), joints.slots[joints.names.index(name)].size
+    elif name in proprio.names:
+      start = joints.dim + proprio.offset(name)
+      size = proprio.slots[proprio.names.index(name)].size
+    else:
+      raise ValueError(f"model.predict_only names slot {name!r}, which the data does not "
+                       f"have; joints slots: {joints.names}, proprio slots: {proprio.names}.")
+    indices.extend(range(start, start + size))
+  return tuple(indices)
+
+
+def _layouts_of(meta: checkpoint_lib.RunMetadata) -> Optional[dict[str, Layout]]:
+  """The joints/proprio layouts a run recorded (None for runs from before layouts)."""
+  recorded = (meta.extra or {}).get("layouts")
+  return {k: Layout.of(recorded[k]) for k in ("joints", "proprio")} if recorded else None
 
 
 def _train_state(model: WorldActionModel, optimizer, rng) -> dict:
@@ -187,10 +226,12 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   # -- Model and sharding ---------------------------------------------------------------
   optimizer = make_optimizer(config.optimizer, config.num_steps)
   schedule = learning_rate_schedule(config.optimizer, config.num_steps)
-  abstract_model = nnx.eval_shape(lambda: build_model(config, example_batch, config.seed))
+  layouts = {"joints": data.layouts.joints, "proprio": data.layouts.proprio}
+  abstract_model = nnx.eval_shape(lambda: build_model(config, example_batch, config.seed,
+                                                      layouts))
   graphdef, _ = nnx.split(abstract_model)
   abstract_state = jax.eval_shape(lambda: _train_state(
-      build_model(config, example_batch, config.seed), optimizer,
+      build_model(config, example_batch, config.seed, layouts), optimizer,
       jax.random.key(config.seed)))
   state_shardings = _state_shardings(abstract_state, optimizer, mesh, rules)
   num_params = count_parameters(abstract_model)
@@ -224,9 +265,9 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
       data_iter.set_state(data_state)
     logging.info("Resumed from step %d in %s.", step, ckpt_dir)
   else:
-    init = jax.jit(lambda: _train_state(build_model(config, example_batch, config.seed),
-                                        optimizer, jax.random.key(config.seed)),
-                   out_shardings=state_shardings)
+    init = jax.jit(lambda: _train_state(
+        build_model(config, example_batch, config.seed, layouts), optimizer,
+        jax.random.key(config.seed)), out_shardings=state_shardings)
     state = init()
     if config.init_from:
       params, report = transfer.transfer_params(
@@ -425,8 +466,9 @@ def load(path: str, step: Optional[int] = None) -> tuple[WorldActionModel,
   config = config_dict.ConfigDict(meta.config)
   config.model.text_encoder.kwargs = dict(config.model.text_encoder.kwargs)
   optimizer = make_optimizer(config.optimizer, config.num_steps)
+  layouts = _layouts_of(meta)
   abstract_state = jax.eval_shape(lambda: _train_state(
-      build_model(config, meta.example_batch, config.seed), optimizer,
+      build_model(config, meta.example_batch, config.seed, layouts), optimizer,
       jax.random.key(config.seed)))
   # Onto this process's first device, whatever mesh (or hosts) the run was trained on.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -435,5 +477,6 @@ def load(path: str, step: Optional[int] = None) -> tuple[WorldActionModel,
   checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, read_only=True)
   _, state, _ = checkpointer.restore(abstract_state, step)
   checkpointer.close()
-  graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_model(config, meta.example_batch)))
+  graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_model(config, meta.example_batch,
+                                                               layouts=layouts)))
   return nnx.merge(graphdef, state["params"]), meta

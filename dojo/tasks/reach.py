@@ -22,6 +22,8 @@ SLOTS = (("ball0", "ball1"), ("cube0", "cube1"))
 #: Targets are drawn in distinct cells of this grid (plus jitter) so they never overlap.
 GRID_X = (0.34, 0.46, 0.58)
 GRID_Y = (-0.2, 0.0, 0.2)
+#: The proprio slot of the instructed target's position (``config.observe_target``).
+TARGET_SLOT = "reach_target"
 
 
 class Reach(ArmTask):
@@ -50,6 +52,10 @@ class Reach(ArmTask):
     config.episode_length = 50
     config.success_radius = 0.04
     config.target_height = (0.05, 0.3)   # range of target heights above the table
+    # The instructed target's position as the proprio slot `reach_target`: a perception
+    # oracle if a model reads it, a perception training signal if the model only
+    # predicts it (`model.predict_only`); docs/RESULTS.md.
+    config.observe_target = False
     return config
 
   # ---------------------------------------------------------------- reset
@@ -96,6 +102,17 @@ class Reach(ArmTask):
 
   def _success(self, data, info):
     return self._distance(data, info) < self._config.success_radius
+
+  def _proprio_extra(self, data, info):
+    extra = super()._proprio_extra(data, info)
+    return jnp.concatenate([extra, info["target"]]) if self._config.observe_target else extra
+
+  def data_slots(self):
+    slots = super().data_slots()
+    if self._config.observe_target:  # reach has no objects: the target ends the vector
+      (name, size), = slots["proprio"]
+      slots["proprio"] = [(name, size - 3), (TARGET_SLOT, 3)]
+    return slots
 
   def _privileged(self, data, info):
     targets = data.mocap_pos[self._mocap].reshape(-1)

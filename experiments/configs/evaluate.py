@@ -50,6 +50,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       # Arm tasks' joint actions, as the WAM's data had them ("" = the task's default;
       # "relative": offsets from the current joint angles, dojo.tasks.arm).
       joint_actions="",
+      observe_target=False,   # reach's perception oracle, as the WAM's data had it
       controllers=("expert", "state_bc", "bc", "policy", "dream_cem", "physics_cem"),
       splits=("seen", "unseen"),
       num_episodes=30 if runlocal else 100,   # 30 per cell: 95% intervals of about +-0.17

@@ -87,7 +87,10 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       instructions="seen",
       # Arm tasks: "absolute" joint targets or "relative" offsets from the current
       # joint angles (dojo.tasks.arm); "" keeps the task's default (absolute).
-      joint_actions=""))
+      joint_actions="",
+      # reach only: append the instructed target's position to the proprioception, a
+      # perception oracle for diagnosis (docs/RESULTS.md); never for a real comparison.
+      observe_target=False))
   # Data that teaches what actions do (docs/controllability.md): perturbed experts
   # that recover (DART) and joint-space play, each a dataset of the mixture with its
   # own weight (experiments.dojo_data; policies in dojo.play).
@@ -138,8 +141,15 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.eval.flow_steps = 1
   if "acting" in parts:
     config.dojo.num_episodes = max(config.dojo.num_episodes, 1000)
+    # Absolute joint targets sit within a few hundredths of their spread of the current
+    # angles: a linear prior from the state spares the transformer copying them.
+    config.model.action_prior = "state"
     if task in FLOATING_TARGETS:
       config.dojo.cameras = config.data.cameras = ("front", "head")
+      # The target's position is a training target only: finding it in the frames
+      # is what policy mode needs, and the simulator knows the answer.
+      config.dojo.observe_target = True
+      config.model.predict_only = ("reach_target",)
     if task in RELATIVE_JOINTS:
       config.dojo.joint_actions = "relative"
       # OU noise in offset units (0.25 rad each): about 0.075 rad, as the absolute

@@ -186,6 +186,13 @@ def test_object_positions_are_observed_and_can_be_written_back():
   assert env.action_size == 8
 
 
+def test_reach_can_report_its_target_as_a_named_proprio_slot():
+  env = _env("reach", observe_target=True)
+  state = env.reset(jax.random.key(0))
+  assert env.data_slots()["proprio"] == [("dojo_arm_proprio", 14), ("reach_target", 3)]
+  np.testing.assert_allclose(state.obs["proprio"][-3:], state.info["target"])
+
+
 # ---------------------------------------------------------------- relative joint actions
 
 

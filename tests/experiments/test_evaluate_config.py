@@ -1,5 +1,7 @@
 """The closed-loop evaluation config, its input checks and its results table."""
 
+import types
+
 import pytest
 
 from experiments import closed_loop_eval
@@ -22,6 +24,21 @@ def test_bad_settings_fail_before_any_compute(tmp_path):
   config.controllers = ("policy",)
   with pytest.raises(ValueError, match="config.wam"):
     closed_loop_eval.evaluate(config, str(tmp_path))
+
+
+def test_the_models_task_overrides_fill_what_the_config_leaves_unset():
+  config = evaluate_config.get_config("runlocal")
+  run = types.SimpleNamespace(config={"dojo": {"task": "reach", "observe_target": True,
+                                               "joint_actions": "relative"}})
+  filled = closed_loop_eval._with_the_models_task(config, {"policy": (None, run)})
+  assert filled.observe_target and filled.joint_actions == "relative"
+  assert not config.observe_target  # the caller's config is left as it was
+  config.joint_actions = "absolute"  # what the config says wins
+  assert closed_loop_eval._with_the_models_task(
+      config, {"policy": (None, run)}).joint_actions == "absolute"
+  config.task = "push"  # another task's overrides do not apply
+  assert not closed_loop_eval._with_the_models_task(
+      config, {"policy": (None, run)}).observe_target
 
 
 def test_markdown_table():

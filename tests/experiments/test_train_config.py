@@ -30,9 +30,16 @@ def test_acting_gives_policy_mode_its_data_views_and_actions():
   assert reach.dojo.num_episodes == 1000 and reach.num_steps == 4000
   assert reach.dojo.cameras == reach.data.cameras == ("front", "head")
   assert reach.dojo.joint_actions == ""
+  # reach: the target's position is predicted, never read; actions start from the state.
+  assert reach.dojo.observe_target and reach.model.predict_only == ("reach_target",)
+  assert reach.model.action_prior == "state"
+  assert dojo_data.task_overrides(reach.dojo) == (("observe_target", True),)
   push = wam_config.get_config("runlocal,acting,push")
   assert push.dojo.cameras == ("front",) and push.dojo.joint_actions == "relative"
-  assert wam_config.get_config("runlocal").dojo.joint_actions == ""
+  assert push.model.action_prior == "state" and push.model.predict_only == ()
+  plain = wam_config.get_config("runlocal")
+  assert plain.dojo.joint_actions == "" and plain.model.action_prior == "zero"
+  assert dojo_data.task_overrides(plain.dojo) == ()
 
 
 def test_mixture_entries_name_their_policies_and_what_to_imitate():

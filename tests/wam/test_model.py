@@ -1,5 +1,7 @@
 """The world action model: learning, masks, causality, cached dreaming, sizes, bad input."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,8 @@ import pytest
 from flax import nnx
 
 from wam import config as wam_config
-from wam import dream, model as wam_model, objective
+from wam import dream, model as wam_model, objective, trainer
+from wam.data.layout import Layout
 from wam.data.synthetic import synthetic_batch
 
 
@@ -240,3 +243,58 @@ def test_goal_image_conditioning(batch):
   assert out.latents.shape[:2] == (2, 1)
   with pytest.raises(ValueError, match="no goal frame"):
     dream.dream(m, dream.context_of(batch, 1), jax.random.key(0), horizon=1, decode=False)
+
+
+def test_state_action_prior_is_added_to_policy_mode_actions(batch):
+  """``model.action_prior="state"``: the action chunk is a learned linear function of the
+  block's state plus the head's correction; it starts at zero (same as no prior)."""
+  cfg = tiny_config()
+  cfg.action_prior = "state"
+  m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+  z = m.latents(batch["frames"])
+  state, mask = m.state_of(batch)
+  noisy = wam_model.Prediction(jnp.zeros_like(batch["actions"], jnp.float32),
+                               jnp.zeros_like(z), jnp.zeros_like(state))
+  zeros = jnp.zeros(batch["actions"].shape[:2])
+
+  def actions():
+    return m.forward(batch, z, noisy, zeros, zeros).actions
+  before = actions()
+  kernel = jax.random.normal(jax.random.key(2), m.action_prior.kernel.shape)
+  m.action_prior.kernel[...] = kernel
+  m.action_prior.bias[...] = jnp.ones_like(m.action_prior.bias[...])
+  expected = ((state * mask) @ kernel + 1.0).reshape(before.shape)
+  np.testing.assert_allclose(actions() - before, expected, atol=1e-4)
+  cfg.action_prior = "joints"
+  with pytest.raises(ValueError, match="Unknown model.action_prior 'joints'"):
+    wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+
+
+def test_predict_only_state_is_never_read_but_is_learned(batch):
+  """``model.predict_only`` slots: predictions do not depend on their observed values,
+  and the state loss still asks the model to predict them (a perception signal)."""
+  cfg = tiny_config()
+  cfg.predict_only = ("p",)
+  layouts = {"joints": Layout.of([("q", 3)]), "proprio": Layout.of([("p", 2)])}
+  assert trainer.hidden_state(cfg, layouts) == (3, 4)
+  m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+  m = wam_model.WorldActionModel(cfg, dataclasses.replace(m.dims, hidden_state=(3, 4)),
+                                 rngs=nnx.Rngs(0))
+  for head in (m.action_head, m.frame_head, m.state_head):
+    head.kernel[...] = 0.3 * jax.random.normal(jax.random.key(1), head.kernel.shape)
+  other = dict(batch, proprio=batch["proprio"] + 5.0)
+  z = m.latents(batch["frames"])
+  flow = objective.Flow.sample(jax.random.key(0), objective.Targets(
+      batch["actions"], z, jnp.concatenate([batch["joints"], batch["proprio"]], -1)),
+      jnp.ones(batch["actions"].shape[:2], bool), cfg)
+  outs = [m.forward(b, z, flow.noisy, flow.tau_action, flow.tau_video) for b in (batch, other)]
+  np.testing.assert_allclose(outs[0].actions, outs[1].actions, atol=1e-5)
+  np.testing.assert_allclose(outs[0].frames, outs[1].frames, atol=1e-5)
+  # The predicted state differs only where its noisy input (the target's path) differs.
+  np.testing.assert_allclose(outs[0].state[..., :3], outs[1].state[..., :3], atol=1e-5)
+  assert float(jnp.abs(_grads(m, batch).state_head.kernel[...][:, 3:]).sum()) > 0
+  cfg.predict_only = ("target",)
+  with pytest.raises(ValueError, match="does not have; joints slots: \\('q',\\)"):
+    trainer.hidden_state(cfg, layouts)
+  with pytest.raises(ValueError, match="needs the data layouts"):
+    trainer.hidden_state(cfg, None)
