@@ -26,6 +26,7 @@ import dojo
 from benchmarks import results as results_lib
 from dojo import controllers, state_bc
 from dojo.model_io import ModelIO
+from experiments import dojo_data
 from wam import trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained WAM run.", required=True)
@@ -41,11 +42,14 @@ _OUT = flags.DEFINE_string("out", "", "JSON results file ('' = print only).")
 
 def main(argv):
   del argv
+  model, metadata = trainer.load(_WORKDIR.value)
   overrides = {"joint_actions": _JOINT_ACTIONS.value} if _JOINT_ACTIONS.value else {}
+  # The model's data may have had reach's target slot: the env must report it too.
+  overrides = {**dojo_data.task_overrides_of_model(_TASK.value, (metadata.extra or {}).get(
+      "layouts")), **overrides}
   task = dojo.load(_TASK.value, cameras=tuple(_CAMERAS.value), image_height=_IMAGE.value,
                    image_width=_IMAGE.value, instructions="seen", **overrides)
   arm = task.unwrapped
-  model, metadata = trainer.load(_WORKDIR.value)
   policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task))
   chunk = policy.chunk
 

@@ -152,19 +152,18 @@ def _load_models(config, workdir: str) -> dict:
 
 def _with_the_models_task(config: config_dict.ConfigDict, models: dict
                           ) -> config_dict.ConfigDict:
-  """``config`` with the task overrides it leaves unset taken from the WAM's data
-  (``config.dojo`` of its run: joint actions, reach's target slot), so a model is
+  """``config`` with the task overrides it leaves unset taken from the WAM's data (read
+  off its slot names: relative joint actions, reach's target slot), so a model is
   evaluated on the task variant it learned without repeating them."""
   if "policy" not in models:
     return config
-  data = models["policy"][1].config.get("dojo") or {}
-  if data.get("task") != config.task:
-    return config
+  layouts = (models["policy"][1].extra or {}).get("layouts")
+  inherited = dojo_data.task_overrides_of_model(config.task, layouts)
   config = config.copy_and_resolve_references()
-  for key in ("joint_actions", "observe_target"):
-    if not config.get(key) and data.get(key):
-      logging.info("[evaluate %s] %s=%r, as the WAM's data.", config.task, key, data[key])
-      config[key] = data[key]
+  for key, value in inherited.items():
+    if not config.get(key):
+      logging.info("[evaluate %s] %s=%r, as the WAM's data.", config.task, key, value)
+      config[key] = value
   return config
 
 

@@ -18,11 +18,13 @@ but are never policy-mode targets (``wam.objective``).
 from __future__ import annotations
 
 import os
+from typing import Any, Mapping
 
 from absl import logging
 from ml_collections import config_dict
 
 from dojo import collect as collect_lib
+from dojo.tasks import arm, reach
 
 _MIXTURE_KEYS = ("policy", "noise", "num_episodes", "weight", "seed", "imitate")
 
@@ -75,6 +77,20 @@ def task_overrides(config) -> tuple[tuple[str, str], ...]:
   if config.get("observe_target", False):
     pairs.append(("observe_target", True))
   return tuple(pairs)
+
+
+def task_overrides_of_model(task: str, layouts: Mapping[str, list] | None) -> dict[str, Any]:
+  """The overrides of ``task`` that a model's data had, read off its slot names
+  (``layouts``: the run's recorded ``{"proprio": [[name, size], ...], "action": ...}``):
+  relative joint actions and reach's target slot."""
+  names = {field: {slot[0] for slot in (layouts or {}).get(field, [])}
+           for field in ("proprio", "action")}
+  overrides: dict[str, Any] = {}
+  if task in ("reach", "push", "pick_place") and arm.RELATIVE_JOINT_SLOT in names["action"]:
+    overrides["joint_actions"] = "relative"
+  if task == "reach" and reach.TARGET_SLOT in names["proprio"]:
+    overrides["observe_target"] = True
+  return overrides
 
 
 def _override_suffix(overrides) -> str:

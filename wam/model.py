@@ -30,7 +30,6 @@ from wam import layers, objective, sequence, text_encoder
 from wam.sequence import OBS, PRED, PREFIX, TokenMeta
 from wam.tokenizer import FrameTokenizer
 
-
 ACTION_PRIORS = ("zero", "state")
 
 

@@ -30,6 +30,8 @@ FINGER_JOINTS = ("finger_l", "finger_r")
 REST_POSE = (0.0, 0.45, 0.0, 1.9, 0.0, 0.8, 0.0)
 GRIPPER_OPEN = 0.04   # servo target per finger (m); the opening is twice this
 JOINT_ACTIONS = ("absolute", "relative")
+#: The action slot of the seven joints with ``joint_actions="relative"``.
+RELATIVE_JOINT_SLOT = "arm_joint_offsets"
 
 COLOURS = {
     "red": (0.85, 0.15, 0.12),
@@ -77,7 +79,7 @@ class ArmTask(MjxTask):
   def action_slots(self) -> tuple[tuple[str, int], ...]:
     # Relative actions get their own slot name, so data and models of the two kinds are
     # never mixed or swapped silently (the pipeline and ModelIO match slots by name).
-    joints = ("arm_joint_offsets" if self._config.joint_actions == "relative"
+    joints = (RELATIVE_JOINT_SLOT if self._config.joint_actions == "relative"
               else "arm_joint_targets")
     return ((joints, 7), ("gripper", 1))
 

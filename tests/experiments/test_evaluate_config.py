@@ -28,17 +28,19 @@ def test_bad_settings_fail_before_any_compute(tmp_path):
 
 def test_the_models_task_overrides_fill_what_the_config_leaves_unset():
   config = evaluate_config.get_config("runlocal")
-  run = types.SimpleNamespace(config={"dojo": {"task": "reach", "observe_target": True,
-                                               "joint_actions": "relative"}})
+  run = types.SimpleNamespace(extra={"layouts": {
+      "proprio": [["dojo_arm_proprio", 14], ["reach_target", 3]],
+      "action": [["arm_joint_offsets", 7], ["gripper", 1]]}})
   filled = closed_loop_eval._with_the_models_task(config, {"policy": (None, run)})
   assert filled.observe_target and filled.joint_actions == "relative"
   assert not config.observe_target  # the caller's config is left as it was
   config.joint_actions = "absolute"  # what the config says wins
   assert closed_loop_eval._with_the_models_task(
       config, {"policy": (None, run)}).joint_actions == "absolute"
-  config.task = "push"  # another task's overrides do not apply
+  config.task = "push"  # reach's target slot is no option of push
   assert not closed_loop_eval._with_the_models_task(
       config, {"policy": (None, run)}).observe_target
+  assert closed_loop_eval._with_the_models_task(config, {}) is config
 
 
 def test_markdown_table():
