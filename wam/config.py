@@ -79,6 +79,9 @@ def model_config(variant: str = "toy") -> config_dict.ConfigDict:
   # finding it in the frames is a training signal for perception and the dream carries
   # it for planners. Data without the slot leaves its loss masked (docs/model.md).
   c.predict_only = ()
+  # What trains the tokenizer: "reconstruction" only (latents fixed for the world model)
+  # or also every world-model loss through the "context" latents it reads.
+  c.tokenizer_gradient = "reconstruction"
   return c
 
 

@@ -31,6 +31,7 @@ from wam.sequence import OBS, PRED, PREFIX, TokenMeta
 from wam.tokenizer import FrameTokenizer
 
 ACTION_PRIORS = ("zero", "state")
+TOKENIZER_GRADIENTS = ("reconstruction", "context")
 
 
 class BatchShapeError(ValueError):
@@ -326,13 +327,22 @@ class WorldActionModel(nnx.Module):
     cam = batch["camera_mask"].astype(jnp.float32)[:, None, :, None, None, None]
     recon_loss = ((recon - pixels) ** 2 * cam).sum() / jnp.maximum(
         cam.sum() * np.prod(pixels.shape[1:2] + pixels.shape[3:]), 1.0)
-    # The world model learns on fixed latents; only reconstruction trains the tokenizer.
+    # Targets are always fixed latents. The context is too by default (only
+    # reconstruction trains the tokenizer); with model.tokenizer_gradient="context" every
+    # loss also shapes the tokenizer through the latents it reads, as DreamerV3's encoder
+    # learns from all its losses: small targets a reconstruction barely notices (reach's
+    # 1-2 pixel balls) are then kept because acting needs them (docs/model.md).
     z = jax.lax.stop_gradient(z_grad)
+    mode = self.config.get("tokenizer_gradient", "reconstruction")
+    if mode not in TOKENIZER_GRADIENTS:
+      raise ValueError(f"Unknown model.tokenizer_gradient {mode!r}; choose from "
+                       f"{TOKENIZER_GRADIENTS}.")
+    context = z_grad if mode == "context" else z
     state, state_mask = self.state_of(batch)
     targets, masks = objective.targets(z, state, state_mask, batch, self.tokens_per_frame)
     flow = objective.Flow.sample(rng, targets, masks["has_actions"], self.config,
                                  batch.get("imitate"))
-    out = self.forward(batch, z, flow.noisy, flow.tau_action, flow.tau_video)
+    out = self.forward(batch, context, flow.noisy, flow.tau_action, flow.tau_video)
     terms = objective.losses(out, flow, targets, masks)
     w = self.config.loss_weights
     total = (w.video * terms["video"] + w.state * terms["state"] + w.action * terms["action"]

@@ -298,3 +298,23 @@ def test_predict_only_state_is_never_read_but_is_learned(batch):
     trainer.hidden_state(cfg, layouts)
   with pytest.raises(ValueError, match="needs the data layouts"):
     trainer.hidden_state(cfg, None)
+
+
+def test_tokenizer_gradient_from_the_context(batch):
+  """By default only reconstruction trains the tokenizer; with "context" the world-model
+  losses reach it too."""
+  cfg = tiny_config()
+  cfg.loss_weights.reconstruction = 0.0
+  grads = {}
+  for mode in ("reconstruction", "context"):
+    cfg.tokenizer_gradient = mode
+    m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+    for head in (m.action_head, m.frame_head, m.state_head):
+      head.kernel[...] = 0.3 * jax.random.normal(jax.random.key(1), head.kernel.shape)
+    g = _grads(m, batch)
+    grads[mode] = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g.tokenizer))
+  assert grads["reconstruction"] == 0.0 and grads["context"] > 0.0
+  cfg.tokenizer_gradient = "all"
+  m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="Unknown model.tokenizer_gradient 'all'"):
+    m.loss(batch, jax.random.key(0))
