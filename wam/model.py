@@ -330,8 +330,7 @@ class WorldActionModel(nnx.Module):
     # Targets are always fixed latents. The context is too by default (only
     # reconstruction trains the tokenizer); with model.tokenizer_gradient="context" every
     # loss also shapes the tokenizer through the latents it reads, as DreamerV3's encoder
-    # learns from all its losses: small targets a reconstruction barely notices (reach's
-    # 1-2 pixel balls) are then kept because acting needs them (docs/model.md).
+    # learns from all its losses (measured on reach's 1-2 pixel targets: docs/model.md).
     z = jax.lax.stop_gradient(z_grad)
     mode = self.config.get("tokenizer_gradient", "reconstruction")
     if mode not in TOKENIZER_GRADIENTS:
