@@ -88,8 +88,9 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       # Arm tasks: "absolute" joint targets or "relative" offsets from the current
       # joint angles (dojo.tasks.arm); "" keeps the task's default (absolute).
       joint_actions="",
-      # reach only: append the instructed target's position to the proprioception, a
-      # perception oracle for diagnosis (docs/RESULTS.md); never for a real comparison.
+      # reach only: the instructed target's position as the proprio slot `reach_target`.
+      # With model.predict_only naming it (as `acting` does) it is a training target the
+      # model never reads; without, a perception oracle for diagnosis (docs/RESULTS.md).
       observe_target=False))
   # Data that teaches what actions do (docs/controllability.md): perturbed experts
   # that recover (DART) and joint-space play, each a dataset of the mixture with its
