@@ -12,6 +12,11 @@ the RMS of the seven arm joint targets in radians; beside it "hold": the actions
 the current controls, i.e. a policy that knows where the arm is and nothing else. A
 policy whose error is close to hold's has not learned where to go; closed loop
 compounds the rest (docs/RESULTS.md).
+
+For a model with predict-only state slots (``model.predict_only``, e.g. reach's target
+position, never read, only predicted), it also reports how well the WAM perceives them:
+R^2 of its predicted values against the true ones (normalised units, over all chunks),
+1 for perfect perception, 0 for "guess the mean".
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
@@ -76,18 +82,25 @@ def main(argv):
       bc_chunk = bc.act(None, state, k)[0] if bc is not None else expert_chunk
       state = jax.lax.scan(lambda s, a: (task.step(s, a), None), state, expert_chunk)[0]
       errors = [x[:, :7] - expert_chunk[:, :7] for x in (wam_chunk, hold, bc_chunk)]
-      return (state, memory), errors
+      observed = policy.io.observation(state.obs)
+      truth = jnp.concatenate([observed["joints"], observed["proprio"]])
+      return (state, memory), (errors, memory["predicted_state"], truth)
 
     return jax.lax.scan(step, (state, policy.init(state)),
                         jax.random.split(key, _CHUNKS.value))[1]
 
-  errors = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.key(0), _EPISODES.value))
+  errors, predicted, truth = jax.jit(jax.vmap(episode))(
+      jax.random.split(jax.random.key(0), _EPISODES.value))
   rms = [float(np.sqrt(np.mean((np.asarray(e) * scale) ** 2))) for e in errors]
   row = {"workdir": _WORKDIR.value, "task": _TASK.value, "cameras": _CAMERAS.value,
          **overrides, "episodes": _EPISODES.value, "chunks": _CHUNKS.value,
          "rms_rad": {"wam_policy": rms[0], "hold": rms[1]}}
   if bc is not None:
     row["rms_rad"]["state_bc"] = rms[2]
+  hidden = list(model.dims.hidden_state)
+  if hidden:  # the prediction made before the chunk against the state after it
+    p, t = (np.asarray(x)[..., hidden].reshape(-1, len(hidden)) for x in (predicted, truth))
+    row["predict_only_r2"] = float(1.0 - ((p - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum())
   print(json.dumps(row), flush=True)
   if _OUT.value:
     results_lib.write_json(_OUT.value, row)

@@ -51,7 +51,8 @@ class WamPolicy:
     prefix = dream.start(self.model, tokens[None], mask[None],
                          jnp.ones((1, len(self.io.cameras)), bool),
                          num_blocks=self.model.dims.num_frames)
-    return {"cache": prefix, "prefix": prefix, "block": jnp.zeros((), jnp.int32)}
+    return {"cache": prefix, "prefix": prefix, "block": jnp.zeros((), jnp.int32),
+            "predicted_state": jnp.zeros((self.model.dims.state,), jnp.float32)}
 
   def act(self, carry: dict[str, Any], state: State, rng: jax.Array
           ) -> tuple[jax.Array, dict[str, Any]]:
@@ -61,9 +62,13 @@ class WamPolicy:
     cache = jax.tree.map(lambda p, c: jnp.where(full, p, c), carry["prefix"], carry["cache"])
     block = jnp.where(full, 0, carry["block"])
     obs = jax.tree.map(lambda x: x[None], self.io.observation(state.obs))
-    actions, _, cache = dream.act(self.model, cache, block, obs, rng,
-                                  flow_steps=self.flow_steps)
-    return self.io.actions_to_env(actions[0]), {**carry, "cache": cache, "block": block + 1}
+    actions, predicted, cache = dream.act(self.model, cache, block, obs, rng,
+                                          flow_steps=self.flow_steps)
+    # The next joints and proprio it expects (normalised): what it believes of the scene,
+    # e.g. a predict-only target position (benchmarks.policy_precision).
+    return self.io.actions_to_env(actions[0]), {
+        **carry, "cache": cache, "block": block + 1,
+        "predicted_state": predicted.state[0].astype(jnp.float32)}
 
 
 @dataclasses.dataclass(frozen=True)

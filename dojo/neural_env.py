@@ -133,7 +133,7 @@ class NeuralEnv(Env):
                                         ("joints", "joints_mask", "proprio", "proprio_mask")})
     state, state_mask = state[:, 0], state_mask[:, 0]
     cache = dream.observe(model, prefix, 0, z, state, state_mask, b(obs["camera_mask"]),
-                          b(obs["embodiment"]))
+                          b(obs["embodiment"]), b(obs["frames"]))
     anchor = obs["frames"].astype(jnp.float32) / 255.0
     data = {"cache": cache, "prefix": prefix, "block": jnp.zeros((), jnp.int32),
             "chunks": jnp.zeros((), jnp.int32), "latents": z[0],

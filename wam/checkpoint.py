@@ -31,7 +31,7 @@ import json
 import logging
 import math
 import os
-import tempfile
+import uuid
 from typing import Any, Callable, Mapping, Optional, Union
 
 import jax
@@ -515,9 +515,16 @@ def _json_default(x: Any) -> Any:
 
 
 def _atomic_write(path: str, write: Callable[[Any], None], mode: str) -> None:
-  """Writes ``path`` through a temporary file in the same directory, then renames it."""
+  """Writes ``path`` through a temporary file in the same directory, then renames it.
+
+  The file gets the permissions of any new file (0666 less the umask), as the
+  checkpoint steps do, so that teammates on a shared filesystem can load the run.
+  """
   directory, name = os.path.split(path)
-  fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+  # Not mkstemp: its files are 0600 whatever the umask. Created with 0666, the kernel
+  # applies the umask (and a directory's default ACL) as for any other file.
+  tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
   try:
     with os.fdopen(fd, mode) as f:
       write(f)

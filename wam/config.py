@@ -82,6 +82,11 @@ def model_config(variant: str = "toy") -> config_dict.ConfigDict:
   # What trains the tokenizer: "reconstruction" only (latents fixed for the world model)
   # or also every world-model loss through the "context" latents it reads.
   c.tokenizer_gradient = "reconstruction"
+  # Observation frame tokens also read the raw pixels of their patch through a linear
+  # embedding (ViT's), trained end to end by every world-model loss: a path for small,
+  # high-contrast things the reconstruction-trained tokenizer blurs (reach's 1-2 pixel
+  # targets; docs/model.md). Dreamed observations read their decoded frames.
+  c.pixel_patches = False
   return c
 
 

@@ -77,10 +77,15 @@ def start(model: WorldActionModel, instruction: jax.Array, instruction_mask: jax
 
 def observe(model: WorldActionModel, cache: Cache, block, latents: jax.Array,
             state: jax.Array, state_mask: jax.Array, camera_mask: jax.Array,
-            embodiment: jax.Array) -> Cache:
-  """Appends one clean observation block (latents [B, V*N, C], state [B, S]) to the cache."""
+            embodiment: jax.Array, frames: Optional[jax.Array] = None) -> Cache:
+  """Appends one clean observation block (latents [B, V*N, C], state [B, S]) to the cache.
+
+  ``frames`` [B, V, H, W, 3]: the real pixels behind ``latents``; None for a dreamed
+  observation (``model.pixel_patches`` then reads its decoded latents).
+  """
   x, meta = model.embed_obs(latents[:, None], state[:, None], state_mask[:, None],
-                            camera_mask, embodiment, block)
+                            camera_mask, embodiment, block,
+                            None if frames is None else frames[:, None])
   _, kvs = model.run(x, meta, (cache.kvs, cache.meta))
 
   def put(buffer, new):
@@ -207,7 +212,8 @@ def dream(model: WorldActionModel, context: Mapping[str, jax.Array], rng: jax.Ar
     cache = start(model, context["instruction"], context["instruction_mask"], cam,
                   num_blocks=c + horizon, goal_latents=context.get("goal_latents"))
     for t in range(c):
-      cache = observe(model, cache, t, z[:, t], state[:, t], state_mask[:, t], cam, emb)
+      cache = observe(model, cache, t, z[:, t], state[:, t], state_mask[:, t], cam, emb,
+                      context["frames"][:, t])
 
     def step(carry, i):
       cache, last_z, last_s = carry
@@ -246,8 +252,11 @@ def _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
                                context.get("goal_latents"), cam)
   zs, ss, masks, outs = list(jnp.moveaxis(z, 1, 0)), list(jnp.moveaxis(state, 1, 0)), \
       list(jnp.moveaxis(state_mask, 1, 0)), []
+  # Pixels as ``observe`` sees them: real for the context, decoded for dreamed blocks.
+  pixels = list(jnp.moveaxis(context["frames"].astype(jnp.float32) / 255.0, 1, 0))
   for i in range(horizon):  # the sequence grows: a Python loop, one shape per block
-    obs = model.embed_obs(jnp.stack(zs, 1), jnp.stack(ss, 1), jnp.stack(masks, 1), cam, emb, 0)
+    obs = model.embed_obs(jnp.stack(zs, 1), jnp.stack(ss, 1), jnp.stack(masks, 1), cam, emb, 0,
+                          jnp.stack(pixels, 1))
 
     def run(x, meta, obs=obs):
       h, _ = model.run(jnp.concatenate([prefix[0], obs[0], x], 1),
@@ -257,6 +266,7 @@ def _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
     out = _denoise(model, run, c - 1 + i, noise, given, (zs[-1], ss[-1] * masks[-1]), cam, emb,
                    flow_steps)
     zs.append(out.frames)
+    pixels.append(model.decode(out.frames))
     ss.append(out.state)
     masks.append(dreamed_mask)
     outs.append(out)
@@ -285,7 +295,7 @@ def act(model: WorldActionModel, cache: Cache, block, observation: Mapping[str, 
                                 ("joints", "joints_mask", "proprio", "proprio_mask")})
   state, mask = state[:, 0], mask[:, 0]
   cam, emb = observation["camera_mask"], observation["embodiment"]
-  cache = observe(model, cache, block, z, state, mask, cam, emb)
+  cache = observe(model, cache, block, z, state, mask, cam, emb, observation["frames"])
   out = predict(model, cache, block, block_noise(model, rng, z.shape[0]), last_latents=z,
                 last_state=state * mask, camera_mask=cam, embodiment=emb,
                 flow_steps=flow_steps)
@@ -294,8 +304,4 @@ def act(model: WorldActionModel, cache: Cache, block, observation: Mapping[str, 
 
 def decode_latents(model: WorldActionModel, latents: jax.Array) -> jax.Array:
   """Latents [..., V*N, C] -> frames [..., V, H, W, 3] in [0, 1]."""
-  d = model.dims
-  p = model.tokenizer.patch
-  z = latents.reshape(latents.shape[:-2] + (d.num_cameras, d.image_size[0] // p,
-                                            d.image_size[1] // p, latents.shape[-1]))
-  return model.tokenizer.decode(z)
+  return model.decode(latents)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import uuid
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
@@ -190,7 +190,10 @@ class MetricWriter:
           continue
         kept.append(line.rstrip("\n") + "\n")
     if dropped:
-      fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=f".{METRICS_FILE}.", suffix=".tmp")
+      # Not mkstemp (always 0600): the umask decides, as for the file it replaces, so
+      # teammates can still read the metrics of a resumed run.
+      tmp = os.path.join(self.workdir, f".{METRICS_FILE}.{uuid.uuid4().hex}.tmp")
+      fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
       try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
           f.writelines(kept)

@@ -129,6 +129,11 @@ class WorldActionModel(nnx.Module):
     # Inputs.
     self.obs_frame_in = layers.dense(rngs, c, d, ("latent", "embed"))
     self.obs_state_in = layers.dense(rngs, 2 * dims.state, d, ("state", "embed"))
+    # Raw pixel patches beside the latents (model.pixel_patches): the tokenizer is trained
+    # on reconstruction alone and blurs what is small (docs/model.md).
+    p = self.tokenizer.patch
+    self.obs_pixel_in = (layers.dense(rngs, p * p * 3, d, ("patch", "embed"))
+                         if config.get("pixel_patches", False) else None)
     # Prediction tokens read their noisy input side by side with the block's own (clean)
     # observation: each frame token sees the latent it is to change without having to
     # find it by attention (conditioning by concatenation, as video diffusion models do).
@@ -184,19 +189,26 @@ class WorldActionModel(nnx.Module):
     return jnp.repeat(camera_mask.astype(bool), self.tokens_per_frame, axis=-1)
 
   def embed_obs(self, latents: jax.Array, state: jax.Array, state_mask: jax.Array,
-                camera_mask: jax.Array, embodiment: jax.Array, first_block
-                ) -> tuple[jax.Array, TokenMeta]:
+                camera_mask: jax.Array, embodiment: jax.Array, first_block,
+                frames: Optional[jax.Array] = None) -> tuple[jax.Array, TokenMeta]:
     """Clean observation blocks -> tokens [B, n*(V*N+1), D].
 
     Args:
       latents: frame latents [B, n, V*N, C]; state, state_mask: [B, n, S].
       camera_mask: bool [B, V]; embodiment: int [B]; first_block: index of block 0.
+      frames: the pixels behind ``latents``, [B, n, V, H, W, 3] (uint8, or float in
+        [0, 1]), read with ``model.pixel_patches``; None for dreamed observations, whose
+        pixels are decoded from their latents.
     """
     b, n = latents.shape[:2]
     blocks = first_block + jnp.arange(n)
     pos = self.block_position(blocks)[None, :, None]
     frame = (self.obs_frame_in(latents) + self.spatial.embedding[...] + self.role(jnp.asarray(2))
              + pos)
+    if self.obs_pixel_in is not None:
+      if frames is None:
+        frames = self.decode(latents)
+      frame = frame + self.obs_pixel_in(self.patches(frames))
     m = self.hide(state_mask.astype(jnp.float32))
     st = (self.obs_state_in(jnp.concatenate([state * m, m], -1)) + self.role(jnp.asarray(3))
           + self.embodiment(embodiment)[:, None] + pos[:, :, 0])
@@ -287,6 +299,25 @@ class WorldActionModel(nnx.Module):
     z = self.tokenizer.encode(frames)
     return z.reshape(z.shape[:2] + (-1, z.shape[-1]))
 
+  def decode(self, latents: jax.Array) -> jax.Array:
+    """Latents [..., V*N, C] -> frames float32 [..., V, H, W, 3] in [0, 1]."""
+    d, p = self.dims, self.tokenizer.patch
+    z = latents.reshape(latents.shape[:-2] + (d.num_cameras, d.image_size[0] // p,
+                                              d.image_size[1] // p, latents.shape[-1]))
+    return self.tokenizer.decode(z)
+
+  def patches(self, frames: jax.Array) -> jax.Array:
+    """Frames [..., V, H, W, 3] (uint8 or [0, 1]) -> pixel patches [..., V*N, p*p*3] in
+    [-1, 1], in the order of the latent tokens (camera, row, column)."""
+    p = self.tokenizer.patch
+    x = frames.astype(jnp.float32)
+    if frames.dtype == jnp.uint8:
+      x = x / 255.0
+    *lead, v, h, w, c = x.shape
+    x = x.reshape(*lead, v, h // p, p, w // p, p, c)
+    x = jnp.moveaxis(x, -4, -3)  # [..., V, h/p, w/p, p, p, 3]
+    return x.reshape(*lead, v * (h // p) * (w // p), p * p * c) * 2.0 - 1.0
+
   def state_of(self, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """Joints and proprio side by side: values and masks, [B, T, S]."""
     return (jnp.concatenate([batch["joints"], batch["proprio"]], -1),
@@ -308,7 +339,8 @@ class WorldActionModel(nnx.Module):
     goal = z[:, -1] if self.config.goal_image else None
     px, pmeta = self.encode_prefix(batch["instruction"], batch["instruction_mask"], goal,
                                    batch["camera_mask"])
-    ox, ometa = self.embed_obs(z, state, state_mask, batch["camera_mask"], batch["embodiment"], 0)
+    ox, ometa = self.embed_obs(z, state, state_mask, batch["camera_mask"], batch["embodiment"], 0,
+                               batch["frames"])
     last_state = state * state_mask.astype(state.dtype)
     qx, qmeta = self.embed_pred(noisy.actions, noisy.frames, noisy.state, tau_action, tau_video,
                                 z, last_state, batch["camera_mask"], batch["embodiment"], 0)

@@ -33,6 +33,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("positions", None),
     ("embed_out", None),
     ("latent", None),
+    ("patch", None),
     ("state", None),
     ("action", None),
     ("conv", None),

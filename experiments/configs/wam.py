@@ -125,7 +125,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.data.cameras = ("front",)
     config.data.image_size = (32, 32)
     config.data.batch_size = 8
-    # Long enough for every instruction of the task (push: 34 bytes, pick_place: 39).
+    # Long enough for every instruction of the task (push: 34 bytes, pick_place: 39,
+    # rope: 43); the data pipeline refuses a dataset with a longer one.
     config.data.max_instruction_length = 48 if task in ("push", "pick_place", "rope") else 32
     config.data.worker_count = 0
     config.data.read_threads = 2

@@ -167,6 +167,20 @@ def test_run_metadata_round_trip(tmp_path):
     write_run_metadata(str(tmp_path), config_json="{", statistics=None, example_batch={})
 
 
+@pytest.mark.parametrize("umask,expected", [(0o022, 0o644), (0o077, 0o600)])
+def test_run_metadata_files_honour_the_umask(tmp_path, umask, expected):
+  """Teammates on a shared filesystem can load a run (a temporary file's default is 0600)."""
+  old_umask = os.umask(umask)
+  try:
+    write_run_metadata(str(tmp_path), config_json="{}", statistics={"a": 1},
+                       example_batch={"x": np.zeros(2)}, extra={"b": 2})
+  finally:
+    os.umask(old_umask)
+  for name in ("config.json", "statistics.json", "extra.json", "example_batch.npz"):
+    assert os.stat(tmp_path / name).st_mode & 0o777 == expected, name
+  assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
 def _garble_largest_data_file(step_dir: str) -> str:
   files = [p for p in glob.glob(os.path.join(step_dir, "state", "**", "*"), recursive=True)
            if os.path.isfile(p) and os.sep + "d" + os.sep in p]

@@ -45,6 +45,19 @@ def test_resume_truncation(tmp_path):
   assert MetricWriter(str(tmp_path), enabled=True).truncate_after(100) == 0
 
 
+def test_truncation_keeps_the_file_readable_by_others(tmp_path):
+  """The rewritten file honours the umask (a temporary file's default is 0600)."""
+  old_umask = os.umask(0o022)
+  try:
+    with MetricWriter(str(tmp_path), enabled=True, tensorboard=False) as writer:
+      writer.write_scalars(1, {"loss": 1.0})
+      writer.write_scalars(2, {"loss": 0.5})
+    assert MetricWriter(str(tmp_path), enabled=True).truncate_after(1) == 1
+  finally:
+    os.umask(old_umask)
+  assert os.stat(tmp_path / "metrics.jsonl").st_mode & 0o777 == 0o644
+
+
 def test_partial_last_line_does_not_swallow_next(tmp_path):
   (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "lo')
   with MetricWriter(str(tmp_path), enabled=True, tensorboard=False) as writer:

@@ -318,3 +318,43 @@ def test_tokenizer_gradient_from_the_context(batch):
   m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="Unknown model.tokenizer_gradient 'all'"):
     m.loss(batch, jax.random.key(0))
+
+
+def test_pixel_patches_follow_token_order():
+  """Patch i holds the pixels of latent token i: camera, then row, then column."""
+  b = synthetic_batch(1, num_frames=1, action_chunk=2, image_size=(16, 16),
+                      cameras=("front", "head"))
+  m = wam_model.WorldActionModel(tiny_config(), wam_model.Dims.from_batch(b), rngs=nnx.Rngs(0))
+  p = m.tokenizer.patch
+  frames = np.zeros((1, 1, 2, 16, 16, 3), np.uint8)
+  frames[0, 0, 1, 9, 3] = 255  # camera 1, row 9, column 3
+  patches = np.asarray(m.patches(jnp.asarray(frames)))
+  assert patches.shape == (1, 1, 2 * (16 // p) ** 2, p * p * 3)
+  token = (16 // p) ** 2 + (9 // p) * (16 // p) + 3 // p
+  lit = np.flatnonzero((patches[0, 0] > -1).any(-1))
+  np.testing.assert_array_equal(lit, [token])
+  assert patches[0, 0, token].reshape(p, p, 3)[9 % p, 3 % p].tolist() == [1.0] * 3
+
+
+def test_pixel_patches_are_read_and_learned(batch):
+  """With model.pixel_patches, observation tokens read the real pixels (decoded ones for
+  dreamed observations), the action loss trains the pixel embedding, and cached dreams
+  (real pixels, then decoded ones) equal full recomputation."""
+  cfg = tiny_config()
+  cfg.pixel_patches = True
+  m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
+  for head in (m.action_head, m.frame_head, m.state_head):
+    head.kernel[...] = 0.3 * jax.random.normal(jax.random.key(1), head.kernel.shape)
+  assert float(jnp.abs(_grads(m, batch).obs_pixel_in["kernel"][...]).max()) > 0.0
+  z = m.latents(batch["frames"])
+  state, state_mask = m.state_of(batch)
+  obs = [m.embed_obs(z, state, state_mask, batch["camera_mask"], batch["embodiment"], 0,
+                     frames)[0] for frames in (batch["frames"], None, m.decode(z))]
+  assert float(jnp.abs(obs[0] - obs[1]).max()) > 1e-3
+  np.testing.assert_allclose(obs[1], obs[2], atol=1e-6)
+  context = dream.context_of(batch, 1)
+  cached = dream.dream(m, context, jax.random.key(0), horizon=2, flow_steps=1, decode=False)
+  full = dream.dream(m, context, jax.random.key(0), horizon=2, flow_steps=1, decode=False,
+                     use_cache=False)
+  for a, b in zip(cached[:3], full[:3]):
+    np.testing.assert_allclose(a, b, atol=2e-5)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.sync.server import serve
 
 from benchmarks import serve as serve_benchmark
 from wam.policy import Policy
@@ -295,3 +296,83 @@ def test_model_calls_are_serialised_and_the_loop_stays_responsive(policy):
   assert answered < finished - slow.delay, (answered, finished)
   assert slow.most_at_once == 1 and finished >= 3 * slow.delay
   assert metrics["sessions"] == 3
+
+
+class _FirstActSlow:
+  """A policy whose first ``act`` takes ``delay`` seconds (then the model's speed)."""
+
+  def __init__(self, policy, delay):
+    self.policy, self.delay, self.acts = policy, delay, 0
+
+  def __getattr__(self, name):
+    return getattr(self.policy, name)
+
+  def act(self, session, observation):
+    self.acts += 1
+    if self.acts == 1:
+      time.sleep(self.delay)
+    return self.policy.act(session, observation)
+
+
+def test_a_timed_out_reply_is_discarded_not_returned_by_the_next_act(policy, caplog):
+  """The late chunk of observation 0 must not come back as the answer to observation 1."""
+  observations = _episode(policy, 12, 2)
+  expected = _inprocess(policy, "late", 12, observations)   # the server ran both acts
+  with BackgroundServer(_FirstActSlow(policy, delay=1.5)) as server:
+    with PolicyClient(server.url) as c:
+      c.reset("late", seed=12)
+      c.timeout = 0.5
+      with pytest.raises(TimeoutError, match=r"No reply .* 'act' request"):
+        c.act(observations[0])
+      c.timeout = 60   # the next reply queues behind the late one
+      got = c.act(observations[1])
+      assert c.last_reply["step"] == 2
+  np.testing.assert_allclose(got, expected[1], atol=1e-6)
+  assert not np.allclose(got, expected[0], atol=1e-3)
+  assert "Discarding a reply to a timed-out 'act' request" in caplog.text
+
+
+def _fake_server(echo_ids: bool, first_delay: float, wrong_ids: bool = False):
+  """A policy server stand-in: ``act`` answers the observation's joints as actions,
+  in order; the first reply after ``first_delay`` seconds."""
+  def handle(ws):
+    for n, data in enumerate(ws):
+      message = protocol.decode(data)
+      if n == 0:
+        time.sleep(first_delay)
+      reply = {"type": message["type"], "actions": message["observation"]["joints"]}
+      if echo_ids:
+        reply["id"] = "not-yours" if wrong_ids else message["id"]
+      ws.send(protocol.encode(reply))
+  server = serve(handle, "127.0.0.1", 0, compression=None)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  return server, f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("echo_ids", [True, False], ids=["echoes_ids", "old_server"])
+def test_client_discards_the_late_reply_of_any_server(echo_ids, caplog):
+  server, url = _fake_server(echo_ids, first_delay=1.5)
+  try:
+    with PolicyClient(url) as c:
+      c.timeout = 0.3
+      with pytest.raises(TimeoutError, match="will be discarded"):
+        c.act({"joints": np.zeros(2, np.float32)})
+      c.timeout = 10
+      for i in range(1, 4):
+        np.testing.assert_array_equal(c.act({"joints": np.full(2, i, np.float32)}),
+                                      np.full(2, i, np.float32))
+  finally:
+    server.shutdown()
+  assert caplog.text.count("Discarding a reply") == 1
+
+
+def test_client_times_out_on_replies_to_other_requests(caplog):
+  server, url = _fake_server(echo_ids=True, first_delay=0.0, wrong_ids=True)
+  try:
+    with PolicyClient(url) as c:
+      c.timeout = 0.5
+      with pytest.raises(TimeoutError, match=r"within 0.5 s"):
+        c.act({"joints": np.zeros(2, np.float32)})
+  finally:
+    server.shutdown()
+  assert "Discarding a reply to an unknown request (id 'not-yours')" in caplog.text

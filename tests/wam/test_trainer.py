@@ -42,8 +42,9 @@ def tiny_config(dataset_path, stats_dir, num_steps=6):
   c.model.tokenizer.channels, c.model.tokenizer.latent_channels = (8,), 4
   c.model.text_encoder.kwargs.update(hidden=16, depth=1, num_heads=2)
   c.data.datasets.robot = dataset_config(dataset_path)
+  # 24: the synthetic instructions ("move the square 3") are 17 bytes.
   c.data.update(batch_size=4, num_frames=3, action_chunk=2, image_size=(16, 16),
-                max_instruction_length=16, statistics_dir=str(stats_dir), read_threads=1)
+                max_instruction_length=24, statistics_dir=str(stats_dir), read_threads=1)
   c.optimizer.warmup_steps = 2
   c.peak_flops = 1e11  # skip measuring the machine in tests
   return c

@@ -38,7 +38,7 @@ import numpy as np
 from wam.data import statistics as statistics_lib
 from wam.data.layout import union
 from wam.data.reader import EpisodeDataset
-from wam.data.window import Layouts, WindowConfig, WindowSource
+from wam.data.window import Layouts, WindowConfig, WindowSource, check_instructions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +90,9 @@ class Pipeline:
     if len(set(self.names)) != len(self.names):
       raise ValueError(f"Datasets in one mixture need distinct names, got {self.names}; "
                        "set DatasetRef.name.")
+    # Before the statistics, which can take minutes (WindowSource checks again).
+    for name, ds in zip(self.names, self.datasets):
+      check_instructions(ds, window, name)
     specs = [ds.spec for ds in self.datasets]
     self.layouts = Layouts(*(union([s.layout(n) for s in specs], field=n)
                              for n in ("joints", "proprio", "action")))

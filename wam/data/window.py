@@ -80,6 +80,20 @@ class Layouts:
     return getattr(self, name)
 
 
+def check_instructions(dataset: EpisodeDataset, window: WindowConfig, name: str = "") -> None:
+  """Raises ``ValueError`` if an instruction of ``dataset`` exceeds the window's length.
+
+  ``text.encode`` would cut it silently (rope's side is its last word), training and
+  serving would disagree (the policy server refuses long instructions), and a fix must
+  not change a checkpoint's input size unnoticed. Reads the episode index: each
+  episode's instruction, no pass over the data. ``name``: the dataset's name in the
+  mixture (default: its own).
+  """
+  text.check_lengths(dataset.instructions[:len(dataset)], window.max_instruction_length,
+                     where=f"Dataset {name or dataset.name!r} ({dataset.path}, split "
+                           f"{dataset.split!r})")
+
+
 class WindowSource:
   """All windows of one dataset, random access (implements grain's data source protocol)."""
 
@@ -107,6 +121,7 @@ class WindowSource:
     for name in VECTOR_KEYS:  # fail now, not at the first read, if a slot has no place
       self.layouts.get(name).scatter_index(spec.layout(name))
     self._image_plan = self._check_images()
+    check_instructions(dataset, window)
     # Window starts per episode: 0, stride, ... up to length - span.
     counts = np.maximum(0, (dataset.episode_lengths - window.span) // window.window_stride + 1)
     if counts.sum() == 0:
@@ -194,6 +209,9 @@ class WindowSource:
         out["hand_keypoints_mask"] = np.zeros(T, bool)
     instruction = str(steps["language_instruction"][0])
     if instruction not in self._tokens:
+      # The episode index holds each episode's first instruction; a later step may differ.
+      text.check_lengths([instruction], cfg.max_instruction_length,
+                         where=f"{self.dataset.path} episode {episode} step {start}")
       self._tokens[instruction] = text.encode(instruction, cfg.max_instruction_length)
     out["instruction"], out["instruction_mask"] = self._tokens[instruction]
     out["embodiment"] = np.int32(self.embodiment_id)

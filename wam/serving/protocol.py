@@ -3,8 +3,9 @@
 Every frame is one binary WebSocket message holding one msgpack map. Arrays travel as
 ``{"__ndarray__": True, "dtype": "<f4", "shape": [...], "data": <bytes>}`` (C order,
 the dtype with its byte order); object and structured dtypes are refused, so nothing is
-ever unpickled. Requests carry ``"type"`` and optionally ``"id"`` (echoed in the
-reply):
+ever unpickled. Requests carry ``"type"`` and optionally ``"id"``, echoed in the reply
+(errors included, unless the frame could not be read) so that a client can tell a late
+reply to a timed-out request from the one it waits for; ``PolicyClient`` always sends one:
 
 =========  ===========================================  =====================================
 type       request fields                               reply fields

@@ -1,5 +1,6 @@
 """Windows, normalisation statistics, mixtures, resume, sharding and worker processes."""
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -89,6 +90,58 @@ def _assert_same_batches(a, b):
     assert set(x) == set(y)
     for k in x:
       np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+ROPE_LONGEST = "straighten the yellow rope toward the right"   # 43 bytes: rope's longest
+
+
+def _instruction_episodes(instructions, length=12):
+  """Synthetic episodes, one per entry: a str, or a per-step list of them."""
+  for e, instruction in enumerate(instructions):
+    per_step = [instruction] * length if isinstance(instruction, str) else instruction
+    episode = synthetic.synthetic_episode(ROBOT_SPEC, length, e, instruction=per_step[0])
+    episode["steps"]["language_instruction"] = np.array(per_step, dtype=object)
+    yield episode
+
+
+def test_an_instruction_longer_than_the_limit_fails_the_pipeline_build(robot_dir, tmp_path):
+  rope = builder.write_dataset(
+      "toy_rope", ROBOT_SPEC,
+      {"train": lambda: _instruction_episodes(["straighten the red rope toward the left",
+                                               ROPE_LONGEST])}, str(tmp_path / "data"))
+  refs = [DatasetRef(robot_dir), DatasetRef(rope, name="rope")]
+  short = dataclasses.replace(WINDOW, max_instruction_length=32)
+  with pytest.raises(ValueError) as info:
+    Pipeline(refs, short, batch_size=2, shard_index=0, shard_count=1,
+             statistics_dir=str(tmp_path / "stats"))
+  message = str(info.value)
+  assert "Dataset 'rope'" in message and rope in message
+  assert f"{ROPE_LONGEST!r} is 43 utf-8 bytes" in message
+  assert "max_instruction_length=32" in message
+  assert not os.path.exists(tmp_path / "stats")   # failed before the statistics pass
+  with pytest.raises(ValueError, match="'toy_rope'.* is 43 utf-8 bytes"):
+    WindowSource(EpisodeDataset(rope), short, normalization="none")
+  # A limit that fits: the whole instruction reaches the model.
+  pipeline = Pipeline(refs, dataclasses.replace(WINDOW, max_instruction_length=43),
+                      batch_size=2, shard_index=0, shard_count=1,
+                      statistics_dir=str(tmp_path / "stats"))
+  source = pipeline.sources[1]
+  last = source[len(source) - 1]
+  assert int(last["episode"]) == 1 and text.decode(last["instruction"]) == ROPE_LONGEST
+
+
+def test_a_long_instruction_after_the_first_step_fails_its_read(tmp_path):
+  """The episode index holds first-step instructions; a later long one fails when read."""
+  path = builder.write_dataset(
+      "toy_switch", ROBOT_SPEC,
+      {"train": lambda: _instruction_episodes([["go"] * 5 + [ROPE_LONGEST] * 7])},
+      str(tmp_path))
+  source = WindowSource(EpisodeDataset(path), dataclasses.replace(
+      WINDOW, max_instruction_length=32), normalization="none")
+  assert text.decode(source[0]["instruction"]) == "go"
+  assert source.locate(5) == (0, 5)
+  with pytest.raises(ValueError, match="episode 0 step 5: .* is 43 utf-8 bytes"):
+    source[5]
 
 
 def test_mixture_proportions_and_padding(robot_dir, human_dir, tmp_path):
