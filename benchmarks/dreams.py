@@ -43,7 +43,8 @@ def measure(model, config, data, split: str, windows: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from wam import dream, image_metrics, trainer  # pylint: disable=import-outside-toplevel
   config.eval.batch_size, config.eval.split = windows, split
-  batch = {k: jnp.asarray(v) for k, v in trainer._eval_batch(config, data).items()}  # pylint: disable=protected-access
+  windows_of_split, found = trainer._eval_batch(config, data)  # pylint: disable=protected-access
+  batch = {k: jnp.asarray(v) for k, v in windows_of_split.items()}
   frames = batch["frames"].astype(jnp.float32) / 255.0
   z = model.latents(batch["frames"])
   decoded = dream.decode_latents(model, z)
@@ -52,7 +53,7 @@ def measure(model, config, data, split: str, windows: int) -> dict:
   real, last = frames[:, 1], frames[:, 0]
   renders = {"model": out.frames[:, 0], "copy": last,
              "oracle": jnp.clip(last + decoded[:, 1] - decoded[:, 0], 0.0, 1.0)}
-  result = {"windows": windows,
+  result = {"windows": windows, "split_found": found,  # False: training windows instead
             "latent_mse": float(jnp.mean((out.latents[:, 0] - z[:, 1]) ** 2)),
             "latent_mse_copy": float(jnp.mean((z[:, 0] - z[:, 1]) ** 2))}
   for name, image in renders.items():

@@ -15,8 +15,9 @@ compounds the rest (docs/RESULTS.md).
 
 For a model with predict-only state slots (``model.predict_only``, e.g. reach's target
 position, never read, only predicted), it also reports how well the WAM perceives them:
-R^2 of its predicted values against the true ones (normalised units, over all chunks),
-1 for perfect perception, 0 for "guess the mean".
+R^2 of its predicted values against the true ones over all chunks (1 for perfect
+perception, 0 for "guess the mean") and the RMS distance in the env's units (metres
+for a position) beside that of guessing the mean.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
@@ -82,9 +82,9 @@ def main(argv):
       bc_chunk = bc.act(None, state, k)[0] if bc is not None else expert_chunk
       state = jax.lax.scan(lambda s, a: (task.step(s, a), None), state, expert_chunk)[0]
       errors = [x[:, :7] - expert_chunk[:, :7] for x in (wam_chunk, hold, bc_chunk)]
-      observed = policy.io.observation(state.obs)
-      truth = jnp.concatenate([observed["joints"], observed["proprio"]])
-      return (state, memory), (errors, memory["predicted_state"], truth)
+      # What it believed of the scene before the chunk against the state after it.
+      predicted = policy.io.state_to_env(memory["predicted_state"])[1]
+      return (state, memory), (errors, predicted, state.obs["proprio"])
 
     return jax.lax.scan(step, (state, policy.init(state)),
                         jax.random.split(key, _CHUNKS.value))[1]
@@ -97,13 +97,27 @@ def main(argv):
          "rms_rad": {"wam_policy": rms[0], "hold": rms[1]}}
   if bc is not None:
     row["rms_rad"]["state_bc"] = rms[2]
-  hidden = list(model.dims.hidden_state)
-  if hidden:  # the prediction made before the chunk against the state after it
-    p, t = (np.asarray(x)[..., hidden].reshape(-1, len(hidden)) for x in (predicted, truth))
-    row["predict_only_r2"] = float(1.0 - ((p - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum())
+  for name in (metadata.config["model"].get("predict_only") or ()):
+    start, size = _slot(arm.data_slots()["proprio"], name)
+    p, t = (np.asarray(x)[..., start:start + size].reshape(-1, size)
+            for x in (predicted, truth))
+    row.setdefault("predict_only", {})[name] = {
+        "r2": float(1.0 - ((p - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()),
+        "rms": float(np.sqrt(((p - t) ** 2).sum(-1).mean())),       # env units (m)
+        "rms_of_the_mean": float(np.sqrt(((t - t.mean(0)) ** 2).sum(-1).mean()))}
   print(json.dumps(row), flush=True)
   if _OUT.value:
     results_lib.write_json(_OUT.value, row)
+
+
+def _slot(layout, name: str) -> tuple[int, int]:
+  """Offset and size of slot ``name`` in a task's ``data_slots()`` layout."""
+  start = 0
+  for slot, size in layout:
+    if slot == name:
+      return start, size
+    start += size
+  raise ValueError(f"The task has no proprio slot {name!r}; it has {[s for s, _ in layout]}.")
 
 
 if __name__ == "__main__":

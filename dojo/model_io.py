@@ -152,8 +152,14 @@ class ModelIO:
                      normalization)
 
     space = task.instruction_space
-    tokens, masks = zip(*(text_lib.encode(space.text(i), model.dims.instruction_length)
-                          for i in range(len(space.combinations))))
+    texts = [space.text(i) for i in range(len(space.combinations))]
+    try:  # encode would cut them, and the model would never read their end
+      text_lib.check_lengths(texts, model.dims.instruction_length,
+                             where=f"Task {type(task).__name__}")
+    except ValueError as e:
+      raise ModelTaskMismatchError(str(e)) from None
+    tokens, masks = zip(*(text_lib.encode(t, model.dims.instruction_length)
+                          for t in texts))
     io = cls(cameras, image_size, vector("joints"), vector("proprio"),
              vector("action"), model.dims.action_chunk, task.action_size,
              embodiments.index(task.embodiment), np.stack(tokens), np.stack(masks))

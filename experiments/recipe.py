@@ -188,6 +188,9 @@ def train(config, stage_dir: str, datasets: Mapping[str, Any], *, num_steps: int
   result = trainer.train_and_evaluate(
       trainer_config(config, datasets, num_steps=num_steps, init_from=init_from), stage_dir)
   metrics = {k: result.metrics[k] for k in EVAL_KEYS if k in result.metrics}
+  if not metrics and any(k.startswith("eval_train/") for k in result.metrics):
+    logging.warning("Stage %s has no held-out split: its eval_train/* metrics are on "
+                    "training windows and are not reported as held-out.", stage_dir)
   return {"workdir": stage_dir, "step": result.step, "init_from": init_from,
           "metrics": metrics}
 
@@ -305,8 +308,12 @@ def scaling(config, stage_dir: str, results: Results) -> dict:
   outcome = sweeps.run_sweep(sweep, stage_dir, workers=config.scaling.workers, retries=1)
   finished = [r for r in outcome if r.status == "finished" and "eval/loss" in r.metrics]
   if len(finished) < 3:
-    raise RuntimeError(f"Only {len(finished)} scaling runs finished; a fit needs 3. See "
-                       f"{stage_dir}/summary.md.")
+    no_split = [r.name for r in outcome
+                if sweeps.only_on_training_windows(r.metrics or {}, "eval/loss")]
+    raise RuntimeError(f"Only {len(finished)} scaling runs finished with a held-out "
+                       f"eval/loss; a fit needs 3. See {stage_dir}/summary.md."
+                       + (f" Without a held-out split (eval_train/* only): {no_split}."
+                          if no_split else ""))
   D = np.array([hours[r.name] for r in finished])
   L = np.array([r.metrics["eval/loss"] for r in finished])
   log_fit = fits.fit_log_linear(D, L)

@@ -148,6 +148,8 @@ def _fit_points(results, spec: ResearchSpec, scales: dict[str, int]):
     if r.status == "finished" and spec.metric in r.metrics:
       D.append(scales[r.name])
       L.append(r.metrics[spec.metric])
+    elif r.status == "finished" and sweeps.only_on_training_windows(r.metrics, spec.metric):
+      missing.append(f"{r.name} (no held-out split: only eval_train/*)")
     else:
       missing.append(r.name)
   return np.array(D, np.float64), np.array(L, np.float64), missing

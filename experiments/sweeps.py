@@ -436,8 +436,16 @@ def _metric_columns(metrics: Sequence[Mapping[str, float]],
   if wanted:
     return list(wanted)
   keys = set().union(*(m.keys() for m in metrics)) if metrics else set()
-  evals = sorted(k for k in keys if k.startswith("eval/"))[:6]
+  # eval_train/*: runs without a held-out split (the trainer's names for training windows).
+  evals = sorted(k for k in keys if k.startswith(("eval/", "eval_train/")))[:6]
   return [k for k in ("loss",) if k in keys] + evals
+
+
+def only_on_training_windows(metrics: Mapping[str, float], key: str) -> bool:
+  """Whether held-out ``key`` (``eval/...``) is missing because the run had no held-out
+  split: the trainer then logs the same metric on training windows as ``eval_train/...``."""
+  head, _, rest = key.partition("/")
+  return head == "eval" and key not in metrics and f"eval_train/{rest}" in metrics
 
 
 def write_summary(directory: str, results: Sequence[RunResult],

@@ -18,9 +18,13 @@ no save ever overwrites an existing step.
 
 On restore the stored tree is compared with the model's abstract state first: a changed
 model raises :class:`IncompatibleCheckpointError` listing every mismatched parameter
-instead of orbax's traceback. An unreadable step (truncated or garbled files, checksum
-mismatch) raises :class:`CorruptCheckpointError` naming the step directory, or with
-``fallback=True`` the next older step is restored (with a warning).
+instead of orbax's traceback. A step whose files are verifiably corrupt (checksum
+mismatch, missing files, a file that does not parse) raises :class:`CorruptCheckpointError`
+naming the step directory, or with ``fallback=True`` the next older step is restored (with
+a warning, recorded in :attr:`Checkpointer.last_fallback`; ``move_corrupt_aside=True`` also
+moves the corrupt steps into ``<directory>/corrupt/`` so that the step can be saved again).
+Any other error (permission denied, an I/O error, a timeout) propagates as it is: a
+transient failure must not roll a run back to an older step.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ FINGERPRINTS_ITEM = "fingerprints"
 FINGERPRINT_VERSION = 1
 # orbax (0.12) names an unfinished step "<step>.orbax-checkpoint-tmp[-<timestamp>]".
 TMP_MARKER = ".orbax-checkpoint-tmp"
+# Corrupt steps moved aside (not a number, so orbax's step discovery ignores it).
+CORRUPT_DIR = "corrupt"
 
 CONFIG_FILE = "config.json"
 STATISTICS_FILE = "statistics.json"
@@ -67,6 +73,23 @@ class IncompatibleCheckpointError(ValueError):
 
 class CorruptCheckpointError(RuntimeError):
   """A checkpoint step cannot be read back (missing, truncated or garbled files)."""
+
+
+@dataclasses.dataclass
+class Fallback:
+  """A restore that skipped corrupt steps for an older one.
+
+  Attributes:
+    from_step: The step asked for (the latest when none was named).
+    to_step: The step restored.
+    reasons: Each skipped step and why it is corrupt, newest first.
+    moved_to: Where the skipped steps were moved (``move_corrupt_aside``), else empty.
+  """
+
+  from_step: int
+  to_step: int
+  reasons: dict[int, str]
+  moved_to: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------
@@ -99,6 +122,7 @@ class Checkpointer:
     self._directory = _absolute(directory)
     self._read_only = read_only
     self._pending_step: Optional[int] = None
+    self.last_fallback: Optional[Fallback] = None  # set by restore(fallback=True)
     preservation = (ocp.checkpoint_managers.PreserveAll() if max_to_keep is None
                     else ocp.checkpoint_managers.LatestN(max_to_keep))
     options = ocp.CheckpointManagerOptions(
@@ -190,7 +214,8 @@ class Checkpointer:
     return saved
 
   def restore(self, abstract_state: PyTree, step: Optional[int] = None, *,
-              fallback: bool = False) -> tuple[int, PyTree, Optional[DataState]]:
+              fallback: bool = False, move_corrupt_aside: bool = False
+              ) -> tuple[int, PyTree, Optional[DataState]]:
     """Restores a step onto the structure, shapes, dtypes and shardings of a model.
 
     Args:
@@ -198,7 +223,11 @@ class Checkpointer:
         ``.sharding`` set (``jax.eval_shape`` / ``nnx.eval_shape``) or of arrays; Python
         scalars restore as Python scalars.
       step: Step to restore; None: the latest.
-      fallback: If the step is corrupt, log a warning and restore the next older one.
+      fallback: If the step is corrupt, log a warning and restore the next older one;
+        :attr:`last_fallback` then says which steps were skipped and why.
+      move_corrupt_aside: With ``fallback``, move each skipped step into
+        ``<directory>/corrupt/`` (not deleted) so that a rerun can save it again (a
+        writer only; every process calls it, the first one moves).
 
     Returns:
       ``(step, state, data_state)``: the step restored, the state (arrays with the
@@ -208,10 +237,13 @@ class Checkpointer:
     Raises:
       FileNotFoundError: No committed step (or not ``step``) in the directory.
       IncompatibleCheckpointError: The stored tree differs from ``abstract_state``.
-      CorruptCheckpointError: The step (and with ``fallback`` every older one) cannot be
-        read back.
+      CorruptCheckpointError: The step (and with ``fallback`` every older one) is
+        corrupt.
+      OSError, TimeoutError and anything else not shown to be corruption: as raised
+        (no fallback), with a note naming the step.
     """
     self.wait()
+    self.last_fallback = None
     steps = self.all_steps()
     if not steps:
       raise FileNotFoundError(f"No checkpoint in {self._directory}.")
@@ -221,23 +253,45 @@ class Checkpointer:
       raise FileNotFoundError(f"No checkpoint step {step} in {self._directory} "
                               f"(steps: {steps}).")
     candidates = [step] + ([s for s in reversed(steps) if s < step] if fallback else [])
-    errors = []
+    errors: dict[int, CorruptCheckpointError] = {}
     for s in candidates:
       try:
         restored, data_state = self._restore_step(s, abstract_state)
       except CorruptCheckpointError as e:
         if not fallback:
           raise
-        errors.append(e)
+        errors[s] = e
         logging.warning("%s; trying an older step.", e)
         continue
       if errors:
-        logging.warning("Restored checkpoint step %d of %s instead of the corrupt step %d.",
-                        s, self._directory, step)
+        self.last_fallback = Fallback(step, s, {k: str(e) for k, e in errors.items()})
+        logging.warning(
+            "CHECKPOINT FALLBACK: restored checkpoint step %d of %s instead of the corrupt "
+            "step %d (%s).", s, self._directory, step, errors[step])
+        if move_corrupt_aside:
+          self.last_fallback.moved_to = {k: self._move_aside(k) for k in errors}
       return s, restored, data_state
     raise CorruptCheckpointError(
         f"No restorable checkpoint in {self._directory}:\n"
-        + "\n".join(f"  {e}" for e in errors))
+        + "\n".join(f"  {e}" for e in errors.values()))
+
+  def _move_aside(self, step: int) -> str:
+    """Moves a (verified corrupt) step into ``corrupt/``; returns where it went."""
+    if self._read_only:
+      raise PermissionError(f"{self} is read-only")
+    source = self._directory / str(step)
+    target = self._directory / CORRUPT_DIR / str(step)
+    if target.exists():  # the same step corrupt twice: keep both
+      target = self._directory / CORRUPT_DIR / f"{step}.{uuid.uuid4().hex[:8]}"
+    if jax.process_index() == 0:
+      (self._directory / CORRUPT_DIR).mkdir(parents=True, exist_ok=True)
+      source.rename(target)
+      logging.warning("Moved the corrupt checkpoint step %s to %s.", source, target)
+    # Every process forgets the step only once it is gone, so that all of them save it
+    # again (orbax's save is collective).
+    ocp.multihost.sync_global_processes(f"wam_move_aside_{step}")
+    self._manager.reload()
+    return str(target)
 
   def wait(self) -> None:
     """Blocks until an asynchronous save is committed (re-raises its error)."""
@@ -257,9 +311,10 @@ class Checkpointer:
       item_metadata = self._manager.item_metadata(step)
       tree_metadata = item_metadata[STATE_ITEM] if STATE_ITEM in item_metadata else None
     except Exception as e:  # pylint: disable=broad-except
+      _raise_if_not_corrupt(e, where)
       raise CorruptCheckpointError(
           f"Corrupt checkpoint step {where}: cannot read its metadata "
-          f"({type(e).__name__}: {_first_line(e)})") from e
+          f"({_deepest(e)})") from e
     if tree_metadata is None:
       raise CorruptCheckpointError(f"Corrupt checkpoint step {where}: no '{STATE_ITEM}' item.")
     check_compatible(getattr(tree_metadata, "tree", tree_metadata), abstract_state,
@@ -279,9 +334,9 @@ class Checkpointer:
     except IncompatibleCheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except
+      _raise_if_not_corrupt(e, where)
       raise CorruptCheckpointError(
-          f"Corrupt checkpoint step {where}: restore failed "
-          f"({type(e).__name__}: {_first_line(e)})") from e
+          f"Corrupt checkpoint step {where}: restore failed ({_deepest(e)})") from e
     if stored is not None:
       if not isinstance(stored, Mapping) or not isinstance(stored.get("leaves"), Mapping):
         raise CorruptCheckpointError(
@@ -294,6 +349,54 @@ class Checkpointer:
             f"(checksum mismatch) in {', '.join(bad[:20])}"
             + (f" and {len(bad) - 20} more" if len(bad) > 20 else ""))
     return state, data_state
+
+
+# tensorstore raises ValueError("<STATUS>: ..."). These statuses say the bytes on disk are
+# missing or do not decode; others (PERMISSION_DENIED, UNAVAILABLE, DEADLINE_EXCEEDED,
+# UNKNOWN for an EIO, ...) may pass on a retry, so they must not roll a run back.
+_CORRUPT_STATUSES = ("DATA_LOSS:", "NOT_FOUND:", "OUT_OF_RANGE:", "FAILED_PRECONDITION:")
+_CORRUPT_TYPES = (CorruptCheckpointError, FileNotFoundError, NotADirectoryError,
+                  json.JSONDecodeError, UnicodeDecodeError, EOFError)
+_MISSING_FILE_TYPES = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+  """``e`` and its causes (orbax wraps tensorstore's errors in a bare ``Exception``)."""
+  out = []
+  while e is not None and e not in out:
+    out.append(e)
+    e = e.__cause__ or e.__context__
+  return out
+
+
+def _deepest(e: BaseException) -> str:
+  """The innermost error of the chain (the informative one), one line."""
+  root = _chain(e)[-1]
+  return f"{type(root).__name__}: {_first_line(root)}"
+
+
+def is_corruption(e: BaseException) -> bool:
+  """Whether a restore error shows the step's files to be corrupt (not a transient error).
+
+  Corrupt: a checksum mismatch, a missing file, a file that does not parse (JSON, or
+  tensorstore's DATA_LOSS / NOT_FOUND / OUT_OF_RANGE / FAILED_PRECONDITION). Not: any
+  other OSError (permission denied, EIO, ...), a timeout, or an error not recognised.
+  """
+  chain = _chain(e)
+  for x in chain:
+    if isinstance(x, OSError) and not isinstance(x, _MISSING_FILE_TYPES):
+      return False  # PermissionError, TimeoutError, EIO, ...
+  return any(isinstance(x, _CORRUPT_TYPES)
+             or (isinstance(x, ValueError) and str(x).startswith(_CORRUPT_STATUSES))
+             for x in chain)
+
+
+def _raise_if_not_corrupt(e: Exception, where: str) -> None:
+  """Re-raises ``e`` (noting the step) unless it shows the step to be corrupt."""
+  if not is_corruption(e):
+    e.add_note(f"While restoring checkpoint step {where}: not a sign of corruption, so "
+               "no fallback to an older step; retry once the error is fixed.")
+    raise e
 
 
 def _absolute(directory: Union[str, os.PathLike]) -> epath.Path:

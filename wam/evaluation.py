@@ -9,6 +9,8 @@ that); PSNR of plainly decoded dreams and the tokenizer's reconstruction PSNR (t
 ceiling for plain decoding); joint-angle error; and in policy mode the error of the generated
 first action chunk against the demonstrated one (vectors in normalised units). Also the
 training loss itself on the held-out windows (``eval/loss``, ``eval/loss/video``...).
+A run without a held-out split is evaluated on training windows and its metrics are
+named ``eval_train/*`` instead (``train_key`` maps a name to its training-window twin).
 
 Controllability (``eval/control/*``, ``wam.controllability``): the first dreamed block
 again with each window's actions replaced by another window's (the batch rolled by one).
@@ -99,11 +101,27 @@ def evaluate_dreams(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
 VAL_LOSS_DRAWS = 4
 
 
-class Evaluator:
-  """Runs ``evaluate_dreams`` on a fixed batch (compiled once) and writes the results."""
+HELD_OUT_PREFIX = "eval"
+TRAIN_PREFIX = "eval_train"  # the same metrics on training windows (no held-out split)
 
-  def __init__(self, graphdef, config, batch: Mapping[str, np.ndarray]):
+
+def train_key(key: str) -> str:
+  """``eval/x`` -> ``eval_train/x``: where a metric is when no held-out split existed."""
+  head, sep, rest = key.partition("/")
+  return f"{TRAIN_PREFIX}/{rest}" if head == HELD_OUT_PREFIX and sep else key
+
+
+class Evaluator:
+  """Runs ``evaluate_dreams`` on a fixed batch (compiled once) and writes the results.
+
+  Metrics are named ``<prefix>/...``: ``eval`` on held-out windows, ``eval_train`` when
+  the batch holds training windows.
+  """
+
+  def __init__(self, graphdef, config, batch: Mapping[str, np.ndarray],
+               prefix: str = HELD_OUT_PREFIX):
     self.batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    self.prefix = prefix
     self.config = config
     self.rng = jax.random.key(config.seed + 1)
 
@@ -142,6 +160,8 @@ class Evaluator:
     scalars["eval/control/psnr_shuffled_h1"] = float(out["psnr_shuffled_h1"])
     scalars["eval/control/delta_psnr_h1"] = (scalars["eval/psnr_h1"]
                                              - scalars["eval/control/psnr_shuffled_h1"])
+    if self.prefix != HELD_OUT_PREFIX:
+      scalars = {f"{self.prefix}/{k.partition('/')[2]}": v for k, v in scalars.items()}
     writer.write_scalars(step, scalars)
     if writer.enabled:
       self._write_media(out, step, workdir, writer)
@@ -163,7 +183,7 @@ class Evaluator:
     grid = visualize.dream_grid(real, dreamed, num_context=c)
     import imageio.v2 as imageio  # pylint: disable=import-outside-toplevel
     imageio.imwrite(os.path.join(videos, f"dream_{step:07d}.png"), grid)
-    writer.write_images(step, {"eval/dreams": grid})
+    writer.write_images(step, {f"{self.prefix}/dreams": grid})
     plots = os.path.join(workdir, "plots")
     visualize.plot_horizon({"model (anchored)": out["psnr"].tolist(),
                             "model (decoded)": out["psnr_decoded"].tolist(),
@@ -184,11 +204,13 @@ def plot_training(workdir: str) -> None:
   visualize.plot_curves(metrics, os.path.join(plots, "losses.png"),
                         ["loss", "loss/video", "loss/state", "loss/action",
                          "loss/reconstruction"])
+  # Absent keys are skipped: a run without a held-out split has only eval_train/*.
+  evals = ["eval/psnr_h1", "eval/psnr_gain_over_copy_h1", "eval/joint_mae", "eval/action_mse"]
+  control = ["eval/control/motion_gain", "eval/control/motion_gain_shuffled",
+             "eval/control/delta_psnr_h1"]
   visualize.plot_curves(metrics, os.path.join(plots, "eval.png"),
-                        ["eval/psnr_h1", "eval/psnr_gain_over_copy_h1", "eval/joint_mae",
-                         "eval/action_mse"], log_y=False)
+                        evals + [train_key(k) for k in evals], log_y=False)
   visualize.plot_curves(metrics, os.path.join(plots, "controllability.png"),
-                        ["eval/control/motion_gain", "eval/control/motion_gain_shuffled",
-                         "eval/control/delta_psnr_h1"], log_y=False)
+                        control + [train_key(k) for k in control], log_y=False)
   visualize.plot_curves(metrics, os.path.join(plots, "throughput.png"),
                         ["steps_per_second", "mfu"], log_y=False)

@@ -5,6 +5,9 @@ each line is flushed as it is written, so a killed run keeps every line it wrote
 Values are python floats; non-finite values (NaN, inf) are written as ``null``, since
 ``NaN`` is not valid JSON. TensorBoard event files go to ``<workdir>/tensorboard``
 (tensorboardX), where non-finite values are kept as they are.
+Events (e.g. a fallback to an older checkpoint) are lines with an ``"event"`` name and a
+``"step"`` but no metrics, ``{"event": "checkpoint_fallback", "step": 500, ...}``:
+readers that look up metric names skip them.
 
 A run resumed from a checkpoint at step ``S`` calls :meth:`MetricWriter.truncate_after`
 ``(S)`` so that the log drops what the killed run wrote after its last checkpoint and
@@ -139,6 +142,20 @@ class MetricWriter:
     if tb is not None:
       for name, value in values.items():
         tb.add_scalar(name, value, step)
+
+  def write_event(self, step: int, event: str, **fields: Any) -> None:
+    """Writes one line ``{"event": event, "step": step, **fields}`` (no TensorBoard).
+
+    Args:
+      step: the training step the event belongs to (a resume's truncation uses it).
+      event: the event's name, e.g. ``"checkpoint_fallback"``.
+      **fields: JSON-serialisable details.
+    """
+    if not self.enabled:
+      return
+    f = self._jsonl()
+    f.write(json.dumps({"event": event, "step": int(step), **fields}) + "\n")
+    f.flush()
 
   def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
     """Writes ``uint8[H, W, C]`` images (C = 1, 3 or 4) to TensorBoard."""

@@ -7,12 +7,15 @@ a ``"package.module:Class"`` path. An encoder is an ``nnx.Module`` constructed a
 ``Class(width=..., rngs=..., **config.model.text_encoder.kwargs)`` and called as
 ``encoder(tokens int32[B, L], mask bool[B, L]) -> float[B, L', width]`` with a mask
 ``bool[B, L']`` (a frozen pretrained encoder would wrap its model the same way).
+
+A ``module:Class`` name imports (runs) that module. A config the user wrote may name one;
+a checkpoint's ``config.json`` only with the loader's opt-in (:func:`check_importable`).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping, Union
 
 import jax
 import jax.numpy as jnp
@@ -58,3 +61,30 @@ def build(name: str, kwargs: Mapping[str, Any], *, width: int, rngs: nnx.Rngs) -
     raise ValueError(f"Unknown text encoder {name!r}; registered: {sorted(ENCODERS)} "
                      "(or give 'package.module:Class').")
   return cls(width=width, rngs=rngs, **dict(kwargs))
+
+
+def check_importable(name: str, allow_code_import: Union[bool, Collection[str]],
+                     where: str) -> None:
+  """Refuses a ``module:Class`` encoder name unless importing it was allowed.
+
+  Args:
+    name: ``config.model.text_encoder.name`` as read from ``where``.
+    allow_code_import: True: any module; a collection: only these encoder names (e.g.
+      the one the caller's own config names); False: registered encoders only.
+    where: The file the name comes from, named in the error.
+
+  Raises:
+    PermissionError: ``name`` would import a module that was not allowed.
+  """
+  if ":" not in name or allow_code_import is True:
+    return
+  if isinstance(allow_code_import, str):
+    allow_code_import = (allow_code_import,)
+  if allow_code_import and name in allow_code_import:
+    return
+  module = name.partition(":")[0]
+  raise PermissionError(
+      f"{where} names the text encoder {name!r}, which would import (run) module "
+      f"{module!r}; only the registered encoders {sorted(ENCODERS)} load by default. If "
+      "you trust this checkpoint, load it with allow_code_import=True (e.g. "
+      "wam.trainer.load(path, allow_code_import=True)).")

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ from ml_collections import config_dict
 
 from wam import checkpoint as checkpoint_lib
 from wam import config as config_lib
-from wam import evaluation, flops, sharding, transfer
+from wam import evaluation, flops, sharding, text_encoder, transfer
 from wam.data import config as data_config
 from wam.data import pipeline as data_pipeline
 from wam.data.layout import Layout
@@ -221,7 +221,8 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   # -- Input ----------------------------------------------------------------------------
   data = data_pipeline.from_config(config.data)
   example_batch = data.example_batch()
-  eval_batch = _eval_batch(config, data)
+  eval_batch, found = _eval_batch(config, data)
+  held_out = found and config.eval.split != "train"
 
   # -- Model and sharding ---------------------------------------------------------------
   optimizer = make_optimizer(config.optimizer, config.num_steps)
@@ -260,7 +261,10 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   if checkpointer.latest_step() is not None:
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                             abstract_state, state_shardings)
-    step, state, data_state = checkpointer.restore(abstract, fallback=True)
+    # A corrupt latest step is moved aside (kept, and saved again as training gets there);
+    # a transient read error raises instead of rolling the run back.
+    step, state, data_state = checkpointer.restore(abstract, fallback=True,
+                                                   move_corrupt_aside=True)
     if data_state is not None:
       data_iter.set_state(data_state)
     logging.info("Resumed from step %d in %s.", step, ckpt_dir)
@@ -270,9 +274,11 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
         jax.random.key(config.seed)), out_shardings=state_shardings)
     state = init()
     if config.init_from:
+      # The source may name the text encoder this config names (the user wrote it).
       params, report = transfer.transfer_params(
           state["params"], config.init_from,
-          None if config.init_from_step < 0 else config.init_from_step)
+          None if config.init_from_step < 0 else config.init_from_step,
+          allow_code_import=(config.model.text_encoder.name,))
       logging.info("%s", report.summary())
       state = dict(state, params=params, opt_state=jax.jit(
           optimizer.init, out_shardings=state_shardings["opt_state"])(params))
@@ -290,11 +296,17 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   peak = config.peak_flops or flops.measure_matmul_peak()
   logging.info("Train step: %.3g FLOPs per device; matmul peak %.3g FLOP/s per device.",
                step_flops, peak)
-  evaluator = evaluation.Evaluator(graphdef, config, eval_batch)
+  evaluator = evaluation.Evaluator(graphdef, config, eval_batch,
+                                   prefix="eval" if held_out else "eval_train")
 
   # -- Metrics --------------------------------------------------------------------------
   writer = MetricWriter(workdir, enabled=is_host0)
   writer.truncate_after(start_step)
+  fallback = checkpointer.last_fallback
+  if fallback is not None:
+    writer.write_event(start_step, "checkpoint_fallback", from_step=fallback.from_step,
+                       to_step=fallback.to_step, reason=fallback.reasons[fallback.from_step],
+                       skipped_steps=sorted(fallback.reasons), moved_to=fallback.moved_to)
   if start_step == 0:
     writer.write_text(0, "config", f"```\n{config}\n```")
     writer.write_scalars(0, {"num_params": num_params})
@@ -400,11 +412,15 @@ def _statistics_json(data) -> dict:
           for name, stats in data.statistics.items()}
 
 
-def _eval_batch(config, data) -> dict:
+def _eval_batch(config, data) -> tuple[dict, bool]:
   """A fixed batch for evaluation from the ``config.eval.split`` split of the first dataset.
 
   Windows are normalised with the *training* statistics and layouts (what the model saw),
   spread over the split's episodes. Without such a split: the first training windows.
+
+  Returns:
+    The batch and whether it is from ``config.eval.split`` (False: training windows; the
+    trainer logs their metrics as ``eval_train/*``, never as held-out ``eval/*``).
   """
   train_source = data.sources[0]
   try:
@@ -414,12 +430,13 @@ def _eval_batch(config, data) -> dict:
         normalization=train_source.normalization, embodiment_id=train_source.embodiment_id,
         dataset_id=train_source.dataset_id)
   except (KeyError, ValueError, FileNotFoundError) as e:
-    logging.warning("No %r split for evaluation (%s); evaluating on training windows.",
+    logging.warning("No %r split for evaluation (%s): evaluating on TRAINING windows, "
+                    "logged as eval_train/*; this run has no held-out eval/* metrics.",
                     config.eval.split, e)
-    return {k: v[:config.eval.batch_size] for k, v in data.example_batch().items()}
+    return {k: v[:config.eval.batch_size] for k, v in data.example_batch().items()}, False
   picks = np.linspace(0, len(source) - 1, config.eval.batch_size).astype(int)
   windows = [source[int(i)] for i in picks]
-  return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
+  return {k: np.stack([w[k] for w in windows]) for k in windows[0]}, True
 
 
 class _PreemptionFlag:
@@ -448,21 +465,33 @@ class _PreemptionFlag:
 # ----------------------------------------------------------------------------- load
 
 
-def load(path: str, step: Optional[int] = None) -> tuple[WorldActionModel,
-                                                          checkpoint_lib.RunMetadata]:
+def load(path: str, step: Optional[int] = None, *,
+         allow_code_import: Union[bool, Collection[str]] = False
+         ) -> tuple[WorldActionModel, checkpoint_lib.RunMetadata]:
   """Rebuilds a trained model from a work or checkpoint directory alone.
 
   Args:
     path: a workdir (holding ``checkpoints/``) or the checkpoint directory itself.
     step: the step to load; None: the latest.
+    allow_code_import: whether the checkpoint's ``config.json`` may name a
+      ``module:Class`` text encoder, which imports (runs) that module: True for any, a
+      collection of encoder names for those only; False (default): registered ones only.
 
   Returns:
     The model (parameters restored) and the run metadata (config, statistics, example
     batch, layouts).
+
+  Raises:
+    PermissionError: the config names a module to import and ``allow_code_import`` does
+      not allow it.
   """
   ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
       os.path.join(path, "checkpoints")) else path
   meta = checkpoint_lib.read_run_metadata(ckpt_dir)
+  # Before anything is built: building the model imports the encoder's module.
+  text_encoder.check_importable(
+      str(meta.config.get("model", {}).get("text_encoder", {}).get("name", "")),
+      allow_code_import, os.path.join(ckpt_dir, checkpoint_lib.CONFIG_FILE))
   config = config_dict.ConfigDict(meta.config)
   config.model.text_encoder.kwargs = dict(config.model.text_encoder.kwargs)
   optimizer = make_optimizer(config.optimizer, config.num_steps)

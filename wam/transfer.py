@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Optional
+from typing import Any, Collection, Optional, Union
 
 import jax
 import numpy as np
@@ -69,7 +69,8 @@ def _latest_step(path: str) -> int:
   return step
 
 
-def transfer_params(fresh_params: nnx.State, path: str, step: Optional[int] = None
+def transfer_params(fresh_params: nnx.State, path: str, step: Optional[int] = None, *,
+                    allow_code_import: Union[bool, Collection[str]] = False
                     ) -> tuple[nnx.State, TransferReport]:
   """Copies the stored parameters of run ``path`` into ``fresh_params`` where they fit.
 
@@ -77,6 +78,8 @@ def transfer_params(fresh_params: nnx.State, path: str, step: Optional[int] = No
     fresh_params: the new model's parameters (``nnx.state(model, nnx.Param)``).
     path: a workdir or checkpoint directory of a finished or running earlier run.
     step: the stored step; None: the latest.
+    allow_code_import: which ``module:Class`` text encoders the source run's config may
+      import (``wam.trainer.load``).
 
   Returns:
     The parameters (same tree and shardings as ``fresh_params``) and the report.
@@ -88,7 +91,7 @@ def transfer_params(fresh_params: nnx.State, path: str, step: Optional[int] = No
   from wam import trainer  # pylint: disable=import-outside-toplevel  (trainer imports us)
   if step is None:
     step = _latest_step(path)
-  model, _ = trainer.load(path, step)
+  model, _ = trainer.load(path, step, allow_code_import=allow_code_import)
   stored = _flat(nnx.state(model, nnx.Param))
   leaves, treedef = jax.tree_util.tree_flatten_with_path(fresh_params)
   copied, mismatch, missing, out = [], [], [], []

@@ -1,6 +1,7 @@
 """Which dataset of a mixture normalises a task's vectors, and which tasks a model refuses
 (ModelIO)."""
 
+import dataclasses
 import types
 
 import pytest
@@ -54,7 +55,7 @@ def test_a_model_of_absolute_joint_targets_refuses_relative_actions():
   sizes = {k: sum(n for _, n in v) for k, v in slots.items()}
   dims = wam_model.Dims(num_frames=2, num_cameras=1, image_size=(16, 16),
                         joints=sizes["joints"], proprio=sizes["proprio"],
-                        action=sizes["action"], action_chunk=2, instruction_length=8)
+                        action=sizes["action"], action_chunk=2, instruction_length=32)
   model = wam_model.WorldActionModel(wam_config.model_config("toy"), dims, rngs=nnx.Rngs(0))
   metadata = RunMetadata(
       config={"data": {"cameras": ["front"], "image_size": [16, 16],
@@ -65,3 +66,9 @@ def test_a_model_of_absolute_joint_targets_refuses_relative_actions():
   ModelIO.create(model, metadata, absolute)
   with pytest.raises(ModelTaskMismatchError, match="arm_joint_offsets"):
     ModelIO.create(model, metadata, relative)
+  # A model that reads fewer bytes than the task's instructions have is refused too
+  # (encoding would cut them silently).
+  short = types.SimpleNamespace(dims=dataclasses.replace(dims, instruction_length=8))
+  with pytest.raises(ModelTaskMismatchError, match="is 21 utf-8 bytes, longer than "
+                     "max_instruction_length=8"):
+    ModelIO.create(short, metadata, absolute)

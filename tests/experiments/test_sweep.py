@@ -162,3 +162,14 @@ def _alive(pid: int) -> bool:
     return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
   except OSError:
     return False
+
+
+def test_runs_without_a_held_out_split_are_shown_and_named(tmp_path):
+  """The trainer logs eval_train/* (not eval/*) when a run has no held-out split."""
+  train_only = {"loss": 0.5, "eval_train/loss": 0.6}
+  result = sweeps.RunResult("a", "finished", {}, 10, train_only)
+  _, md = sweeps.write_summary(str(tmp_path), [result])
+  assert "| eval_train/loss |" in open(md).read()
+  assert sweeps.only_on_training_windows(train_only, "eval/loss")
+  assert not sweeps.only_on_training_windows({"eval/loss": 0.6}, "eval/loss")
+  assert not sweeps.only_on_training_windows(train_only, "loss")

@@ -45,6 +45,23 @@ def test_resume_truncation(tmp_path):
   assert MetricWriter(str(tmp_path), enabled=True).truncate_after(100) == 0
 
 
+def test_event_lines_are_read_truncated_and_plotted_with_the_metrics(tmp_path):
+  from wam import visualize  # pylint: disable=import-outside-toplevel
+  with MetricWriter(str(tmp_path), enabled=True, tensorboard=False) as writer:
+    for step in (1, 2, 3):
+      writer.write_scalars(step, {"loss": 1.0 / step})
+    writer.write_event(2, "checkpoint_fallback", from_step=3, to_step=2, reason="checksum")
+  path = str(tmp_path / "metrics.jsonl")
+  assert metric_writer.read_metrics(path)[-1] == {
+      "event": "checkpoint_fallback", "step": 2, "from_step": 3, "to_step": 2,
+      "reason": "checksum"}
+  # A line without metrics is no point of a curve.
+  assert visualize.plot_curves(path, str(tmp_path / "loss.png"), ["loss"])
+  # Steps 2 and 3 and the event at step 2.
+  assert MetricWriter(str(tmp_path), enabled=True).truncate_after(1) == 3
+  assert [r.get("event") for r in metric_writer.read_metrics(path)] == [None]
+
+
 def test_truncation_keeps_the_file_readable_by_others(tmp_path):
   """The rewritten file honours the umask (a temporary file's default is 0600)."""
   old_umask = os.umask(0o022)

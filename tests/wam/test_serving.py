@@ -102,7 +102,8 @@ def test_concurrent_clients_match_the_in_process_policy(policy, server):
     t.start()
   for t in threads:
     t.join()
-  assert not failures, failures
+  if failures:  # re-raised here, with the thread's traceback
+    raise failures[0]
   for _, seed in specs:
     for a, b in zip(got[seed], expected[seed]):
       assert a.dtype == np.float32 and a.shape == (policy.action_chunk, 4)
@@ -272,14 +273,26 @@ class _SlowPolicy:
     return self.policy.act(session, observation)
 
 
+def _thread(target, *args, errors: list) -> threading.Thread:
+  """A thread running ``target(*args)`` that appends what it raises to ``errors`` (a
+  thread's exception would otherwise only be printed, and the test would pass)."""
+  def run():
+    try:
+      target(*args)
+    except BaseException as e:  # pylint: disable=broad-except
+      errors.append(e)
+  return threading.Thread(target=run)
+
+
 def test_model_calls_are_serialised_and_the_loop_stays_responsive(policy):
   slow = _SlowPolicy(policy, delay=0.4)
   obs = _episode(policy, 11, 1)[0]
+  errors = []
   with BackgroundServer(slow) as server:
     clients = [PolicyClient(server.url) for _ in range(3)]
     for c in clients:
       c.reset("slow")
-    threads = [threading.Thread(target=c.act, args=(obs,)) for c in clients]
+    threads = [_thread(c.act, obs, errors=errors) for c in clients]
     started = time.perf_counter()
     for t in threads:
       t.start()
@@ -292,6 +305,8 @@ def test_model_calls_are_serialised_and_the_loop_stays_responsive(policy):
     finished = time.perf_counter() - started
     for c in clients:
       c.close()
+  if errors:
+    raise errors[0]
   # Answered while the model thread was still busy with the queued acts.
   assert answered < finished - slow.delay, (answered, finished)
   assert slow.most_at_once == 1 and finished >= 3 * slow.delay

@@ -1,7 +1,9 @@
 """The trainer: resume, preemption, NaN handling, self-describing checkpoints, bad input."""
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +14,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from wam import checkpoint, dream, sharding, trainer
+from wam import checkpoint, dream, sharding, text_encoder, trainer
 from wam.data import builder, synthetic
 from wam.data.config import dataset_config
 from wam.data.layout import Layout
 from wam.data.schema import EpisodeSpec
+from wam.metric_writer import read_metrics
+from tests.wam.test_checkpoint import _garble_largest_data_file
 
 SPEC = EpisodeSpec(
     embodiment="toy_arm", source="sim", cameras=("front",), image_size=(16, 16),
@@ -133,6 +137,77 @@ def test_load_rebuilds_the_model_from_the_directory_alone(uninterrupted):
   context = dream.context_of(batch, 1)
   out = dream.dream(model, context, jax.random.key(0), horizon=2, flow_steps=1)
   assert out.frames.shape[:2] == (4, 2)
+
+
+PROBE = "tests.wam.encoder_import_probe"
+
+
+def test_load_refuses_a_checkpoint_config_that_imports_code(uninterrupted, tmp_path):
+  """A checkpoint's config.json naming ``module:Class`` imports only with the opt-in."""
+  _, workdir, config = uninterrupted
+  ckpt_dir = str(tmp_path / "checkpoints")
+  shutil.copytree(os.path.join(workdir, "checkpoints"), ckpt_dir)
+  path = os.path.join(ckpt_dir, "config.json")
+  with open(path) as f:
+    stored = json.load(f)
+  stored["model"]["text_encoder"]["name"] = f"{PROBE}:Encoder"
+  with open(path, "w") as f:
+    json.dump(stored, f)
+  sys.modules.pop(PROBE, None)
+  with pytest.raises(PermissionError, match=rf"would import \(run\) module '{PROBE}'.*"
+                                            "allow_code_import=True"):
+    trainer.load(ckpt_dir)
+  assert PROBE not in sys.modules
+  with pytest.raises(PermissionError, match="module 'os'"):
+    text_encoder.check_importable("os:system", ("other:Encoder",), "config.json")
+  # The user's own training config may still name a module (building does not check).
+  meta = checkpoint.read_run_metadata(ckpt_dir)
+  config = tiny_config(config.data.datasets.robot.path, "unused")
+  config.model.text_encoder.name = f"{PROBE}:Encoder"
+  nnx.eval_shape(lambda: trainer.build_model(config, meta.example_batch))
+  assert PROBE in sys.modules
+  sys.modules.pop(PROBE)
+  trainer.load(ckpt_dir, allow_code_import=True)
+  assert PROBE in sys.modules
+
+
+def test_rerun_replaces_a_corrupt_final_step(uninterrupted, tmp_path, caplog):
+  """The rerun falls back (loudly, and in metrics.jsonl), trains on and saves the step
+  again; the corrupt step is kept in checkpoints/corrupt/."""
+  _, source, config = uninterrupted
+  workdir = str(tmp_path / "run")
+  shutil.copytree(source, workdir)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  _garble_largest_data_file(os.path.join(ckpt_dir, "6"))
+  with caplog.at_level(logging.WARNING):
+    result = trainer.train_and_evaluate(config, workdir)
+  assert result.step == 6
+  assert checkpoint.Checkpointer(ckpt_dir, read_only=True).all_steps() == [3, 6]
+  assert os.path.isdir(os.path.join(ckpt_dir, checkpoint.CORRUPT_DIR, "6"))
+  assert any("CHECKPOINT FALLBACK" in r.getMessage() and "corrupt step 6" in r.getMessage()
+             and "checksum mismatch" in r.getMessage() for r in caplog.records)
+  rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  events = [r for r in rows if r.get("event") == "checkpoint_fallback"]
+  assert len(events) == 1, events
+  assert (events[0]["from_step"], events[0]["to_step"], events[0]["step"]) == (6, 3, 3)
+  assert "checksum mismatch" in events[0]["reason"]
+  assert [r["step"] for r in rows if "loss" in r] == [3, 6]  # the old step 6 line dropped
+
+
+def test_without_a_val_split_eval_metrics_are_marked_as_training(tmp_path, caplog):
+  data = builder.write_dataset(
+      "toy_no_val", SPEC, {"train": lambda: synthetic.synthetic_episodes(SPEC, 6, 16)},
+      str(tmp_path / "data"))
+  config = tiny_config(data, tmp_path / "stats", num_steps=2)
+  workdir = str(tmp_path / "run")
+  with caplog.at_level(logging.WARNING):
+    result = trainer.train_and_evaluate(config, workdir)
+  keys = {k for row in read_metrics(os.path.join(workdir, "metrics.jsonl")) for k in row}
+  assert {"eval_train/loss", "eval_train/psnr_h1"} <= keys
+  assert not [k for k in keys if k.startswith("eval/")], keys
+  assert "eval_train/loss" in result.metrics
+  assert sum("TRAINING windows" in r.getMessage() for r in caplog.records) == 1
+  assert os.path.exists(os.path.join(workdir, "plots", "eval.png"))  # plots eval_train/*
 
 
 def test_incompatible_checkpoint_lists_the_mismatched_parameters(uninterrupted):
