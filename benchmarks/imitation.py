@@ -20,6 +20,11 @@ MJX over ``--episodes`` episodes of the seen instructions:
   replaced by where they appear in those cameras' images (normalised image coordinates):
   a perfect detector of what a pixel policy with those cameras could see. One camera
   leaves each target's depth along its viewing ray unknown.
+- ``target_noise:<metres>`` (``reach``, the most demonstrations, BC trained on the true
+  state): evaluated with every target's position misperceived by a fixed random offset
+  per episode whose RMS length is that many metres (``--target_noise``): how precisely
+  must a policy perceive the targets? Compare ``benchmarks.policy_precision``'s
+  ``predict_only.reach_target.rms`` of a WAM.
 
 Collection here renders nothing, so it takes seconds per hundred episodes.
 """
@@ -54,6 +59,8 @@ _JOINT_ACTIONS = flags.DEFINE_string(
     "task's own).")
 _VIEWS = flags.DEFINE_list("views", ["front", "head", "front+head"],
                            "World-fixed camera sets of the reach view rows ('+'-joined).")
+_TARGET_NOISE = flags.DEFINE_list("target_noise", ["0.02", "0.04", "0.075"],
+                                  "RMS target misperception (m) of the reach noise rows.")
 
 
 def expert_plan(task, state, key: jax.Array, chunk: int) -> jax.Array:
@@ -136,6 +143,25 @@ def view_features(poses: list[tuple[np.ndarray, np.ndarray]]
   return features
 
 
+def misperceived_targets(rms: float) -> Callable[[jax.Array], jax.Array]:
+  """Reach's privileged state with the four targets moved by an offset of RMS length
+  ``rms`` metres that is fixed per episode (drawn from a key made of the true positions,
+  which do not change within one) and the instructed target moved with its own."""
+  def one(obs):
+    points = obs[_REACH_ROBOT + 3:_REACH_ROBOT + 15].reshape(4, 3)
+    seed = jax.lax.bitcast_convert_type(points, jnp.int32).sum()
+    points = points + rms / np.sqrt(3.0) * jax.random.normal(jax.random.key(seed), (4, 3))
+    target = obs[-4:] @ points   # the one-hot picks the instructed target
+    return jnp.concatenate([obs[:_REACH_ROBOT], target, points.reshape(-1), obs[-4:]])
+
+  def features(obs):
+    if obs.shape[-1] != _REACH_SIZE:
+      raise ValueError(f"Noise rows need reach's privileged state ({_REACH_SIZE}), got "
+                       f"{obs.shape}.")
+    return jnp.vectorize(one, signature="(n)->(n)")(obs)
+  return features
+
+
 class MappedBC:
   """A state BC policy on ``features(privileged state)`` whose chunk is added to
   ``offset(privileged state)`` (zeros: absolute actions)."""
@@ -180,9 +206,11 @@ def main(argv):
     rows.append(row)
 
   flat = lambda y: y.reshape(len(y), -1)
+  policies = {}
   for n in counts:
     o, y = obs[:n * pairs], labels[:n * pairs]
-    score("demos", n, state_bc.train(o, flat(y), config))
+    policies[n] = state_bc.train(o, flat(y), config)
+    score("demos", n, policies[n])
   n = counts[len(counts) // 2]
   o, y = obs[:n * pairs], labels[:n * pairs]
   if isinstance(task.unwrapped, ArmTask) and task.config.joint_actions == "absolute":
@@ -200,6 +228,10 @@ def main(argv):
       o = np.asarray(features(jnp.asarray(obs)))
       score(f"views:{views}", counts[-1],
             MappedBC(state_bc.train(o, flat(labels), config), features))
+    for rms in _TARGET_NOISE.value:
+      score(f"target_noise:{rms}", counts[-1],
+            MappedBC(policies[counts[-1]], misperceived_targets(float(rms))),
+            {"target_rms_m": float(rms)})
   results_lib.write_json(_OUT.value, rows)
 
 

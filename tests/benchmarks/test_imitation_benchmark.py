@@ -36,3 +36,22 @@ def test_view_rows_refuse_other_layouts():
   features = imitation.view_features([(np.zeros(3), np.eye(3))])
   with pytest.raises(ValueError, match="reach's privileged state"):
     features(jnp.zeros(10))
+
+
+def test_misperceived_targets_are_fixed_per_episode_and_of_the_asked_size():
+  rng = np.random.default_rng(0)
+  states = []
+  for _ in range(400):
+    points = rng.uniform(-0.3, 0.3, (4, 3)).astype(np.float32)
+    states.append(_obs_with_points(np.concatenate([points[1:2], points])))  # slot 1
+  obs = jnp.stack(states)
+  noisy = imitation.misperceived_targets(0.05)(obs)
+  # The same true scene is always misperceived the same way (an episode's offset).
+  np.testing.assert_array_equal(noisy, imitation.misperceived_targets(0.05)(obs))
+  r = imitation._REACH_ROBOT
+  moved = np.asarray(noisy - obs)[:, r + 3:r + 15].reshape(-1, 4, 3)
+  assert abs(np.sqrt((moved ** 2).sum(-1).mean()) - 0.05) < 0.005
+  # The instructed target moves with its slot; robot state and one-hot do not.
+  np.testing.assert_allclose(noisy[:, r:r + 3], noisy[:, r + 6:r + 9], atol=1e-6)
+  np.testing.assert_array_equal(noisy[:, :r], obs[:, :r])
+  np.testing.assert_array_equal(noisy[:, -4:], obs[:, -4:])
