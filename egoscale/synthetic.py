@@ -32,13 +32,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
 import time
 from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from dojo.render import look_at
 from egoscale import actions as actions_lib
@@ -521,7 +521,7 @@ def episodes(config: GeneratorConfig, start: int, stop: int,
   """Episodes ``start .. stop - 1``, generated ``config.batch_size`` at a time.
 
   ``progress(done, total, frames_per_second)`` is called after each batch; by default
-  runs of more than four batches print a line to stderr.
+  runs of more than four batches log a progress line (absl, INFO).
   """
   total = stop - start
   if total <= 0:
@@ -529,7 +529,7 @@ def episodes(config: GeneratorConfig, start: int, stop: int,
   batch = config.batch_size
   num_batches = math.ceil(total / batch)
   if progress is None and num_batches > 4:
-    progress = _print_progress
+    progress = _log_progress
   began, frames = time.perf_counter(), 0
   for first in range(start, stop, batch):
     ids = list(range(first, min(first + batch, stop)))
@@ -548,9 +548,10 @@ def episodes(config: GeneratorConfig, start: int, stop: int,
       progress(ids[-1] + 1 - start, total, frames / (time.perf_counter() - began))
 
 
-def _print_progress(done: int, total: int, fps: float) -> None:
-  print(f"[egoscale.synthetic] {done}/{total} episodes, {fps:.0f} frames/s", file=sys.stderr,
-        flush=True)
+def _log_progress(done: int, total: int, fps: float) -> None:
+  # Logged, not printed: a launcher's console shows it with a time and an ETA, and keeps it
+  # in the log file.
+  logging.info("[egoscale.synthetic] %d/%d episodes, %.0f frames/s", done, total, fps)
 
 
 def benchmark(hours: float = 1.0, config: Optional[GeneratorConfig] = None) -> dict:

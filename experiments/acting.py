@@ -33,6 +33,8 @@ from typing import Any
 from absl import logging
 from ml_collections import config_dict
 
+from experiments import console
+
 Results = Mapping[str, dict]
 
 # The ladder's names in reports -> experiments.closed_loop_eval's controller names.
@@ -195,7 +197,10 @@ def acting(config, stage_dir: str, results: Results) -> dict:
   workers = min(int(config.acting.get("workers", 1)), len(units))
   if workers > 1:
     context = multiprocessing.get_context("spawn")   # a fresh JAX per process
-    with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    # The workers log like this process: progress on the console, all in the stage's log.
+    with futures.ProcessPoolExecutor(workers, mp_context=context,
+                                     initializer=console.configure_worker,
+                                     initargs=(console.worker_settings(),)) as pool:
       running = {k: pool.submit(_evaluate, units[k], workdir(k)) for k in order}
       done = {k: f.result() for k, f in running.items()}
   else:

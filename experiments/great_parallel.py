@@ -8,25 +8,35 @@ Re-running the same command skips finished stages (each writes ``<stage>/stage.j
 and resumes the others; ``--only=pretrain,posttrain`` runs just those (their inputs must
 exist). A workdir made with another config is refused. Output: ``report.md``,
 ``report.json``, and one directory per stage (checkpoints, TensorBoard logs, plots,
-videos).
+videos). The console shows one line per step of progress and warnings; every log record
+is in ``<workdir>/logs/main.log`` and ``<workdir>/logs/<stage>.log`` (``--console=all``
+shows them on the console too; see experiments/console.py).
 """
 
 from __future__ import annotations
 
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from experiments import console
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed if it exists).")
 _ONLY = flags.DEFINE_list("only", [], "Run only these stages.")
+_CONSOLE = flags.DEFINE_enum("console", "progress", console.MODES, console.FLAG_HELP)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
+  console.configure(_WORKDIR.value, _CONSOLE.value, "main")
   from experiments import jobs  # pylint: disable=import-outside-toplevel
   results = jobs.run_main_job(_CONFIG.value, _WORKDIR.value, only=_ONLY.value)
-  logging.info("Finished stages: %s", ", ".join(results))
+  report = os.path.join(_WORKDIR.value, "report.md")
+  logging.info("[job] finished stages: %s%s", ", ".join(results),
+               f"; report: {report}" if os.path.exists(report) else "")
 
 
 if __name__ == "__main__":

@@ -305,7 +305,8 @@ def scaling(config, stage_dir: str, results: Results) -> dict:
   config_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
                              "human_pretrain.py")
   sweep = sweeps.make_sweep(f"{config_file}:{_job_arg(config)}", runs)
-  outcome = sweeps.run_sweep(sweep, stage_dir, workers=config.scaling.workers, retries=1)
+  outcome = sweeps.run_sweep(sweep, stage_dir, workers=config.scaling.workers, retries=1,
+                             progress=lambda line: logging.info("[scaling] %s", line))
   finished = [r for r in outcome if r.status == "finished" and "eval/loss" in r.metrics]
   if len(finished) < 3:
     no_split = [r.name for r in outcome

@@ -9,6 +9,9 @@ resumes from its checkpoints, datasets are reused when complete).
 The job's config is stored in ``<workdir>/config.json``; a later run with a different
 config is refused, naming the keys that differ, so results of two configs never mix in
 one report.
+
+Progress is one ``[i/n] <stage>: ...`` log line per stage; with ``experiments.console``
+configured, each stage's log records go to ``<workdir>/logs/<stage>.log``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from absl import logging
 from ml_collections import config_dict
+
+from experiments import console
 
 StageFn = Callable[[config_dict.ConfigDict, str, Mapping[str, dict]], dict]
 
@@ -114,12 +120,15 @@ def run_stages(stages: Sequence[Stage], config: config_dict.ConfigDict, workdir:
     _progress(f"[{i}/{total}] {stage.name}: {stage.description} "
               f"(job time so far {time.time() - job_start:.0f} s)")
     start = time.time()
-    try:
-      result = dict(stage.run(config, stage_dir, results))
-    except Exception as e:
-      raise StageError(f"Stage {stage.name!r} failed: {type(e).__name__}: {e}. Its partial "
-                       f"outputs are in {stage_dir}; re-run the same command to retry it "
-                       "(finished stages are kept).") from e
+    with console.stage_log(stage.name) as log:
+      try:
+        result = dict(stage.run(config, stage_dir, results))
+      except Exception as e:
+        where = f"{stage_dir}, its log in {log}" if log else stage_dir
+        raise StageError(
+            f"Stage {stage.name!r} failed: {type(e).__name__}: {e}. Its partial outputs "
+            f"are in {where}; re-run the same command to retry it (finished stages are "
+            "kept).") from e
     result["seconds"] = round(time.time() - start, 1)
     write_json(marker, result)
     results[stage.name] = result
@@ -128,5 +137,5 @@ def run_stages(stages: Sequence[Stage], config: config_dict.ConfigDict, workdir:
 
 
 def _progress(line: str) -> None:
-  # stdout, so progress stays readable between absl's log lines on stderr.
-  print(line, flush=True)
+  # A "[i/n] " progress line: experiments.console shows it and keeps it in the main log.
+  logging.info("%s", line)

@@ -6,7 +6,10 @@ r"""Trains the world action model.
 Re-running the same command resumes from the latest checkpoint in ``workdir``. When the
 config names no datasets, the ``dojo_robot`` dataset of ``config.dojo`` is built first
 (collected with the task's scripted expert; also resumable). A finished run writes
-``workdir/result.json`` (final step and last metrics; the sweep runner reads it).
+``workdir/result.json`` (final step and last metrics; the sweep runner reads it). The
+console shows progress lines (with an ETA) and warnings; every log record goes to
+``workdir/logs/train.log`` (``train.<process_id>.log`` on other hosts; ``--console=all``
+shows everything).
 
 Multi-host: run the same command once per process with ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I`` (GPU clusters, CPU tests), or on a TPU VM with no
@@ -23,12 +26,15 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import console
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed if it exists).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "HOST:PORT of process 0 for jax.distributed (multi-host).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, N).")
+_CONSOLE = flags.DEFINE_enum("console", "progress", console.MODES, console.FLAG_HELP)
 flags.mark_flags_as_required(["config", "workdir"])
 
 RESULT_FILE = "result.json"
@@ -79,6 +85,9 @@ def write_result(workdir: str, step: int, metrics: dict, num_steps: int) -> str:
 
 def main(argv):
   del argv
+  # Hosts other than 0 get their own file: a shared workdir must not interleave them.
+  console.configure(_WORKDIR.value, _CONSOLE.value,
+                    f"train.{_PROCESS_ID.value}" if _PROCESS_ID.value else "train")
   from experiments import dojo_data  # pylint: disable=import-outside-toplevel
   from wam import trainer  # pylint: disable=import-outside-toplevel
   initialize_distributed(_CONFIG.value)
@@ -86,6 +95,10 @@ def main(argv):
   config.distributed = False  # initialised above, once
   result = trainer.train_and_evaluate(config, _WORKDIR.value)
   logging.info("Finished at step %d: %s", result.step, result.metrics)
+  shown = ", ".join(f"{k} {result.metrics[k]:.4g}" for k in ("loss", "eval/loss")
+                    if k in result.metrics)
+  logging.info("[train] finished at step %d: %s (every metric in metrics.jsonl)",
+               result.step, shown)
   # Only a run that reached its last step is finished (SIGTERM returns early).
   if result.step >= config.num_steps and jax.process_index() == 0:
     write_result(_WORKDIR.value, result.step, result.metrics, config.num_steps)
