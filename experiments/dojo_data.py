@@ -8,6 +8,10 @@ policies, each its own dataset with its own sampling weight::
     config.dojo.mixture.play = dict(policy="waypoints", noise=0.2, num_episodes=400,
                                     weight=1.0)
 
+``num_steps`` (default: the task's episode length) shortens an entry's episodes: many
+short episodes show many more scenes (target placements, objects) for the same
+rendering cost, which is what perception learns from (docs/RESULTS.md).
+
 The demonstrations themselves are the mixture entry ``demos`` with weight
 ``config.dojo.weight`` (``num_episodes=0`` leaves them out). Every entry shares the task,
 cameras, image size and instruction split, so their layouts agree by construction.
@@ -26,16 +30,17 @@ from ml_collections import config_dict
 from dojo import collect as collect_lib
 from dojo.tasks import arm, reach
 
-_MIXTURE_KEYS = ("policy", "noise", "num_episodes", "weight", "seed", "imitate")
+_MIXTURE_KEYS = ("policy", "noise", "num_episodes", "weight", "seed", "imitate", "num_steps")
 
 
 def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert",
                       noise: float | None = None, num_episodes: int | None = None,
-                      seed: int | None = None) -> str:
+                      seed: int | None = None, num_steps: int = -1) -> str:
   """Builds (or reuses) one ``dojo_robot`` dataset of ``dojo_config``'s task and size.
 
   ``policy``, ``noise``, ``num_episodes`` and ``seed`` default to the demonstrations'
   (``noisy_expert``, ``dojo_config.noise``, ...); a mixture entry passes its own.
+  ``num_steps`` > 0 cuts episodes to that many steps (-1: the task's length).
   """
   from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
   c = dojo_config
@@ -52,10 +57,12 @@ def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert"
   # The demonstrations keep the names they always had, so existing datasets are reused.
   kind = "noise" if policy == "noisy_expert" else f"{policy}"
   name = (f"{c.task}_{num_episodes}ep_{cameras}_{c.image_size[0]}px_{kind}{noise}"
-          f"_seed{seed}" + ("" if instructions == "all" else f"_{instructions}")
+          f"_seed{seed}" + (f"_{num_steps}steps" if num_steps > 0 else "")
+          + ("" if instructions == "all" else f"_{instructions}")
           + _override_suffix(overrides)).replace(".", "p")
   builder = Builder(config=DojoRobotConfig(
-      name=name, task=c.task, num_episodes=num_episodes, cameras=tuple(c.cameras),
+      name=name, task=c.task, num_episodes=num_episodes, num_steps=num_steps,
+      cameras=tuple(c.cameras),
       image_size=tuple(c.image_size), policy=policy, noise=noise, seed=seed,
       val_fraction=c.val_fraction, instructions=instructions, task_overrides=overrides,
       batch_size=c.get("collect_batch_size", 64), description="experiments.train"),
@@ -140,7 +147,8 @@ def mixture_entries(dojo_config) -> dict[str, dict]:
                          weight=float(entry.get("weight", 1.0)),
                          seed=int(entry.get("seed", c.seed + 1 + len(entries))),
                          # Play and perturbed data teach dynamics, not behaviour.
-                         imitate=bool(entry.get("imitate", False)))
+                         imitate=bool(entry.get("imitate", False)),
+                         num_steps=int(entry.get("num_steps", -1)))
   if not entries:
     raise ValueError("config.dojo collects nothing: num_episodes is 0 and the mixture is "
                      "empty.")
@@ -162,7 +170,7 @@ def trainer_config(config: config_dict.ConfigDict, workdir: str) -> config_dict.
     for name, entry in entries.items():
       path = prepare_dojo_data(dojo_config, workdir, policy=entry["policy"],
                                noise=entry["noise"], num_episodes=entry["num_episodes"],
-                               seed=entry["seed"])
+                               seed=entry["seed"], num_steps=entry.get("num_steps", -1))
       # dojo.max_episodes (0: all) trains on the first episodes only: data-scale sweeps.
       # The demonstrations keep the dataset name "robot" that earlier runs recorded.
       config.data.datasets["robot" if name == "demos" else name] = dataset_config(

@@ -70,6 +70,10 @@ def test_mixture_entries_name_their_policies_and_what_to_imitate():
   hand = dojo_data.mixture_entries(wam_config.get_config("runlocal,dex_lift").dojo)
   assert hand["wide"]["noise"] == 1.0 and not hand["wide"]["imitate"]
   assert "wide" not in entries
+  # `scenes`: many short play episodes (more scenes for perception), full-length others.
+  scenes = dojo_data.mixture_entries(wam_config.get_config("runlocal,acting,scenes").dojo)
+  assert scenes["scenes"]["num_steps"] == 20 and not scenes["scenes"]["imitate"]
+  assert scenes["play"]["num_steps"] == -1 and "scenes" not in entries
 
 
 def test_bad_mixture_entries_are_named_before_any_collection(tmp_path):
