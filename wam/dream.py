@@ -252,11 +252,13 @@ def _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
                                context.get("goal_latents"), cam)
   zs, ss, masks, outs = list(jnp.moveaxis(z, 1, 0)), list(jnp.moveaxis(state, 1, 0)), \
       list(jnp.moveaxis(state_mask, 1, 0)), []
-  # Pixels as ``observe`` sees them: real for the context, decoded for dreamed blocks.
+  # Pixels as ``observe`` sees them (model.pixel_patches): real for the context, decoded
+  # for dreamed blocks.
+  reads_pixels = model.obs_pixel_in is not None
   pixels = list(jnp.moveaxis(context["frames"].astype(jnp.float32) / 255.0, 1, 0))
   for i in range(horizon):  # the sequence grows: a Python loop, one shape per block
     obs = model.embed_obs(jnp.stack(zs, 1), jnp.stack(ss, 1), jnp.stack(masks, 1), cam, emb, 0,
-                          jnp.stack(pixels, 1))
+                          jnp.stack(pixels, 1) if reads_pixels else None)
 
     def run(x, meta, obs=obs):
       h, _ = model.run(jnp.concatenate([prefix[0], obs[0], x], 1),
@@ -266,7 +268,8 @@ def _dream_without_cache(model, context, z, state, state_mask, dreamed_mask,
     out = _denoise(model, run, c - 1 + i, noise, given, (zs[-1], ss[-1] * masks[-1]), cam, emb,
                    flow_steps)
     zs.append(out.frames)
-    pixels.append(model.decode(out.frames))
+    if reads_pixels:
+      pixels.append(model.decode(out.frames))
     ss.append(out.state)
     masks.append(dreamed_mask)
     outs.append(out)
