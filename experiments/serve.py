@@ -1,11 +1,13 @@
 r"""Serves a trained world action model as a policy over WebSocket.
 
   python -m experiments.serve --workdir=workdir/wam [--host=127.0.0.1 --port=8765 \
-      --step=STEP --flow_steps=1]
+      --step=STEP --flow_steps=1 --max_connections=16 --max_sessions=64 \
+      --max_sessions_per_connection=16 --max_message_mib=16 --max_queue=2]
 
 Loads the checkpoint (``wam.policy.Policy.from_workdir``), compiles the policy, prints
 the URL and serves until Ctrl-C or SIGTERM (then closes every connection cleanly).
-Clients: ``wam.serving.client.PolicyClient``; protocol and figures: ``docs/serving.md``.
+Clients: ``wam.serving.client.PolicyClient``; protocol, limits and figures:
+``docs/serving.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ _FLOW_STEPS = flags.DEFINE_integer("flow_steps", 1, "Euler steps per action chun
 _DATASET = flags.DEFINE_string("dataset", None,
                                "Whose statistics normalise the robot's vectors "
                                "(default: the run's first dataset).")
+# Limits (docs/serving.md): what clients can make the server hold. The defaults are
+# wam.serving.server.MAX_* (repeated: the server module imports JAX).
+_MAX_CONNECTIONS = flags.DEFINE_integer(
+    "max_connections", 16, "Open connections at once; one more gets an error, then closed.")
+_MAX_SESSIONS = flags.DEFINE_integer(
+    "max_sessions", 64, "Sessions of all clients together (each a KV cache on the device).")
+_MAX_SESSIONS_PER_CONNECTION = flags.DEFINE_integer(
+    "max_sessions_per_connection", 16, "Sessions one connection may hold.")
+_MAX_MESSAGE_MIB = flags.DEFINE_float(
+    "max_message_mib", 16, "Largest message received (MiB); a larger one closes the "
+    "connection.")
+_MAX_QUEUE = flags.DEFINE_integer(
+    "max_queue", 2, "Received frames buffered per connection before reading pauses.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -34,7 +49,10 @@ def main(argv):
   policy.warmup()   # compile now, not on the first client's request
   server.serve_until_signalled(
       policy, host=_HOST.value, port=_PORT.value,
-      on_ready=lambda url: print(f"Serving {_WORKDIR.value} at {url}", flush=True))
+      on_ready=lambda url: print(f"Serving {_WORKDIR.value} at {url}", flush=True),
+      max_connections=_MAX_CONNECTIONS.value, max_sessions=_MAX_SESSIONS.value,
+      max_sessions_per_connection=_MAX_SESSIONS_PER_CONNECTION.value,
+      max_message_bytes=int(_MAX_MESSAGE_MIB.value * 2**20), max_queue=_MAX_QUEUE.value)
 
 
 if __name__ == "__main__":

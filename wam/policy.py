@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +68,19 @@ class Session:
   block: int            # the window position of the next observation
   step: int             # chunks produced so far
   rng: jax.Array        # the session's noise key; step ``i`` uses fold_in(rng, i)
+
+
+class CheckedObservation(NamedTuple):
+  """An observation ``Policy.check_observation`` accepted, at the model's sizes.
+
+  ``Policy.act`` takes it as it is, so a server can check observations on its own
+  thread and hand the model thread only arrays that fit.
+  """
+
+  frames: np.ndarray    # uint8 [V, H, W, 3]
+  joints: np.ndarray    # f32 [J]
+  proprio: np.ndarray   # f32 [P] (zeros when absent)
+  has_proprio: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +138,14 @@ def _dataset_spec(metadata, dataset: str) -> tuple[dict[str, Layout], str]:
         f"({e}); pass embodiment= and layouts= (joints/proprio/action slots) "
         "explicitly.") from None
   return {n: spec.layout(n) for n in VECTORS}, spec.embodiment
+
+
+def _as_array(value: Any, key: str) -> np.ndarray:
+  """``value`` as an array; ObservationError naming ``key`` if it is none (ragged)."""
+  try:
+    return np.asarray(value)
+  except (ValueError, TypeError, RecursionError) as e:
+    raise ObservationError(f"{key} is not an array: {type(e).__name__}: {e}") from None
 
 
 class Policy:
@@ -264,14 +285,16 @@ class Policy:
     prefix = self._start(self._params, jnp.asarray(tokens), jnp.asarray(mask))
     return Session(instruction, prefix, prefix, 0, 0, jax.random.key(seed))
 
-  def check_observation(self, observation: Any) -> tuple[np.ndarray, np.ndarray,
-                                                          np.ndarray, bool]:
-    """Validates one observation; returns frames uint8 [V, H, W, 3] at the model's size,
-    joints f32 [J], proprio f32 [P] (zeros when absent) and whether proprio was given.
+  def check_observation(self, observation: Any) -> CheckedObservation:
+    """Validates one observation: frames uint8 [V, H, W, 3] at the model's size, joints
+    f32 [J], proprio f32 [P] (zeros when absent) and whether proprio was given.
 
     Raises:
-      ObservationError: naming the field that does not fit.
+      ObservationError: naming the field that does not fit (unknown field, missing
+        camera or vector, dtype, shape, size, non-finite value).
     """
+    if isinstance(observation, CheckedObservation):
+      return observation
     if not isinstance(observation, Mapping):
       raise ObservationError(f"An observation is a mapping, got {type(observation).__name__}.")
     expected = {IMAGE_PREFIX + c for c in self.cameras} | {"joints", "proprio"}
@@ -287,10 +310,12 @@ class Policy:
       key = IMAGE_PREFIX + cam
       if key not in observation:
         raise ObservationError(f"Missing {key!r}: the model reads cameras {list(self.cameras)}.")
-      image = np.asarray(observation[key])
+      image = _as_array(observation[key], key)
       if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ObservationError(f"{key} must be uint8 [H, W, 3], got {image.dtype} "
                                f"{list(image.shape)}.")
+      if 0 in image.shape:
+        raise ObservationError(f"{key} is empty: {list(image.shape)}.")
       try:
         plan = images.resize_plan(image.shape[:2], self.image_size)
       except ValueError as e:
@@ -300,21 +325,22 @@ class Policy:
     has_proprio = "proprio" in observation and observation["proprio"] is not None
     proprio = (self._vector(observation, "proprio", self.proprio.dim) if has_proprio
                else np.zeros((self.proprio.dim,), np.float32))
-    return np.stack(frames), joints, proprio, has_proprio
+    return CheckedObservation(np.stack(frames), joints, proprio, has_proprio)
 
   @staticmethod
   def _vector(observation: Mapping, key: str, dim: int) -> np.ndarray:
     if key not in observation:
       raise ObservationError(f"Missing {key!r} (f32[{dim}]).")
-    x = np.asarray(observation[key])
+    x = _as_array(observation[key], key)
     if x.dtype.kind not in "fiu" or x.shape != (dim,):
       raise ObservationError(f"{key} must be f32[{dim}], got {x.dtype} {list(x.shape)}.")
-    x = x.astype(np.float32)
+    with np.errstate(over="ignore"):   # too large for f32: inf, refused below
+      x = x.astype(np.float32)
     if not np.isfinite(x).all():
       raise ObservationError(f"{key} has non-finite values: {x.tolist()}.")
     return x
 
-  def act(self, session: Session, observation: Mapping[str, Any]
+  def act(self, session: Session, observation: Mapping[str, Any] | CheckedObservation
           ) -> tuple[Session, np.ndarray]:
     """The next action chunk after ``observation``.
 
@@ -322,7 +348,8 @@ class Policy:
       session: from ``new_session`` or the previous ``act``.
       observation: ``{"image_<camera>": uint8[H, W, 3]`` per model camera (any size that
         rescales to the model's by integer factors), ``"joints": f32[J]``, optionally
-        ``"proprio": f32[P]}`` in the robot's units.
+        ``"proprio": f32[P]}`` in the robot's units; or what ``check_observation``
+        returned for it (not checked again).
 
     Returns:
       The next session and the actions f32 [chunk, A] in the robot's units.

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from ml_collections import config_dict
 
 from wam import checkpoint as checkpoint_lib
@@ -71,6 +72,9 @@ def default_config() -> config_dict.ConfigDict:
   c.checkpoint_every = 500
   c.max_checkpoints = 3
   c.async_checkpoints = False
+  # Multi-host: steps between the hosts' agreement on SIGTERM (a tiny collective that
+  # waits for the step to finish on the devices); 1 stops at the next step.
+  c.preemption_sync_every = 1
   c.peak_flops = 0.0           # per device, for MFU; 0: measure a matmul at start-up
   c.eval = config_dict.ConfigDict(dict(
       every=500, split="val", batch_size=8, flow_steps=4, videos=4))
@@ -312,7 +316,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
     writer.write_scalars(0, {"num_params": num_params})
 
   # -- Loop -----------------------------------------------------------------------------
-  preempted = _PreemptionFlag()
+  preempted = _PreemptionFlag(config.preemption_sync_every)
   last = {}
   step = start_step
   window_start, window_steps = time.perf_counter(), 0
@@ -324,7 +328,8 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
       state, metrics = compiled(state, sharding.global_batch(local, batch_sharding))
       step += 1
       window_steps += 1
-      stopping = preempted.is_set() or step == config.num_steps or step == stop_at
+      # Every host calls this at every step: with several, it is a collective.
+      stopping = preempted.agreed(step) or step == config.num_steps or step == stop_at
       if step % config.log_every == 0 or stopping:
         _check_finite(state, checkpointer)
         metrics = jax.device_get(metrics)
@@ -356,7 +361,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
     checkpointer.close()
     preempted.restore()
     writer.close()
-  if preempted.is_set():
+  if preempted.stopped:
     logging.warning("SIGTERM: saved step %d; re-run the same command to resume.", step)
   if is_host0:
     evaluation.plot_training(workdir)
@@ -440,10 +445,20 @@ def _eval_batch(config, data) -> tuple[dict, bool]:
 
 
 class _PreemptionFlag:
-  """Set by SIGTERM (preemption): the loop saves a checkpoint and exits cleanly."""
+  """SIGTERM (preemption): the loop saves a checkpoint and exits cleanly.
 
-  def __init__(self):
-    self._set = False
+  The signal reaches each process on its own, possibly at different steps, while the
+  checkpoint save (and every train step) is collective: a host stopping alone would
+  leave the others waiting forever. With several processes, ``agreed`` therefore gathers
+  every host's flag each ``sync_every`` steps and all of them stop at the same step.
+  """
+
+  def __init__(self, sync_every: int = 1):
+    if sync_every < 1:
+      raise ValueError(f"config.preemption_sync_every must be >= 1, got {sync_every}.")
+    self.received = False   # this process got SIGTERM
+    self.stopped = False    # the hosts agreed to stop (some host got SIGTERM)
+    self._sync_every = sync_every
     self._previous = None
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
@@ -451,11 +466,17 @@ class _PreemptionFlag:
       self._previous = None
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    logging.warning("SIGTERM received: saving a checkpoint at the next step.")
-    self._set = True
+    logging.warning("SIGTERM received: saving a checkpoint at the next agreed step.")
+    self.received = True
 
-  def is_set(self) -> bool:
-    return self._set
+  def agreed(self, step: int) -> bool:
+    """Whether to stop after ``step``; every process must call it at every step."""
+    if jax.process_count() == 1:   # nothing to agree on: no collective
+      self.stopped = self.received
+    elif step % self._sync_every == 0:
+      flags = multihost_utils.process_allgather(np.int32(self.received))
+      self.stopped = bool(np.any(flags))
+    return self.stopped
 
   def restore(self) -> None:
     if self._previous is not None:

@@ -78,6 +78,10 @@ def test_protocol_round_trips_arrays_and_refuses_objects():
     protocol.decode(protocol.encode({"x": short}))
   with pytest.raises(protocol.ProtocolError, match="map"):
     protocol.decode(b"\x93\x01\x02\x03")   # the msgpack array [1, 2, 3]
+  # A declared shape whose size overflows int64 (to 0 bytes here) is still refused.
+  wraps = {"__ndarray__": True, "dtype": "<f4", "shape": [2**62, 4], "data": b""}
+  with pytest.raises(protocol.ProtocolError, match=f"needs {2**66}"):
+    protocol.decode(protocol.encode({"x": wraps}))
 
 
 def test_concurrent_clients_match_the_in_process_policy(policy, server):
@@ -391,3 +395,186 @@ def test_client_times_out_on_replies_to_other_requests(caplog):
   finally:
     server.shutdown()
   assert "Discarding a reply to an unknown request (id 'not-yours')" in caplog.text
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:
+  """Polls ``condition()`` (server-side state that changes after a client leaves)."""
+  deadline = time.monotonic() + timeout
+  while not condition():
+    assert time.monotonic() < deadline, "timed out"
+    time.sleep(0.02)
+
+
+def test_a_connection_over_max_connections_gets_an_error_then_is_closed(policy):
+  with BackgroundServer(policy, max_connections=2) as background:
+    a, b = PolicyClient(background.url), PolicyClient(background.url)
+    a.reset("one")
+    b.metrics()
+    with connect(background.url) as raw:   # the third: an error, then the close
+      reply = protocol.decode(raw.recv(timeout=30))
+      assert reply["error"]["type"] == protocol.TOO_MANY_CONNECTIONS
+      assert "max_connections=2" in reply["error"]["message"]
+      with pytest.raises(ConnectionClosed) as closed:
+        raw.recv(timeout=30)
+      assert closed.value.rcvd.code == 1013   # try again later
+    with PolicyClient(background.url) as c:
+      with pytest.raises(PolicyServerError, match="max_connections=2") as info:
+        c.metrics()
+      assert info.value.type == protocol.TOO_MANY_CONNECTIONS
+    a.close()   # frees its place
+    _wait_for(lambda: background.server.connections == 1)
+    with PolicyClient(background.url) as c:
+      assert c.metrics()["errors"][protocol.TOO_MANY_CONNECTIONS] == 2
+    assert b.metrics()["connections"] == 1
+    b.close()
+
+
+def test_session_limits_per_connection_and_in_total_closing_frees_them(policy):
+  obs = _episode(policy, 13, 1)[0]
+  with BackgroundServer(policy, max_sessions=3, max_sessions_per_connection=2) as background:
+    a, b = PolicyClient(background.url), PolicyClient(background.url)
+    first = a.reset("a1")
+    a.reset("a2")
+    with pytest.raises(PolicyServerError, match="max_sessions_per_connection=2") as info:
+      a.reset("a3")
+    assert info.value.type == protocol.TOO_MANY_SESSIONS
+    b.reset("b1")
+    with pytest.raises(PolicyServerError, match=r"max_sessions=3\)") as info:
+      b.reset("b2")
+    assert info.value.type == protocol.TOO_MANY_SESSIONS
+    a.close_session(first)   # a closed session frees its place ...
+    b.reset("b2")
+    with pytest.raises(PolicyServerError, match=r"max_sessions=3\)"):
+      a.reset("a3")
+    a.close()                # ... and so does a closed connection
+    _wait_for(lambda: background.server.sessions == 2)
+    with PolicyClient(background.url) as c:
+      c.reset("c1")
+      assert c.act(obs).shape == (policy.action_chunk, 4)
+      assert c.metrics()["session_bytes"] > 0
+    assert b.act(obs).shape == (policy.action_chunk, 4)
+    b.close()
+
+
+def test_max_message_bytes_closes_only_that_connection_and_the_queue_is_bounded(policy):
+  obs = _episode(policy, 14, 2)[0]
+  limit = 2**16
+  with BackgroundServer(policy, max_message_bytes=limit, max_queue=1) as background:
+    with PolicyClient(background.url) as good, PolicyClient(background.url) as big:
+      good.reset("steady", seed=14)
+      big.reset("big")
+      image = np.zeros((160, 160, 3), np.uint8)   # 75 KiB, rescales 10:1
+      with pytest.raises(ConnectionClosed) as closed:
+        big.act({**obs, "image_front": image})
+      assert closed.value.rcvd.code == 1009   # message too big
+      _wait_for(lambda: background.server.errors["message_too_big"] == 1)
+      assert good.act(obs).shape == (policy.action_chunk, 4)
+      # websockets buffers max_queue frames per connection (not its default 16), then
+      # stops reading: requests sent without waiting are still answered, in order.
+      for conn in background.server._server.connections:  # pylint: disable=protected-access
+        assert conn.recv_messages.high == 1 and conn.protocol.max_message_size == limit
+      with connect(background.url) as raw:
+        for i in range(6):
+          raw.send(protocol.encode({"type": "metrics", "id": i}))
+        assert [protocol.decode(raw.recv(timeout=30))["id"] for _ in range(6)] == list(range(6))
+    assert background.server.metrics()["limits"]["max_queue"] == 1
+
+
+class _CountingPolicy:
+  """A policy that counts the ``act`` calls reaching the model thread."""
+
+  def __init__(self, policy):
+    self.policy, self.acts = policy, 0
+
+  def __getattr__(self, name):
+    return getattr(self.policy, name)
+
+  def act(self, session, observation):
+    self.acts += 1
+    return self.policy.act(session, observation)
+
+
+def test_bad_observations_are_refused_before_the_model_thread(policy):
+  counting = _CountingPolicy(policy)
+  observations = _episode(policy, 15, 2)
+  expected = _inprocess(policy, "careful", 15, observations)
+  obs = observations[0]
+  bad = [
+      ({**obs, "joints": np.array([np.nan, 0, 0], np.float32)}, "joints has non-finite"),
+      ({**obs, "proprio": np.array([np.inf, 0], np.float32)}, "proprio has non-finite"),
+      ({**obs, "joints": np.full(3, 1e39)}, "joints has non-finite"),   # beyond f32
+      ({**obs, "joints": [[1.0], [2.0, 3.0]]}, "joints is not an array"),
+      ({**obs, "joints": np.zeros(4, np.float32)}, "joints must be f32[3]"),
+      ({**obs, "joints": np.array(["a", "b", "c"])}, "joints must be f32[3]"),
+      ({**obs, "image_wrist": np.zeros((0, 16, 3), np.uint8)}, "image_wrist is empty"),
+      ({**obs, "image_front": np.zeros((16, 16), np.uint8)}, "image_front must be uint8"),
+      ({**obs, "gripper": np.zeros(1)}, "Unknown observation field 'gripper'"),
+      ({k: v for k, v in obs.items() if k != "joints"}, "Missing 'joints'"),
+      ("not a map", "An observation is a mapping"),
+  ]
+  with BackgroundServer(counting) as background, PolicyClient(background.url) as c:
+    c.reset("careful", seed=15)
+    got = [c.act(obs)]
+    for observation, match in bad:
+      with pytest.raises(PolicyServerError, match=re.escape(match)) as info:
+        c.request({"type": "act", "observation": observation})
+      assert info.value.type == protocol.OBSERVATION
+    assert counting.acts == 1   # none of them reached the model
+    got.append(c.act(observations[1]))   # the session goes on unharmed
+    assert c.last_reply["step"] == 2
+  np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def _array_map(dtype: str, shape, data: bytes = b"") -> dict:
+  return {"__ndarray__": True, "dtype": dtype, "shape": shape, "data": data}
+
+
+def test_fuzzed_frames_leave_the_server_serving_identical_actions(policy):
+  """Garbage of every kind, then a well-behaved client gets the very same actions."""
+  rng = np.random.default_rng(0)
+  observations = _episode(policy, 16, 3)
+  obs = observations[0]
+  limit = 2**16
+
+  def episode(url):
+    with PolicyClient(url) as c:
+      c.reset("fuzz", seed=16)
+      return [c.act(o) for o in observations]
+  act = lambda observation: protocol.encode({"type": "act", "observation": observation})
+  good = act(obs)
+  frames = [rng.bytes(n) for n in (0, 1, 2, 9, 100, 5000)]
+  frames += [good[:n] for n in sorted(rng.integers(1, len(good), 12))]    # truncated
+  frames += [b"\x91" * 20_000 + b"\xc0",           # nesting deeper than msgpack's stack
+             b"\xdd\xff\xff\xff\xff",               # a declared 4G-element array
+             b"\xdf\xff\xff\xff\xff"]               # and map
+  frames += [act({**obs, "joints": a}) for a in (   # huge or absurd declared shapes
+      _array_map("<f4", [2**40] * 4), _array_map("<f4", [2**62, 4]),
+      _array_map("<f4", [0, 2**62]), _array_map("<f4", [1] * 40, b"\0" * 4),
+      _array_map("<f4", [-1]), _array_map("|u1", [2**31, 2**31, 3], b"\0" * 12),
+      _array_map("|O", [1], b"\0" * 8), _array_map("<f4", "abc"))]
+  frames += [act({**obs, "joints": np.full(3, np.nan, np.float32)}),   # NaN fields
+             act({**obs, "proprio": np.array([np.nan, np.inf], np.float32)}),
+             act({**obs, "image_front": obs["image_front"].astype(np.float32) * np.nan}),
+             protocol.encode({"type": "reset", "instruction": float("nan")}),
+             protocol.encode({"type": "reset", "instruction": "x", "seed": float("nan")}),
+             protocol.encode({"type": "act", "observation": obs, "session_id": float("nan")})]
+  with BackgroundServer(policy, max_message_bytes=limit) as background:
+    before = episode(background.url)
+    with PolicyClient(background.url) as fuzzer:
+      fuzzer.reset("fuzzer")
+      for frame in frames:   # each gets one error reply; the connection stays usable
+        with pytest.raises(PolicyServerError) as info:
+          fuzzer.request_bytes(frame)
+        assert info.value.type != protocol.INTERNAL, (frame[:40], info.value)
+      assert fuzzer.act(obs).shape == (policy.action_chunk, 4)
+    for size in (limit + 1, 4 * limit):   # oversized: only that connection is closed
+      with PolicyClient(background.url) as big, pytest.raises(ConnectionClosed):
+        big.request_bytes(rng.bytes(size))
+    after = episode(background.url)
+    _wait_for(lambda: background.server.connections == 0)
+    assert background.server.sessions == 0
+  for a, b in zip(before, after):
+    np.testing.assert_array_equal(a, b)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NoReturn, Optional
 
 import numpy as np
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from wam.serving import protocol
@@ -82,12 +83,17 @@ class PolicyClient:
     return self._exchange(data, request_id, kind)
 
   def _exchange(self, data: bytes, request_id: Any, kind: str) -> dict[str, Any]:
-    self._ws.send(data)
+    try:
+      self._ws.send(data)
+    except ConnectionClosed as e:
+      self._raise_parting_error(e)
     deadline = None if self.timeout is None else time.monotonic() + self.timeout
     while True:
       remaining = None if deadline is None else deadline - time.monotonic()
       try:
         reply = protocol.decode(self._ws.recv(timeout=remaining))
+      except ConnectionClosed as e:
+        self._raise_parting_error(e)
       except TimeoutError:
         if request_id is not None:
           self._late[request_id] = kind
@@ -100,6 +106,18 @@ class PolicyClient:
       raise PolicyServerError(str(reply["error"].get("type")), str(reply["error"].get("message")))
     self.last_reply = reply
     return reply
+
+  def _raise_parting_error(self, closed: ConnectionClosed) -> NoReturn:
+    """Raises the error the server sent before closing the connection (e.g.
+    ``too_many_connections``) as ``PolicyServerError``, else ``closed``."""
+    while True:
+      try:   # frames received before the close are still readable
+        reply = protocol.decode(self._ws.recv(timeout=0))
+      except (ConnectionClosed, TimeoutError, protocol.ProtocolError):
+        raise closed from None
+      if "error" in reply and "id" not in reply:
+        raise PolicyServerError(str(reply["error"].get("type")),
+                                str(reply["error"].get("message"))) from closed
 
   def _answers(self, reply: Mapping[str, Any], request_id: Any) -> bool:
     """Whether ``reply`` answers request ``request_id``; logs and forgets a stale one."""

@@ -23,11 +23,15 @@ close      session_id?: str (default: all of the        closed: [session_id, ...
 =========  ===========================================  =====================================
 
 A request that cannot be served is answered ``{"error": {"type": T, "message": M}}``
-with ``T`` one of ``ERROR_TYPES``; the connection stays open.
+with ``T`` one of ``ERROR_TYPES``; the connection stays open, except after
+``too_many_connections`` (sent unasked to a connection over the server's limit, which
+then closes it with code 1013). A message over the server's size limit closes the
+connection with code 1009 (no reply).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import msgpack
@@ -45,13 +49,16 @@ INVALID_FIELD = "invalid_field"    # a field of the wrong kind (e.g. seed not an
 OBSERVATION = "observation"        # wrong camera, image size/dtype/shape, vector shape
 INSTRUCTION = "instruction"        # too long, unknown encoding, not text
 UNKNOWN_SESSION = "unknown_session"
-TOO_MANY_SESSIONS = "too_many_sessions"
+TOO_MANY_SESSIONS = "too_many_sessions"        # a limit on sessions (named in the message)
+TOO_MANY_CONNECTIONS = "too_many_connections"  # then the server closes the connection
 INTERNAL = "internal"              # a bug on the server side (logged there)
 ERROR_TYPES = (MALFORMED, UNKNOWN_TYPE, MISSING_FIELD, INVALID_FIELD, OBSERVATION,
-               INSTRUCTION, UNKNOWN_SESSION, TOO_MANY_SESSIONS, INTERNAL)
+               INSTRUCTION, UNKNOWN_SESSION, TOO_MANY_SESSIONS, TOO_MANY_CONNECTIONS,
+               INTERNAL)
 
 _ARRAY = "__ndarray__"
 _REFUSED_KINDS = "OV"   # object (would need pickle) and structured/void
+_MAX_NDIM = 32          # numpy's own limit is 64; no observation comes near either
 
 
 class ProtocolError(ValueError):
@@ -95,10 +102,12 @@ def _array(d: Mapping[str, Any]) -> np.ndarray:
     raise ProtocolError(MALFORMED, f"Bad array header: {e!r}.") from None
   if dtype.kind in _REFUSED_KINDS:
     raise ProtocolError(MALFORMED, f"Arrays of dtype {dtype} are refused.")
-  if not isinstance(data, bytes) or not all(isinstance(s, int) and s >= 0 for s in shape):
-    raise ProtocolError(MALFORMED, f"Bad array: shape {list(shape)}, data of type "
-                                   f"{type(data).__name__}.")
-  expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  if (not isinstance(data, bytes) or len(shape) > _MAX_NDIM
+      or not all(isinstance(s, int) and s >= 0 for s in shape)):
+    raise ProtocolError(MALFORMED, f"Bad array: shape {list(shape)[:_MAX_NDIM + 1]}, data "
+                                   f"of type {type(data).__name__}.")
+  # Python integers: a huge declared shape must not wrap around to the data's length.
+  expected = math.prod(shape) * dtype.itemsize
   if len(data) != expected:
     raise ProtocolError(MALFORMED, f"Array data is {len(data)} bytes; {dtype} "
                                    f"{list(shape)} needs {expected}.")

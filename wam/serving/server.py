@@ -3,9 +3,18 @@
 Each connection owns its sessions (``reset`` opens one, ``close`` or the end of the
 connection drops them), so clients never see each other's state. JAX calls are not
 async: every model call runs in one worker thread, serialised (one device, one model),
-while the event loop keeps reading, validating and answering other connections. A bad
-message gets an error reply (``wam.serving.protocol``) and nothing else changes; an
+while the event loop keeps reading and answering other connections and a checking
+thread validates observations, so the model thread only ever sees arrays that fit. A
+bad message gets an error reply (``wam.serving.protocol``) and nothing else changes; an
 unexpected exception is logged and answered ``internal``.
+
+Everything a client can make the server hold is bounded: connections
+(``max_connections``; one more is answered ``too_many_connections`` and closed),
+sessions, each a KV cache on the device (``max_sessions`` in all,
+``max_sessions_per_connection``; a ``reset`` beyond either is answered
+``too_many_sessions``), and memory per connection: a message over
+``max_message_bytes`` closes the connection (code 1009), and at most ``max_queue``
+received frames wait unread before the server stops reading from that client.
 
 Latency is measured per ``act`` from the message's arrival to its reply being ready
 (queueing behind other clients included) and, separately, the model call alone; the
@@ -26,16 +35,27 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
+import jax
 import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from wam.policy import InstructionError, ObservationError, Policy
 from wam.serving import protocol
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 2**20   # several full-resolution camera frames per message
+# Counted in ``metrics()["errors"]``; not a reply: websockets closes the connection.
+MESSAGE_TOO_BIG = "message_too_big"
+
+# Defaults of the limits (docs/serving.md). Host memory for messages is about
+# max_connections * max_message_bytes * (max_queue + 1): 768 MiB with these.
+MAX_CONNECTIONS = 16
+MAX_SESSIONS = 64                # KV caches on the device, all connections together
+MAX_SESSIONS_PER_CONNECTION = 16
+MAX_MESSAGE_BYTES = 16 * 2**20   # two 1080p RGB frames, or many smaller ones
+MAX_QUEUE = 2                    # received frames waiting per connection
 
 
 class LatencyStats:
@@ -75,22 +95,48 @@ class PolicyServer:
   """
 
   def __init__(self, policy: Policy, *, host: str = "127.0.0.1", port: int = 0,
-               max_sessions_per_connection: int = 64, log_every: int = 1000,
-               max_message_bytes: int = MAX_MESSAGE_BYTES):
+               max_connections: int = MAX_CONNECTIONS, max_sessions: int = MAX_SESSIONS,
+               max_sessions_per_connection: int = MAX_SESSIONS_PER_CONNECTION,
+               max_message_bytes: int = MAX_MESSAGE_BYTES, max_queue: int = MAX_QUEUE,
+               log_every: int = 1000):
+    """Configures the server (nothing is bound before ``start``).
+
+    Args:
+      policy: what to serve.
+      host, port: where to listen (port 0: any free one).
+      max_connections: open connections at once; one more gets an error and is closed.
+      max_sessions: sessions (KV caches on the device) of all connections together.
+      max_sessions_per_connection: sessions one connection may hold.
+      max_message_bytes: the largest message received; a larger one closes its
+        connection (WebSocket code 1009).
+      max_queue: received frames buffered per connection before reading pauses.
+      log_every: log the metrics every this many requests (0: never).
+    """
+    self.limits = {"max_connections": max_connections, "max_sessions": max_sessions,
+                   "max_sessions_per_connection": max_sessions_per_connection,
+                   "max_message_bytes": max_message_bytes, "max_queue": max_queue}
+    for name, value in self.limits.items():
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     self.policy = policy
     self.host, self.port = host, port
-    self.max_sessions = max_sessions_per_connection
-    self.log_every = log_every
+    self.max_connections = max_connections
+    self.max_sessions = max_sessions
+    self.max_sessions_per_connection = max_sessions_per_connection
     self.max_message_bytes = max_message_bytes
+    self.max_queue = max_queue
+    self.log_every = log_every
     self.latency = LatencyStats()        # arrival -> reply ready, act requests
     self.model_latency = LatencyStats()  # the model call alone
     self.errors: collections.Counter = collections.Counter()
     self.requests = 0
     self.connections = 0
-    self.sessions = 0
+    self.sessions = 0     # held or being created (reserved before the model call)
+    self.session_bytes: Optional[int] = None   # device bytes of one session, about
     self._started = time.monotonic()
     self._server = None
     self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None
+    self._checker: Optional[concurrent.futures.ThreadPoolExecutor] = None
 
   # ------------------------------------------------------------------ lifecycle
 
@@ -105,11 +151,17 @@ class PolicyServer:
   async def start(self) -> str:
     """Binds and starts accepting connections; returns the URL (``ws://host:port``)."""
     self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
+    # Observations are checked (and resized) off the event loop, which keeps answering,
+    # and off the model thread, which only ever gets arrays that fit.
+    self._checker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="check")
     self._started = time.monotonic()
     # No compression: frames are mostly images and vectors, deflate costs more than it
     # saves on a LAN. Keepalive pings stay on so dead clients free their sessions.
+    # websockets' default queue (16 frames of max_size each) would let one client park
+    # a gigabyte here; past max_queue frames the server stops reading from it (TCP
+    # backpressure) until it has answered.
     self._server = await serve(self._handle, self.host, self.port, compression=None,
-                               max_size=self.max_message_bytes)
+                               max_size=self.max_message_bytes, max_queue=self.max_queue)
     log.info("Serving the policy at %s (%s).", self.url, self.policy.describe())
     return self.url
 
@@ -118,8 +170,9 @@ class PolicyServer:
     if self._server is not None:
       self._server.close()
       await self._server.wait_closed()
-    if self._worker is not None:
-      self._worker.shutdown(wait=True)
+    for executor in (self._checker, self._worker):
+      if executor is not None:
+        executor.shutdown(wait=True)
     log.info("Policy server stopped: %s", self.metrics())
 
   async def __aenter__(self) -> "PolicyServer":
@@ -137,9 +190,10 @@ class PolicyServer:
   # ------------------------------------------------------------------ metrics
 
   def metrics(self) -> dict[str, Any]:
-    """Request counts, errors by type and act latencies (JSON-friendly)."""
+    """Request counts, errors by type, act latencies and limits (JSON-friendly)."""
     return {"requests": self.requests, "errors": dict(self.errors),
             "connections": self.connections, "sessions": self.sessions,
+            "session_bytes": self.session_bytes, "limits": dict(self.limits),
             "uptime_s": time.monotonic() - self._started,
             "act": self.latency.summary(), "model": self.model_latency.summary(),
             "policy": self.policy.describe()}
@@ -147,8 +201,11 @@ class PolicyServer:
   # ------------------------------------------------------------------ handling
 
   async def _handle(self, ws: ServerConnection) -> None:
+    if self.connections >= self.max_connections:
+      await self._refuse(ws)
+      return
     conn = _Connection()
-    self.connections += 1
+    self.connections += 1   # no await since the check: no other handler in between
     log.info("Client %s connected.", ws.remote_address)
     try:
       async for data in ws:
@@ -159,13 +216,29 @@ class PolicyServer:
         except TypeError as e:   # a bug: our own reply did not encode
           log.exception("Reply did not encode.")
           await ws.send(protocol.encode(protocol.error(protocol.INTERNAL, str(e))))
-    except ConnectionClosed:
-      pass
+    except ConnectionClosed as e:
+      if e.sent is not None and e.sent.code == CloseCode.MESSAGE_TOO_BIG:
+        self.errors[MESSAGE_TOO_BIG] += 1
+        log.warning("Client %s sent a message over max_message_bytes=%d; closed it.",
+                    ws.remote_address, self.max_message_bytes)
     finally:
       self.connections -= 1
       self.sessions -= len(conn.sessions)
       log.info("Client %s left (%d sessions dropped).", ws.remote_address,
                len(conn.sessions))
+
+  async def _refuse(self, ws: ServerConnection) -> None:
+    """Answers a connection over ``max_connections`` with an error, then closes it."""
+    message = (f"The server holds {self.connections} connections, the limit "
+               f"(max_connections={self.max_connections}); try again later.")
+    self.errors[protocol.TOO_MANY_CONNECTIONS] += 1
+    log.warning("Refused client %s: %s", ws.remote_address, message)
+    try:
+      await ws.send(protocol.encode(protocol.error(protocol.TOO_MANY_CONNECTIONS, message)))
+      await ws.close(CloseCode.TRY_AGAIN_LATER,
+                     f"too many connections (max_connections={self.max_connections})")
+    except ConnectionClosed:
+      pass
 
   async def _reply(self, conn: _Connection, data: Any, arrived: float) -> dict[str, Any]:
     """The reply to one frame; never raises."""
@@ -228,30 +301,47 @@ class PolicyServer:
     if encoding is not None and not isinstance(encoding, str):
       raise protocol.ProtocolError(protocol.INVALID_FIELD,
                                    f"encoding must be a string, got {encoding!r}.")
-    if len(conn.sessions) >= self.max_sessions:
-      raise protocol.ProtocolError(protocol.TOO_MANY_SESSIONS,
-                                   f"This connection holds {len(conn.sessions)} sessions "
-                                   f"(the limit); close some first.")
+    if len(conn.sessions) >= self.max_sessions_per_connection:
+      raise protocol.ProtocolError(
+          protocol.TOO_MANY_SESSIONS,
+          f"This connection holds {len(conn.sessions)} sessions, the limit "
+          f"(max_sessions_per_connection={self.max_sessions_per_connection}); close some "
+          "first.")
+    if self.sessions >= self.max_sessions:
+      raise protocol.ProtocolError(
+          protocol.TOO_MANY_SESSIONS,
+          f"The server holds {self.sessions} sessions, the limit "
+          f"(max_sessions={self.max_sessions}); close some or try again later.")
     # Checked here too so that a bad instruction never occupies the model thread.
     self.policy.encode_instruction(message["instruction"], encoding)
-    session = await self._in_worker(
-        functools.partial(self.policy.new_session, seed=seed, encoding=encoding),
-        message["instruction"])
+    # Reserved before the model call, during which other connections' resets run.
+    self.sessions += 1
+    try:
+      session = await self._in_worker(
+          functools.partial(self.policy.new_session, seed=seed, encoding=encoding),
+          message["instruction"])
+    except BaseException:
+      self.sessions -= 1
+      raise
+    if self.session_bytes is None:
+      self.session_bytes = _session_bytes(session)
     session_id = uuid.uuid4().hex
     conn.sessions[session_id] = session
     conn.latest = session_id
-    self.sessions += 1
     return {"session_id": session_id, "policy": self.policy.describe()}
 
   async def _act(self, conn: _Connection, message: dict, arrived: float) -> dict[str, Any]:
     session_id = self._session_id(conn, message)
+    loop = asyncio.get_running_loop()
+    observation = await loop.run_in_executor(self._checker, self.policy.check_observation,
+                                             message["observation"])
 
     def run(session, observation):
       start = time.perf_counter()
       out = self.policy.act(session, observation)
       return out, time.perf_counter() - start
     (session, actions), model_s = await self._in_worker(run, conn.sessions[session_id],
-                                                        message["observation"])
+                                                        observation)
     if session_id in conn.sessions:   # unless closed meanwhile
       conn.sessions[session_id] = session
     latency_ms = 1e3 * (time.perf_counter() - arrived)
@@ -271,6 +361,12 @@ class PolicyServer:
       conn.latest = None
     self.sessions -= len(closed)
     return {"closed": closed}
+
+
+def _session_bytes(session) -> int:
+  """Device bytes a session holds once it has acted: the prefix and a window's cache
+  (both of the full window's size)."""
+  return 2 * sum(int(x.nbytes) for x in jax.tree.leaves(getattr(session, "prefix", ())))
 
 
 def serve_until_signalled(policy: Policy, *, host: str = "127.0.0.1", port: int = 8765,
