@@ -117,7 +117,7 @@ def main(argv):
   start = time.time()
   train = [load(p, "train", _FRAMES.value, _IMAGE.value) for p in _TRAIN.value]
   frames = np.concatenate([t[0] for t in train])
-  texts = sum((t[1] for t in train), [])
+  texts = [text for t in train for text in t[1]]
   targets = np.concatenate([t[2] for t in train])
   val_frames, val_texts, val_targets = load(_VAL.value, "val", _FRAMES.value, _IMAGE.value)
   if _SCENES.value:
