@@ -184,8 +184,12 @@ def test_rerun_replaces_a_corrupt_final_step(uninterrupted, tmp_path, caplog):
   assert result.step == 6
   assert checkpoint.Checkpointer(ckpt_dir, read_only=True).all_steps() == [3, 6]
   assert os.path.isdir(os.path.join(ckpt_dir, checkpoint.CORRUPT_DIR, "6"))
+  # The reason depends on where the garbled bytes land: our checksum, or tensorstore's
+  # own decompression check (FAILED_PRECONDITION / DATA_LOSS); either is verified.
   assert any("CHECKPOINT FALLBACK" in r.getMessage() and "corrupt step 6" in r.getMessage()
-             and "checksum mismatch" in r.getMessage() for r in caplog.records)
+             and any(reason in r.getMessage() for reason in
+                     ("checksum mismatch", "FAILED_PRECONDITION", "DATA_LOSS"))
+             for r in caplog.records)
   rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
   events = [r for r in rows if r.get("event") == "checkpoint_fallback"]
   assert len(events) == 1, events
