@@ -7,7 +7,18 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= workdir/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test install clean benchmark
+# `make benchmarks` regenerates every system benchmark's JSON and the tables of
+# docs/BENCHMARKS.md from the current code (about 1 h on an idle 2-core CPU; the WAM
+# run it trains first is about 20 min of it). Research experiments (benchmarks.imitation,
+# policy_precision, perception_probe, tokenizer_targets) are not part of it: their
+# commands and workdirs are in docs/BENCHMARKS.md and docs/RESULTS.md.
+BENCH_WORKDIR ?= workdir/benchmarks
+BENCH_CONFIG ?= experiments/configs/wam.py:runlocal
+BENCH_SUFFIX ?= cpu
+BENCH_MODEL := $(BENCH_WORKDIR)/wam
+
+.PHONY: demo test install clean benchmarks benchmarks-system benchmarks-model \
+	benchmark-tables
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +35,36 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
 
-benchmark: $(STAMP)
-	$(BIN)/python -m benchmarks.dojo --out=benchmarks/dojo_cpu.json
+# One after another, even under `make -j` (parallel benchmarks would time each other).
+benchmarks: $(STAMP)
+	$(MAKE) benchmarks-system
+	$(MAKE) benchmarks-model
+	$(MAKE) benchmark-tables
+
+# No trained model needed.
+benchmarks-system: $(STAMP)
+	$(BIN)/python -m benchmarks.dojo --out=benchmarks/dojo_$(BENCH_SUFFIX).json
+	$(BIN)/python -m benchmarks.experts --out=benchmarks/experts.json
+	$(BIN)/python -m benchmarks.data --out=benchmarks/data_$(BENCH_SUFFIX).json \
+	  --data_dir=$(BENCH_WORKDIR)/data
+	$(BIN)/python -m benchmarks.train --out=benchmarks/train_$(BENCH_SUFFIX).json
+	$(BIN)/python -m benchmarks.train --width=256 --nodreams --nobreakdown \
+	  --out=benchmarks/train_$(BENCH_SUFFIX)_width256.json
+
+# Trains a fresh WAM run with the current code (timed), then measures it.
+benchmarks-model: $(STAMP)
+	rm -rf $(BENCH_MODEL)
+	$(BIN)/python -m benchmarks.wam_run --config=$(BENCH_CONFIG) --workdir=$(BENCH_MODEL) \
+	  --out=benchmarks/wam_run_$(BENCH_SUFFIX).json
+	$(BIN)/python -m benchmarks.dreams --workdir=$(BENCH_MODEL) \
+	  --out=benchmarks/dreams_$(BENCH_SUFFIX).json
+	$(BIN)/python -m benchmarks.plan --workdir=$(BENCH_MODEL) \
+	  --out=benchmarks/plan_$(BENCH_SUFFIX).json
+	$(BIN)/python -m benchmarks.serve --workdir=$(BENCH_MODEL) \
+	  --out=benchmarks/serve_$(BENCH_SUFFIX).json
+
+benchmark-tables: $(STAMP)
+	$(BIN)/python -m benchmarks.tables
 
 clean:
 	rm -rf $(VENV) workdir

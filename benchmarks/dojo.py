@@ -2,7 +2,13 @@ r"""Dream Dojo throughput, measured side by side in one run.
 
   python -m benchmarks.dojo --out=benchmarks/dojo_cpu.json [--task=reach] [--batch=256]
 
-Per physics implementation (jax, warp):
+Every implementation is measured at ``--compare_batch`` (the batch at which they are
+compared side by side, ``"<impl>_over_<impl>"`` in ``comparisons``); on a CPU the JAX
+implementation (~100x slower there) only at that batch, the others at ``--batch`` too.
+On an accelerator every implementation is also measured at ``--batch``. The task's
+current control step (``substeps`` physics steps) is read from its config and recorded.
+
+Per physics implementation (jax, warp) and batch:
 - ``env_step_ratio``: physics steps/s through the Dojo env and its training wrappers
   (no cameras) over steps/s of raw ``jax.jit(jax.vmap(mjx.step))`` on the same model and
   batch (target >= 0.9);
@@ -28,6 +34,8 @@ _OUT = flags.DEFINE_string("out", "benchmarks/dojo.json", "Where to write the JS
 _TASK = flags.DEFINE_string("task", "reach", "Dojo task to measure.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Number of parallel envs.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed control steps per measurement.")
+_COMPARE_BATCH = flags.DEFINE_integer(
+    "compare_batch", 32, "Batch at which every implementation is measured and compared.")
 _IMPLS = flags.DEFINE_list("impls", ["warp", "jax"], "Physics implementations to measure.")
 
 
@@ -104,7 +112,8 @@ def measure(task: str, impl: str, batch: int, steps: int) -> dict:
   render_fps = batch / results_lib.best_time(render, data, info)
 
   return {
-      "task": task, "impl": impl, "batch": batch, "substeps": n_sub,
+      "task": task, "impl": impl, "batch": batch, "substeps": n_sub, "control_steps": steps,
+      "ctrl_dt": float(env.config.ctrl_dt), "sim_dt": float(env.config.sim_dt),
       "env_physics_steps_per_s": env_sps, "raw_mjx_steps_per_s": raw_sps,
       "c_mujoco_steps_per_s": c_sps, "c_threads": len(mj_data),
       "env_step_ratio": env_sps / raw_sps, "vs_c_ratio": env_sps / c_sps,
@@ -125,20 +134,45 @@ def _full_state(model, qpos, qvel) -> "np.ndarray":
   return out
 
 
+def batches(impl: str, backend: str, batch: int, compare_batch: int) -> list[int]:
+  """The batches ``impl`` is measured at: ``compare_batch`` always, and ``batch`` unless
+  it is the JAX implementation on a CPU (~100x slower there)."""
+  out = [compare_batch]
+  if batch != compare_batch and (impl != "jax" or backend != "cpu"):
+    out.append(batch)
+  return sorted(out)
+
+
+def comparisons(runs: list[dict]) -> dict[str, dict]:
+  """Ratios of env physics steps/s between implementations measured at the same batch."""
+  out = {}
+  for a in runs:
+    for b in runs:
+      if a["impl"] != b["impl"] and a["batch"] == b["batch"]:
+        out[f"{a['impl']}_over_{b['impl']}"] = {
+            "batch": a["batch"],
+            "env_steps_ratio": a["env_physics_steps_per_s"] / b["env_physics_steps_per_s"],
+            "raw_steps_ratio": a["raw_mjx_steps_per_s"] / b["raw_mjx_steps_per_s"]}
+  return out
+
+
 def main(argv):
   del argv
   import jax  # pylint: disable=import-outside-toplevel
   results = {"machine": {"backend": jax.default_backend(), "devices": str(jax.devices()),
                          "cpu_count": os.cpu_count()}, "runs": []}
   for impl in _IMPLS.value:
-    # The JAX implementation is ~100x slower on CPU: measure it on a smaller batch.
-    batch = _BATCH.value if (impl == "warp" or jax.default_backend() != "cpu") else min(
-        _BATCH.value, 32)
-    steps = _STEPS.value if batch == _BATCH.value else max(2, _STEPS.value // 4)
-    print(f"[benchmarks.dojo] measuring {_TASK.value} impl={impl} batch={batch}", flush=True)
-    run = measure(_TASK.value, impl, batch, steps)
-    print(json.dumps(run, indent=2), flush=True)
-    results["runs"].append(run)
+    for batch in batches(impl, jax.default_backend(), _BATCH.value, _COMPARE_BATCH.value):
+      # Fewer timed steps for the slow JAX implementation on a CPU (a rate per step).
+      slow = impl == "jax" and jax.default_backend() == "cpu"
+      steps = max(2, _STEPS.value // 4) if slow else _STEPS.value
+      print(f"[benchmarks.dojo] measuring {_TASK.value} impl={impl} batch={batch} "
+            f"({steps} control steps)", flush=True)
+      run = measure(_TASK.value, impl, batch, steps)
+      print(json.dumps(run, indent=2), flush=True)
+      results["runs"].append(run)
+  results["comparisons"] = comparisons(results["runs"])
+  print(json.dumps(results["comparisons"], indent=2), flush=True)
   results_lib.write_json(_OUT.value, results)
 
 

@@ -37,6 +37,7 @@ def main(argv):
                                   num_episodes=_EPISODES.value,
                                   num_steps=env.config.episode_length, seed=0)
       row = {"task": task, "noise": noise, "episodes": _EPISODES.value,
+             "episode_steps": int(env.config.episode_length),
              "success_rate": rate, "impl": env.impl, "seconds": time.time() - start}
       print(json.dumps(row), flush=True)
       results.append(row)

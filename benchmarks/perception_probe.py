@@ -49,6 +49,12 @@ _BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.")
 _SLOT = flags.DEFINE_integer("target_dims", 3, "The target is the last this many proprio "
                              "dimensions (reach's `reach_target`).")
 _SCENES = flags.DEFINE_integer("scenes", 0, "Freshly rendered reset scenes to add.")
+_HEAD = flags.DEFINE_enum("head", "flatten", ["flatten", "keypoints"],
+                          "How the convolutional features become a vector: 'flatten' "
+                          "(strided convolutions, flattened) or 'keypoints' (full-resolution "
+                          "convolutions, a spatial softmax per channel giving its expected "
+                          "image coordinates: Levine et al. 2016's feature points).")
+_KEYPOINTS = flags.DEFINE_integer("keypoints", 32, "Feature points per camera ('keypoints').")
 _OUT = flags.DEFINE_string("out", "", "JSON results file ('' = print only).")
 
 
@@ -112,6 +118,43 @@ class Probe(nnx.Module):
     return self.out(jax.nn.gelu(self.hidden(x)))
 
 
+def spatial_softmax(features: jax.Array) -> jax.Array:
+  """[N, H, W, C] -> [N, C, 2]: each channel's softmax-weighted mean (x, y) in [-1, 1]."""
+  n, h, w, c = features.shape
+  weights = jax.nn.softmax(features.reshape(n, h * w, c), axis=1).reshape(n, h, w, c)
+  ys, xs = jnp.linspace(-1.0, 1.0, h), jnp.linspace(-1.0, 1.0, w)
+  return jnp.stack([jnp.einsum("nhwc,w->nc", weights, xs),
+                    jnp.einsum("nhwc,h->nc", weights, ys)], -1)
+
+
+class KeypointProbe(nnx.Module):
+  """Full-resolution convolutions, a spatial softmax per channel, then an MLP.
+
+  Regressing coordinates from flattened strided features is what convolutional networks
+  do badly (CoordConv, Liu et al. 2018); a spatial softmax turns each channel into the
+  image position where it fires, so precise localisation is built in, and the head has
+  2 x keypoints inputs per camera instead of thousands.
+  """
+
+  def __init__(self, num_cameras: int, num_keypoints: int, num_instructions: int,
+               rngs: nnx.Rngs):
+    chans = (32, 32, num_keypoints)
+    self.convs = nnx.List([nnx.Conv(c_in, c_out, (3, 3), rngs=rngs)
+                           for c_in, c_out in zip((3,) + chans[:-1], chans)])
+    self.hidden = nnx.Linear(num_cameras * num_keypoints * 2 + num_instructions, 256,
+                             rngs=rngs)
+    self.out = nnx.Linear(256, 3, rngs=rngs)
+
+  def __call__(self, frames: jax.Array, instruction: jax.Array) -> jax.Array:
+    b, v = frames.shape[:2]
+    x = frames.reshape((b * v,) + frames.shape[2:]).astype(jnp.float32) / 127.5 - 1.0
+    for conv in self.convs[:-1]:
+      x = jax.nn.gelu(conv(x))
+    points = spatial_softmax(self.convs[-1](x)).reshape(b, -1)
+    x = jnp.concatenate([points, instruction], -1)
+    return self.out(jax.nn.gelu(self.hidden(x)))
+
+
 def main(argv):
   del argv
   start = time.time()
@@ -134,7 +177,10 @@ def main(argv):
   print(f"{len(frames)} training frames, {len(val_frames)} held out, "
         f"{len(vocabulary)} instructions, loaded in {time.time() - start:.0f} s", flush=True)
 
-  model = Probe(frames.shape[1], _IMAGE.value, len(vocabulary), nnx.Rngs(0))
+  if _HEAD.value == "keypoints":
+    model = KeypointProbe(frames.shape[1], _KEYPOINTS.value, len(vocabulary), nnx.Rngs(0))
+  else:
+    model = Probe(frames.shape[1], _IMAGE.value, len(vocabulary), nnx.Rngs(0))
   optimizer = nnx.Optimizer(model, optax.adam(optax.cosine_decay_schedule(1e-3, _STEPS.value)),
                             wrt=nnx.Param)
 
@@ -167,6 +213,7 @@ def main(argv):
   sub = rng.choice(len(frames), min(len(frames), len(val_frames) * 4), replace=False)
   row = {"train": _TRAIN.value, "val": _VAL.value, "scenes": _SCENES.value,
          "image_size": _IMAGE.value,
+         "head": _HEAD.value, "keypoints": _KEYPOINTS.value if _HEAD.value == "keypoints" else 0,
          "train_frames": len(frames), "val_frames": len(val_frames), "steps": _STEPS.value,
          "rms_m": {"held_out": rms(val_frames, val_instructions, val_targets),
                    "train": rms(frames[sub], instructions[sub], targets[sub]),

@@ -13,8 +13,9 @@ Measured on one env (control) and on a batch (throughput), side by side in one p
   ``cem_hz_rendered`` (every dreamed frame decoded) and their ratio
   ``cem_fast_over_rendered``;
 - ``dream_over_physics_ratio``: control steps per second imagined by the neural simulator
-  (``NeuralEnv.step``, chunks of ``chunk`` steps, frames decoded) over control steps per
-  second of the MJX env rendering the same camera, on the same batch.
+  (``NeuralEnv.step``, chunks of ``chunk`` steps, frames decoded at the model's image
+  size) over control steps per second of the MJX env rendering the same cameras at the
+  same size (``cameras``, ``image_size``: what both produce), on the same batch.
 
 Without ``--workdir`` the model is an untrained runlocal-size one (speed does not depend
 on the weights).
@@ -97,13 +98,17 @@ def main(argv):
   # Throughput on a batch: dreamed chunks vs physics steps with the same camera.
   b = _BATCH.value
   batched_neural = wrappers.VmapWrapper(neural, batch_size=b)
-  batched_physics = wrappers.VmapWrapper(task, batch_size=b)
+  # The physics env renders what the dream renders: the model's cameras at its size.
+  height, width = io.image_size
+  frame_task = dojo.load(_TASK.value, cameras=tuple(io.cameras), image_height=height,
+                         image_width=width)
+  batched_physics = wrappers.VmapWrapper(frame_task, batch_size=b)
   ns = jax.jit(batched_neural.reset)(jax.random.key(3))
   ps = jax.jit(batched_physics.reset)(jax.random.key(3))
   neural_step = jax.jit(batched_neural.step)
   physics_step = jax.jit(batched_physics.step)
   chunk_actions = jnp.zeros((b, neural.action_size))
-  step_actions = jnp.zeros((b, task.action_size))
+  step_actions = jnp.zeros((b, frame_task.action_size))
   dream_s = results_lib.best_time(lambda: neural_step(ns, chunk_actions).obs["joints"],
                        repeats=_REPEATS.value)
   physics_s = results_lib.best_time(lambda: physics_step(ps, step_actions).obs["joints"],
@@ -119,6 +124,8 @@ def main(argv):
       "dream_over_physics_ratio": dream_steps / physics_steps,
       "model": kind, "params": count_parameters(model),
       "chunk": k, "batch": b, "task": _TASK.value,
+      "cameras": list(io.cameras), "image_size": list(io.image_size),
+      "dream_render": neural.render,
       "cem": {"horizon": 3, "num_samples": 32, "num_elites": 4, "iterations": 3},
       "machine": {"backend": jax.default_backend(), "devices": jax.device_count(),
                   "cpu_count": os.cpu_count(), "platform": platform.platform()},

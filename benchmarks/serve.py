@@ -12,7 +12,15 @@ across runs):
   latency, action chunks and actions per second over all clients, and the server's own
   view (arrival to reply, and the model call alone);
 - ``serve_over_inprocess_latency``: served median round trip (1 client) over the
-  in-process median: what the WebSocket, msgpack and the event loop add.
+  in-process median: what the WebSocket, msgpack and the event loop add;
+- ``batching``: ``--batch_clients`` concurrent clients against a server that runs every
+  act alone (``max_batch`` 1, the server before batching) and one that batches the acts
+  waiting together (``--max_batch``), side by side in the same rounds: median, p90 and
+  p99 round trip of each, the batch sizes the server ran, and ``median_ratio`` /
+  ``p90_ratio`` (unbatched over batched latency: above 1, batching helps) and
+  ``throughput_ratio`` (batched over unbatched chunks/s).
+
+``served`` runs the server with its defaults (so batching is on, ``max_batch`` 8).
 
 Without ``--workdir`` the model is a random one built like the tests' (``--size``:
 ``toy``, the runlocal size, or ``tiny``, the tests' size); speed does not depend on the
@@ -46,6 +54,9 @@ def define_flags() -> None:
   flags.DEFINE_list("clients", ["1", "8"], "Concurrent client counts to measure.")
   flags.DEFINE_integer("requests", 50, "Timed acts per client (and in process).")
   flags.DEFINE_integer("rounds", 3, "Rounds over all settings (best kept each).")
+  flags.DEFINE_integer("batch_clients", 8, "Concurrent clients of the batching comparison "
+                       "(0: skip it).")
+  flags.DEFINE_integer("max_batch", 8, "The server's max_batch in the batching comparison.")
 
 
 # ----------------------------------------------------------------------------- model
@@ -115,7 +126,8 @@ def random_observation(policy, rng: np.random.Generator, scale: int = 2) -> dict
 def _summary(latencies_s: list[float]) -> dict[str, float]:
   ms = 1e3 * np.asarray(latencies_s)
   return {"count": int(ms.size), "median_ms": float(np.median(ms)),
-          "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+          "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+          "mean_ms": float(ms.mean())}
 
 
 def time_inprocess(policy, requests: int, seed: int = 0) -> dict[str, float]:
@@ -174,8 +186,25 @@ def time_served(policy, url: str, clients: int, requests: int) -> dict[str, Any]
           "actions_per_s": chunks * policy.action_chunk / wall}
 
 
+def _time_server(policy, clients: int, requests: int, **server_options) -> dict[str, Any]:
+  """``time_served`` against a fresh server (so its statistics are of this run alone),
+  with the server's own view of it."""
+  from wam.serving.server import BackgroundServer  # pylint: disable=import-outside-toplevel
+  with BackgroundServer(policy, log_every=0, **server_options) as server:
+    measured = time_served(policy, server.url, clients, requests)
+    metrics = server.server.metrics()
+  measured["server_act"], measured["server_model"] = metrics["act"], metrics["model"]
+  measured["server_batch_size"] = metrics["batch_size"]
+  return measured
+
+
+def _keep_best(best: dict[str, Any], key: str, measured: dict[str, Any]) -> None:
+  if key not in best or measured["median_ms"] < best[key]["median_ms"]:
+    best[key] = measured
+
+
 def run(policy, *, clients: tuple[int, ...] = (1, 8), requests: int = 50, rounds: int = 3,
-        model_name: str = "") -> dict[str, Any]:
+        batch_clients: int = 8, max_batch: int = 8, model_name: str = "") -> dict[str, Any]:
   """All measurements on ``policy`` (see module docstring); returns the results.
 
   The settings are measured in turn, ``rounds`` times over, and each keeps its round with
@@ -183,23 +212,22 @@ def run(policy, *, clients: tuple[int, ...] = (1, 8), requests: int = 50, rounds
   best round compares them under the same (least) interference.
   """
   import jax  # pylint: disable=import-outside-toplevel
-  from wam.serving.server import BackgroundServer  # pylint: disable=import-outside-toplevel
-  policy.warmup()
-  inprocess, served = None, {}
+  from wam.serving import batching  # pylint: disable=import-outside-toplevel
+  # Every batch size compiled before any timing (each server's start is then a no-op).
+  policy.warmup(batching.batch_sizes(max_batch))
+  inprocess, served, compared = None, {}, {}
   for _ in range(rounds):
     measured = time_inprocess(policy, requests)
     if inprocess is None or measured["median_ms"] < inprocess["median_ms"]:
       inprocess = measured
     for n in clients:
-      # A fresh server per measurement, so its latency statistics are of this one.
-      with BackgroundServer(policy, log_every=0) as server:
-        measured = time_served(policy, server.url, n, requests)
-        metrics = server.server.metrics()
-      measured["server_act"], measured["server_model"] = metrics["act"], metrics["model"]
-      if str(n) not in served or measured["median_ms"] < served[str(n)]["median_ms"]:
-        served[str(n)] = measured
+      _keep_best(served, str(n), _time_server(policy, n, requests))
+    if batch_clients:   # the two servers back to back, under the same load
+      for key, size in (("unbatched", 1), ("batched", max_batch)):
+        _keep_best(compared, key, _time_server(policy, batch_clients, requests,
+                                               max_batch=size))
   first = served[str(clients[0])]
-  return {
+  results = {
       "model": model_name, "policy": policy.describe(),
       "machine": {"backend": jax.default_backend(), "devices": jax.device_count(),
                   "cpu_count": os.cpu_count(), "platform": platform.platform()},
@@ -207,6 +235,14 @@ def run(policy, *, clients: tuple[int, ...] = (1, 8), requests: int = 50, rounds
       "served": served,
       "serve_over_inprocess_latency": first["median_ms"] / inprocess["median_ms"],
   }
+  if batch_clients:
+    off, on = compared["unbatched"], compared["batched"]
+    results["batching"] = {
+        "clients": batch_clients, "max_batch": max_batch, **compared,
+        "median_ratio": off["median_ms"] / on["median_ms"],
+        "p90_ratio": off["p90_ms"] / on["p90_ms"],
+        "throughput_ratio": on["chunks_per_s"] / off["chunks_per_s"]}
+  return results
 
 
 def _print(results: dict[str, Any]) -> None:
@@ -219,6 +255,17 @@ def _print(results: dict[str, Any]) -> None:
           f"({s['chunks_per_s']:.1f} chunks/s); server model call median "
           f"{s['server_model']['median_ms']:.2f} ms")
   print(f"serve_over_inprocess_latency: {results['serve_over_inprocess_latency']:.2f}")
+  if "batching" in results:
+    b = results["batching"]
+    for key, size in (("unbatched", 1), ("batched", b["max_batch"])):
+      s = b[key]
+      print(f"{b['clients']} clients, max_batch={size}: round trip median "
+            f"{s['median_ms']:.2f} ms, p90 {s['p90_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, "
+            f"{s['chunks_per_s']:.1f} chunks/s; mean batch "
+            f"{s['server_batch_size']['mean']:.2f}")
+    print(f"batching (max_batch=1 over max_batch={b['max_batch']}): median ratio "
+          f"{b['median_ratio']:.2f}, p90 ratio {b['p90_ratio']:.2f}; throughput ratio "
+          f"{b['throughput_ratio']:.2f}")
 
 
 def main(argv):
@@ -233,7 +280,9 @@ def main(argv):
     name = f"random {FLAGS.size} model (no --workdir given; speed does not need weights)"
     print(f"No --workdir: using a {name}.", flush=True)
   results = run(policy, clients=tuple(int(c) for c in FLAGS.clients),
-                requests=FLAGS.requests, rounds=FLAGS.rounds, model_name=name)
+                requests=FLAGS.requests, rounds=FLAGS.rounds,
+                batch_clients=FLAGS.batch_clients, max_batch=FLAGS.max_batch,
+                model_name=name)
   _print(results)
   results_lib.write_json(FLAGS.out, results)
 

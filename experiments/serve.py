@@ -2,7 +2,7 @@ r"""Serves a trained world action model as a policy over WebSocket.
 
   python -m experiments.serve --workdir=workdir/wam [--host=127.0.0.1 --port=8765 \
       --step=STEP --flow_steps=1 --max_connections=16 --max_sessions=64 \
-      --max_sessions_per_connection=16 --max_message_mib=16 --max_queue=2]
+      --max_sessions_per_connection=16 --max_message_mib=16 --max_queue=2 --max_batch=8]
 
 Loads the checkpoint (``wam.policy.Policy.from_workdir``), compiles the policy, prints
 the URL and serves until Ctrl-C or SIGTERM (then closes every connection cleanly).
@@ -22,8 +22,8 @@ _FLOW_STEPS = flags.DEFINE_integer("flow_steps", 1, "Euler steps per action chun
 _DATASET = flags.DEFINE_string("dataset", None,
                                "Whose statistics normalise the robot's vectors "
                                "(default: the run's first dataset).")
-# Limits (docs/serving.md): what clients can make the server hold. The defaults are
-# wam.serving.server.MAX_* (repeated: the server module imports JAX).
+# Limits (docs/serving.md): what clients can make the server hold, and batching. The
+# defaults are wam.serving.server.MAX_* (repeated: the server module imports JAX).
 _MAX_CONNECTIONS = flags.DEFINE_integer(
     "max_connections", 16, "Open connections at once; one more gets an error, then closed.")
 _MAX_SESSIONS = flags.DEFINE_integer(
@@ -35,6 +35,9 @@ _MAX_MESSAGE_MIB = flags.DEFINE_float(
     "connection.")
 _MAX_QUEUE = flags.DEFINE_integer(
     "max_queue", 2, "Received frames buffered per connection before reading pauses.")
+_MAX_BATCH = flags.DEFINE_integer(
+    "max_batch", 8, "Most acts of different sessions run in one model call when they "
+    "wait together (1: each alone).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -52,7 +55,8 @@ def main(argv):
       on_ready=lambda url: print(f"Serving {_WORKDIR.value} at {url}", flush=True),
       max_connections=_MAX_CONNECTIONS.value, max_sessions=_MAX_SESSIONS.value,
       max_sessions_per_connection=_MAX_SESSIONS_PER_CONNECTION.value,
-      max_message_bytes=int(_MAX_MESSAGE_MIB.value * 2**20), max_queue=_MAX_QUEUE.value)
+      max_message_bytes=int(_MAX_MESSAGE_MIB.value * 2**20), max_queue=_MAX_QUEUE.value,
+      max_batch=_MAX_BATCH.value)
 
 
 if __name__ == "__main__":

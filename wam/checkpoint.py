@@ -45,6 +45,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from wam.data import schema
+from wam.files import atomic_write
 
 PyTree = Any
 DataState = Union[dict, bytes, str]
@@ -617,29 +618,6 @@ def _json_default(x: Any) -> Any:
   raise TypeError(f"{type(x).__name__} is not JSON-serialisable")
 
 
-def _atomic_write(path: str, write: Callable[[Any], None], mode: str) -> None:
-  """Writes ``path`` through a temporary file in the same directory, then renames it.
-
-  The file gets the permissions of any new file (0666 less the umask), as the
-  checkpoint steps do, so that teammates on a shared filesystem can load the run.
-  """
-  directory, name = os.path.split(path)
-  # Not mkstemp: its files are 0600 whatever the umask. Created with 0666, the kernel
-  # applies the umask (and a directory's default ACL) as for any other file.
-  tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-  try:
-    with os.fdopen(fd, mode) as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _flatten_batch(batch: Mapping) -> dict[str, np.ndarray]:
   flat = {name: np.asarray(value) for name, value in schema.flatten(batch).items()}
   for name, array in flat.items():
@@ -673,12 +651,12 @@ def write_run_metadata(directory: str, *, config_json: str, statistics: Optional
   statistics_text = json.dumps(statistics, default=_json_default, indent=1)
   extra_text = json.dumps(extra, default=_json_default, indent=1)
   # config.json last: a directory with a config has the rest.
-  _atomic_write(os.path.join(directory, STATISTICS_FILE),
-                lambda f: f.write(statistics_text), "w")
-  _atomic_write(os.path.join(directory, EXAMPLE_BATCH_FILE),
-                lambda f: np.savez(f, **flat_batch), "wb")
-  _atomic_write(os.path.join(directory, EXTRA_FILE), lambda f: f.write(extra_text), "w")
-  _atomic_write(os.path.join(directory, CONFIG_FILE), lambda f: f.write(config_json), "w")
+  atomic_write(os.path.join(directory, STATISTICS_FILE),
+               lambda f: f.write(statistics_text), "w")
+  atomic_write(os.path.join(directory, EXAMPLE_BATCH_FILE),
+               lambda f: np.savez(f, **flat_batch), "wb")
+  atomic_write(os.path.join(directory, EXTRA_FILE), lambda f: f.write(extra_text), "w")
+  atomic_write(os.path.join(directory, CONFIG_FILE), lambda f: f.write(config_json), "w")
 
 
 def read_run_metadata(directory: str) -> RunMetadata:

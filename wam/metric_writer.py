@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
+
+from wam.files import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -207,20 +208,9 @@ class MetricWriter:
           continue
         kept.append(line.rstrip("\n") + "\n")
     if dropped:
-      # Not mkstemp (always 0600): the umask decides, as for the file it replaces, so
-      # teammates can still read the metrics of a resumed run.
-      tmp = os.path.join(self.workdir, f".{METRICS_FILE}.{uuid.uuid4().hex}.tmp")
-      fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-      try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-          f.writelines(kept)
-          f.flush()
-          os.fsync(f.fileno())
-        os.replace(tmp, self.metrics_path)
-      except BaseException:
-        if os.path.exists(tmp):
-          os.remove(tmp)
-        raise
+      # The umask decides the mode, as for the file it replaces, so that teammates can
+      # still read the metrics of a resumed run.
+      atomic_write(self.metrics_path, lambda f: f.writelines(kept), "w", encoding="utf-8")
     return dropped
 
   def flush(self) -> None:

@@ -7,7 +7,8 @@ instructions, the action layout) and two jitted functions over the model's param
 ``start`` (encode the instruction into a KV-cache prefix) and ``act`` (observe one real
 observation, denoise the next action chunk in policy mode, ``wam.dream.act``). Each is
 traced once per policy: observations are checked and resized on the host, so every call
-has the same shapes.
+has the same shapes. ``act_batch`` steps several sessions in one call (a server's
+clients acting at once), compiled once per padded batch size.
 
 A ``Session`` is one episode's state (the cache, the block position, the step count and
 its noise key). It is an immutable value: ``act`` returns a new one, so sessions are
@@ -23,8 +24,9 @@ The Dojo's ``ModelIO`` does the same conversions for a (model, Dojo task) pair; 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +46,14 @@ VECTORS = ("joints", "proprio", "action")
 # whatever text encoder reads them): the only encoding a WAM knows.
 INSTRUCTION_ENCODING = "bytes"
 IMAGE_PREFIX = "image_"
+# How far ``act_batch`` may differ from ``act`` (|a - b| <= tol + tol * |b|, f32, robot
+# units). Bit-identity is lost in batching: XLA's batched matmuls and reductions sum in
+# another order, a few ulps (f32 eps 1.2e-7) per op, carried across steps by the cache.
+# Measured over 2 windows + 1 steps of 8 sessions in batches of 8 and 3: at most
+# 9.5e-7 (tests' tiny model, actions up to 3.1) and 6.2e-6 (runlocal toy size, up to
+# 9.3), i.e. under 1e-6 of the largest action: 1e-5 leaves a 10x margin for the tests'
+# model while staying far below anything a robot can execute.
+BATCH_TOLERANCE = 1e-5
 
 
 class PolicyInputError(ValueError):
@@ -205,9 +215,11 @@ class Policy:
     self.window = d.num_frames
     self.instruction_encoding = INSTRUCTION_ENCODING
     self.traces = 0   # how often the hot path was traced (1 after the first act)
+    self.batch_traces = 0   # how often ``act_batch`` was traced (once per padded size)
     self._graphdef, self._params = nnx.split(model)
     self._start = jax.jit(self._start_fn)
     self._act = jax.jit(self._act_fn)
+    self._act_batch = jax.jit(self._act_batch_fn)
 
   @classmethod
   def from_workdir(cls, path: str, step: Optional[int] = None, *, flow_steps: int = 1,
@@ -241,6 +253,24 @@ class Policy:
 
   def _act_fn(self, params, cache, block, frames, joints, proprio, has_proprio, rng):
     self.traces += 1  # runs at trace time only
+    return self._act_body(params, cache, block, frames, joints, proprio, has_proprio, rng)
+
+  def _act_batch_fn(self, params, caches, blocks, frames, joints, proprio, has_proprio,
+                    rngs, steps):
+    """``_act_fn`` of several sessions at once: tuples of caches and keys, the rest
+    stacked on the host along a leading axis; returns one cache per session."""
+    self.batch_traces += 1  # runs at trace time only
+    cache = jax.tree.map(lambda *x: jnp.stack(x), *caches)
+    rng = jax.vmap(jax.random.fold_in)(jnp.stack(rngs), steps)
+    # vmap, not the model's own batch axis: each session has its own cache length and
+    # block position (scalars of ``dream.Cache``), which the batch axis shares.
+    actions, cache = jax.vmap(functools.partial(self._act_body, params))(
+        cache, blocks, frames, joints, proprio, has_proprio, rng)
+    return actions, tuple(jax.tree.map(lambda x, i=i: x[i], cache)
+                          for i in range(len(caches)))
+
+  def _act_body(self, params, cache, block, frames, joints, proprio, has_proprio, rng):
+    """One session's step: traced by ``act`` as it is, by ``act_batch`` under vmap."""
     model = nnx.merge(self._graphdef, params)
     j, j_mask = self.joints.to_model(joints)
     p, p_mask = self.proprio.to_model(proprio)
@@ -369,6 +399,46 @@ class Policy:
                                        step=session.step + 1)
     return next_session, np.asarray(actions, np.float32)
 
+  def act_batch(self, sessions: Sequence[Session],
+                observations: Sequence[Mapping[str, Any] | CheckedObservation], *,
+                size: Optional[int] = None) -> list[tuple[Session, np.ndarray]]:
+    """``act`` for several sessions in one jitted call: ``[(next_session, actions)]``.
+
+    Each result equals what ``act(sessions[i], observations[i])`` returns to within
+    float rounding (``BATCH_TOLERANCE``).
+
+    Args:
+      sessions: distinct episodes (acting twice on one session in a batch would run
+        both steps from the same state).
+      observations: one per session, as for ``act``.
+      size: the batch the call is padded to (repeating the first session), so that
+        the call compiles once per ``size``, not once per count; default: the next
+        power of two.
+
+    Raises:
+      ObservationError: an observation does not fit (no session acts).
+    """
+    n = len(sessions)
+    if n == 0 or n != len(observations):
+      raise ValueError(f"act_batch needs one observation per session, at least one; got "
+                       f"{n} sessions and {len(observations)} observations.")
+    size = 1 << (n - 1).bit_length() if size is None else size
+    if size < n:
+      raise ValueError(f"size={size} is smaller than the batch of {n}.")
+    checked = [self.check_observation(o) for o in observations]
+    starts = [(s.prefix, 0) if s.block >= self.window else (s.cache, s.block)
+              for s in sessions]
+    pad = lambda xs: list(xs) + [xs[0]] * (size - n)
+    caches, blocks = pad([c for c, _ in starts]), pad([b for _, b in starts])
+    checked, padded = pad(checked), pad(list(sessions))
+    actions, caches = self._act_batch(
+        self._params, tuple(caches), np.asarray(blocks, np.int32),
+        *(np.stack([c[i] for c in checked]) for i in range(4)),
+        tuple(s.rng for s in padded), np.asarray([s.step for s in padded], np.uint32))
+    actions = np.asarray(actions, np.float32)
+    return [(dataclasses.replace(s, cache=caches[i], block=blocks[i] + 1, step=s.step + 1),
+             actions[i]) for i, s in enumerate(sessions)]
+
   def dummy_observation(self) -> dict[str, np.ndarray]:
     """A valid observation (grey frames, zero vectors): warm-up and smoke tests."""
     obs = {IMAGE_PREFIX + c: np.full(self.image_size + (3,), 128, np.uint8)
@@ -376,6 +446,10 @@ class Policy:
     obs["joints"] = np.zeros((self.joints.dim,), np.float32)
     return obs
 
-  def warmup(self) -> None:
-    """Compiles both jitted functions so the first request is not slow."""
-    self.act(self.new_session(""), self.dummy_observation())
+  def warmup(self, batch_sizes: Sequence[int] = ()) -> None:
+    """Compiles both jitted functions, and ``act_batch`` at each of ``batch_sizes``, so
+    that the first request is not slow."""
+    session, observation = self.new_session(""), self.dummy_observation()
+    self.act(session, observation)
+    for size in batch_sizes:
+      self.act_batch([session], [observation], size=size)

@@ -8,8 +8,8 @@ Command (CPU smoke size):
 Argument: comma-separated; a model variant (toy, tiny, small, base, large; default
 small), a Dojo task (reach, push, pick_place, dex_lift, rope; default reach),
 `regression` (the deterministic objective instead of flow matching), `bc` (the
-behaviour-cloning baseline: same backbone, actions only), `acting`, `scenes` and/or
-`runlocal`.
+behaviour-cloning baseline: same backbone, actions only), `acting`, `scenes`, `wrist`
+and/or `runlocal`.
 
 `acting` gives policy mode what the imitation ladder (`benchmarks.imitation`,
 docs/RESULTS.md) found it needs, at any size: at least 1,000 demonstrations; two
@@ -17,7 +17,9 @@ fixed views (`front` + `head`) where targets float (`reach`: one view cannot tel
 depth); relative joint actions on the arm tasks that manipulate objects (`push`,
 `pick_place`); 4,000 steps at `runlocal`. `scenes` adds 3,000 short (20-step) play
 episodes: three times the scenes (target and object placements) to learn perception
-from, for the rendering cost of 1,200 full episodes (docs/RESULTS.md).
+from, for the rendering cost of 1,200 full episodes (docs/RESULTS.md). `wrist` adds the
+camera in the gripper to the views: what a real arm uses to close the last centimetres,
+where a fixed view at 32x32 spans about 3 cm per pixel (docs/RESULTS.md).
 
 Data: unless `config.data.datasets` names datasets, `experiments.train` first builds the
 `dojo_robot` TFDS datasets of `config.dojo.task` (resumable) under `config.dojo.data_dir`
@@ -61,12 +63,12 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   """The training config; ``arg`` as in the module docstring."""
   parts = [p for p in arg.split(",") if p]
   known = TASKS + tuple(wam_config.VARIANTS) + ("runlocal", "regression", "bc", "acting",
-                                                 "scenes")
+                                                 "scenes", "wrist")
   unknown = [p for p in parts if p not in known]
   if unknown:
     raise ValueError(f"Unknown wam config argument(s) {unknown}; use a variant from "
                      f"{tuple(wam_config.VARIANTS)}, a task from {TASKS}, 'regression', 'bc', "
-                     "'acting', 'scenes' and/or 'runlocal'.")
+                     "'acting', 'scenes', 'wrist' and/or 'runlocal'.")
   runlocal = "runlocal" in parts
   variant = next((p for p in parts if p in wam_config.VARIANTS), "toy" if runlocal else "small")
   config = trainer.default_config()
@@ -166,6 +168,8 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   if "scenes" in parts:
     config.dojo.mixture.scenes = dict(policy="waypoints", noise=PLAY_NOISE[task][1],
                                       num_episodes=3000, num_steps=20, weight=1.0)
+  if "wrist" in parts and "wrist" not in config.dojo.cameras:
+    config.dojo.cameras = config.data.cameras = tuple(config.dojo.cameras) + ("wrist",)
   if "bc" in parts:
     config.dojo.mixture = config_dict.ConfigDict()  # BC imitates the demonstrations only
   return config

@@ -53,8 +53,11 @@ def test_acting_gives_policy_mode_its_data_views_and_actions():
   push = wam_config.get_config("runlocal,acting,push")
   assert push.dojo.cameras == ("front",) and push.dojo.joint_actions == "relative"
   assert push.model.action_prior == "state" and push.model.predict_only == ()
+  wrist = wam_config.get_config("runlocal,acting,wrist")
+  assert wrist.dojo.cameras == wrist.data.cameras == ("front", "head", "wrist")
   plain = wam_config.get_config("runlocal")
   assert plain.dojo.joint_actions == "" and plain.model.action_prior == "zero"
+  assert wam_config.get_config("wrist").dojo.cameras == ("front", "wrist")  # once only
   assert dojo_data.task_overrides(plain.dojo) == ()
 
 

@@ -1,6 +1,5 @@
 """``wam.policy.Policy``: task-free closed-loop control from instructions and observations."""
 
-import os
 import types
 
 import jax
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.serve import random_model, random_observation
+from benchmarks.toy_runs import write_policy_run as write_run  # test_serving imports it
 from wam import policy as policy_lib
 from wam.policy import InstructionError, ObservationError, Policy
 
@@ -173,30 +173,6 @@ def test_same_actions_as_the_dojo_wam_policy():
     session, actions = policy.act(session, {"image_front": obs["pixels/front"],
                                             "joints": obs["joints"], "proprio": obs["proprio"]})
     np.testing.assert_allclose(np.clip(actions, -1, 1), expected, atol=1e-5)
-
-
-def write_run(model, metadata, workdir) -> None:
-  """Writes ``model`` as a training run would (orbax checkpoint + run metadata)."""
-  from wam import checkpoint, trainer  # pylint: disable=import-outside-toplevel
-  config = trainer.default_config()
-  config.model = model.config
-  config.data.update(cameras=tuple(metadata.config["data"]["cameras"]),
-                     image_size=tuple(metadata.config["data"]["image_size"]))
-  d = model.dims
-  example = {"frames": np.zeros((1, d.num_frames, d.num_cameras) + tuple(d.image_size) + (3,),
-                                np.uint8),
-             "joints": np.zeros((1, d.num_frames, d.joints), np.float32),
-             "proprio": np.zeros((1, d.num_frames, d.proprio), np.float32),
-             "actions": np.zeros((1, d.num_frames, d.action_chunk, d.action), np.float32),
-             "instruction": np.zeros((1, d.instruction_length), np.int32)}
-  ckpt = os.path.join(workdir, "checkpoints")
-  state = trainer._train_state(  # pylint: disable=protected-access
-      model, trainer.make_optimizer(config.optimizer, config.num_steps), jax.random.key(0))
-  with checkpoint.Checkpointer(ckpt, async_save=False) as saver:
-    assert saver.save(7, state, force=True)
-  checkpoint.write_run_metadata(ckpt, config_json=config.to_json_best_effort(),
-                                statistics=metadata.statistics, example_batch=example,
-                                extra=metadata.extra)
 
 
 def test_from_workdir_loads_a_checkpoint(built, tmp_path):

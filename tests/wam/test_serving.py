@@ -16,7 +16,8 @@ from websockets.sync.client import connect
 from websockets.sync.server import serve
 
 from benchmarks import serve as serve_benchmark
-from wam.policy import Policy
+from benchmarks import serve_fuzz
+from wam.policy import BATCH_TOLERANCE, Policy
 from wam.serving import protocol
 from wam.serving.client import PolicyClient, PolicyServerError
 from wam.serving.server import BackgroundServer
@@ -111,7 +112,8 @@ def test_concurrent_clients_match_the_in_process_policy(policy, server):
   for _, seed in specs:
     for a, b in zip(got[seed], expected[seed]):
       assert a.dtype == np.float32 and a.shape == (policy.action_chunk, 4)
-      np.testing.assert_allclose(a, b, atol=1e-6)
+      # Acts that arrive together run as one batch: equal up to float rounding.
+      np.testing.assert_allclose(a, b, rtol=BATCH_TOLERANCE, atol=BATCH_TOLERANCE)
 
 
 def test_one_connection_interleaves_sessions(policy, server):
@@ -200,6 +202,7 @@ def test_metrics_report_latencies(policy, server):
   assert 0 < metrics["model"]["median_ms"] <= act["p99_ms"]
   assert metrics["policy"]["cameras"] == ["front", "wrist"]
   assert metrics["requests"] >= 5 and metrics["connections"] >= 1
+  assert metrics["batch_size"]["acts"] >= 3 and metrics["batch_size"]["mean"] >= 1
 
 
 def test_clean_shutdown_closes_clients(policy):
@@ -220,14 +223,20 @@ def test_clean_shutdown_closes_clients(policy):
 
 def test_benchmark_logic_at_tiny_size(policy):
   results = serve_benchmark.run(policy, clients=(1, 2), requests=3, rounds=2,
-                                model_name="tiny")
+                                batch_clients=3, max_batch=4, model_name="tiny")
   for n in ("1", "2"):
     s = results["served"][n]
-    assert s["count"] == 3 * int(n) and 0 < s["median_ms"] <= s["p99_ms"]
+    assert s["count"] == 3 * int(n) and 0 < s["median_ms"] <= s["p90_ms"] <= s["p99_ms"]
     assert s["actions_per_s"] == pytest.approx(s["chunks_per_s"] * policy.action_chunk)
     assert s["server_act"]["count"] == 3 * int(n) + int(n)   # + one warm-up act each
   assert results["inprocess"]["count"] == 3
   assert results["serve_over_inprocess_latency"] > 0
+  batching = results["batching"]
+  assert batching["clients"] == 3 and batching["max_batch"] == 4
+  assert batching["unbatched"]["server_batch_size"]["histogram"] == {"1": 3 * 3 + 3}
+  assert batching["batched"]["server_batch_size"]["max_batch"] == 4
+  for key in ("median_ratio", "p90_ratio", "throughput_ratio"):
+    assert batching[key] > 0
 
 
 def test_command_line_serves_a_run_until_sigterm(built, policy, tmp_path):
@@ -292,7 +301,8 @@ def test_model_calls_are_serialised_and_the_loop_stays_responsive(policy):
   slow = _SlowPolicy(policy, delay=0.4)
   obs = _episode(policy, 11, 1)[0]
   errors = []
-  with BackgroundServer(slow) as server:
+  # max_batch 1: the three acts must not run as one batch (test_serving_batching does).
+  with BackgroundServer(slow, max_batch=1) as server:
     clients = [PolicyClient(server.url) for _ in range(3)]
     for c in clients:
       c.reset("slow")
@@ -528,10 +538,6 @@ def test_bad_observations_are_refused_before_the_model_thread(policy):
   np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def _array_map(dtype: str, shape, data: bytes = b"") -> dict:
-  return {"__ndarray__": True, "dtype": dtype, "shape": shape, "data": data}
-
-
 def test_fuzzed_frames_leave_the_server_serving_identical_actions(policy):
   """Garbage of every kind, then a well-behaved client gets the very same actions."""
   rng = np.random.default_rng(0)
@@ -543,24 +549,8 @@ def test_fuzzed_frames_leave_the_server_serving_identical_actions(policy):
     with PolicyClient(url) as c:
       c.reset("fuzz", seed=16)
       return [c.act(o) for o in observations]
-  act = lambda observation: protocol.encode({"type": "act", "observation": observation})
-  good = act(obs)
-  frames = [rng.bytes(n) for n in (0, 1, 2, 9, 100, 5000)]
-  frames += [good[:n] for n in sorted(rng.integers(1, len(good), 12))]    # truncated
-  frames += [b"\x91" * 20_000 + b"\xc0",           # nesting deeper than msgpack's stack
-             b"\xdd\xff\xff\xff\xff",               # a declared 4G-element array
-             b"\xdf\xff\xff\xff\xff"]               # and map
-  frames += [act({**obs, "joints": a}) for a in (   # huge or absurd declared shapes
-      _array_map("<f4", [2**40] * 4), _array_map("<f4", [2**62, 4]),
-      _array_map("<f4", [0, 2**62]), _array_map("<f4", [1] * 40, b"\0" * 4),
-      _array_map("<f4", [-1]), _array_map("|u1", [2**31, 2**31, 3], b"\0" * 12),
-      _array_map("|O", [1], b"\0" * 8), _array_map("<f4", "abc"))]
-  frames += [act({**obs, "joints": np.full(3, np.nan, np.float32)}),   # NaN fields
-             act({**obs, "proprio": np.array([np.nan, np.inf], np.float32)}),
-             act({**obs, "image_front": obs["image_front"].astype(np.float32) * np.nan}),
-             protocol.encode({"type": "reset", "instruction": float("nan")}),
-             protocol.encode({"type": "reset", "instruction": "x", "seed": float("nan")}),
-             protocol.encode({"type": "act", "observation": obs, "session_id": float("nan")})]
+  # Random bytes, truncated messages, msgpack bombs, absurd shapes, NaN fields.
+  frames = [frame for _, frame in serve_fuzz.frames(obs, rng)]
   with BackgroundServer(policy, max_message_bytes=limit) as background:
     before = episode(background.url)
     with PolicyClient(background.url) as fuzzer:
@@ -570,9 +560,9 @@ def test_fuzzed_frames_leave_the_server_serving_identical_actions(policy):
           fuzzer.request_bytes(frame)
         assert info.value.type != protocol.INTERNAL, (frame[:40], info.value)
       assert fuzzer.act(obs).shape == (policy.action_chunk, 4)
-    for size in (limit + 1, 4 * limit):   # oversized: only that connection is closed
+    for frame in serve_fuzz.oversized(rng, limit):   # only that connection is closed
       with PolicyClient(background.url) as big, pytest.raises(ConnectionClosed):
-        big.request_bytes(rng.bytes(size))
+        big.request_bytes(frame)
     after = episode(background.url)
     _wait_for(lambda: background.server.connections == 0)
     assert background.server.sessions == 0

@@ -4,7 +4,9 @@ Each connection owns its sessions (``reset`` opens one, ``close`` or the end of 
 connection drops them), so clients never see each other's state. JAX calls are not
 async: every model call runs in one worker thread, serialised (one device, one model),
 while the event loop keeps reading and answering other connections and a checking
-thread validates observations, so the model thread only ever sees arrays that fit. A
+thread validates observations, so the model thread only ever sees arrays that fit.
+Acts of different sessions waiting for the model thread together run as one batch of
+up to ``max_batch`` (``wam.serving.batching``). A
 bad message gets an error reply (``wam.serving.protocol``) and nothing else changes; an
 unexpected exception is logged and answered ``internal``.
 
@@ -18,8 +20,8 @@ received frames wait unread before the server stops reading from that client.
 
 Latency is measured per ``act`` from the message's arrival to its reply being ready
 (queueing behind other clients included) and, separately, the model call alone; the
-``metrics`` message returns their median and p99, and they are logged every
-``log_every`` requests.
+``metrics`` message returns their median and p99 and the sizes of the batches run
+(``batch_size``), and they are logged every ``log_every`` requests.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from wam.policy import InstructionError, ObservationError, Policy
-from wam.serving import protocol
+from wam.serving import batching, protocol
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ MAX_SESSIONS = 64                # KV caches on the device, all connections toge
 MAX_SESSIONS_PER_CONNECTION = 16
 MAX_MESSAGE_BYTES = 16 * 2**20   # two 1080p RGB frames, or many smaller ones
 MAX_QUEUE = 2                    # received frames waiting per connection
+MAX_BATCH = 8                    # acts of different sessions in one model call
 
 
 class LatencyStats:
@@ -98,7 +101,7 @@ class PolicyServer:
                max_connections: int = MAX_CONNECTIONS, max_sessions: int = MAX_SESSIONS,
                max_sessions_per_connection: int = MAX_SESSIONS_PER_CONNECTION,
                max_message_bytes: int = MAX_MESSAGE_BYTES, max_queue: int = MAX_QUEUE,
-               log_every: int = 1000):
+               max_batch: int = MAX_BATCH, log_every: int = 1000):
     """Configures the server (nothing is bound before ``start``).
 
     Args:
@@ -110,6 +113,8 @@ class PolicyServer:
       max_message_bytes: the largest message received; a larger one closes its
         connection (WebSocket code 1009).
       max_queue: received frames buffered per connection before reading pauses.
+      max_batch: the most acts (of different sessions) one model call serves; 1 runs
+        every act alone.
       log_every: log the metrics every this many requests (0: never).
     """
     self.limits = {"max_connections": max_connections, "max_sessions": max_sessions,
@@ -126,6 +131,7 @@ class PolicyServer:
     self.max_message_bytes = max_message_bytes
     self.max_queue = max_queue
     self.log_every = log_every
+    self._batcher = batching.ActBatcher(policy, max_batch)   # raises on a bad max_batch
     self.latency = LatencyStats()        # arrival -> reply ready, act requests
     self.model_latency = LatencyStats()  # the model call alone
     self.errors: collections.Counter = collections.Counter()
@@ -149,8 +155,12 @@ class PolicyServer:
     return f"ws://{host}:{port}"
 
   async def start(self) -> str:
-    """Binds and starts accepting connections; returns the URL (``ws://host:port``)."""
+    """Compiles the batch sizes, binds and starts accepting connections; returns the URL
+    (``ws://host:port``)."""
     self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
+    # Each batch size compiles once (a no-op when compiled before): now rather than in
+    # the middle of serving, where it would stall every client for seconds.
+    await self._in_worker(self.policy.warmup, batching.batch_sizes(self._batcher.max_batch))
     # Observations are checked (and resized) off the event loop, which keeps answering,
     # and off the model thread, which only ever gets arrays that fit.
     self._checker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="check")
@@ -190,13 +200,14 @@ class PolicyServer:
   # ------------------------------------------------------------------ metrics
 
   def metrics(self) -> dict[str, Any]:
-    """Request counts, errors by type, act latencies and limits (JSON-friendly)."""
+    """Request counts, errors by type, act latencies, batch sizes and limits
+    (JSON-friendly)."""
     return {"requests": self.requests, "errors": dict(self.errors),
             "connections": self.connections, "sessions": self.sessions,
             "session_bytes": self.session_bytes, "limits": dict(self.limits),
             "uptime_s": time.monotonic() - self._started,
             "act": self.latency.summary(), "model": self.model_latency.summary(),
-            "policy": self.policy.describe()}
+            "batch_size": self._batcher.stats.summary(), "policy": self.policy.describe()}
 
   # ------------------------------------------------------------------ handling
 
@@ -269,8 +280,8 @@ class PolicyServer:
     if request_id is not None:
       reply["id"] = request_id
     if self.log_every and self.requests % self.log_every == 0:
-      log.info("%d requests; act latency %s; errors %s.", self.requests,
-               self.latency.summary(), dict(self.errors))
+      log.info("%d requests; act latency %s; batch sizes %s; errors %s.", self.requests,
+               self.latency.summary(), self._batcher.stats.summary(), dict(self.errors))
     return reply
 
   def _error(self, kind: str, message: str) -> dict[str, Any]:
@@ -335,19 +346,19 @@ class PolicyServer:
     loop = asyncio.get_running_loop()
     observation = await loop.run_in_executor(self._checker, self.policy.check_observation,
                                              message["observation"])
-
-    def run(session, observation):
-      start = time.perf_counter()
-      out = self.policy.act(session, observation)
-      return out, time.perf_counter() - start
-    (session, actions), model_s = await self._in_worker(run, conn.sessions[session_id],
-                                                        observation)
+    # Only a checked observation is queued: a bad one never joins (or breaks) a batch.
+    future = self._batcher.submit(session_id, conn.sessions[session_id], observation)
+    # One model-thread turn per act, queued behind any reset already there. A turn runs
+    # the acts waiting when it starts: an earlier turn may have taken this one already.
+    self._worker.submit(self._batcher.run_pending)
+    result = await asyncio.wrap_future(future)
+    session = result.session
     if session_id in conn.sessions:   # unless closed meanwhile
       conn.sessions[session_id] = session
     latency_ms = 1e3 * (time.perf_counter() - arrived)
     self.latency.add(latency_ms)
-    self.model_latency.add(1e3 * model_s)
-    return {"actions": actions, "latency_ms": latency_ms, "step": session.step,
+    self.model_latency.add(1e3 * result.model_s)
+    return {"actions": result.actions, "latency_ms": latency_ms, "step": session.step,
             "session_id": session_id}
 
   def _close(self, conn: _Connection, message: dict) -> dict[str, Any]:
