@@ -14,6 +14,8 @@ from wam.policy import BATCH_TOLERANCE, Policy
 from wam.serving import batching, protocol
 from wam.serving.client import PolicyClient, PolicyServerError
 from wam.serving.server import BackgroundServer
+# The same episodes and in-process reference as the serving tests.
+from tests.wam.test_serving import _episode, _inprocess
 
 MAX_BATCH = 4   # compiles sizes 2 and 4 only: the tests' CPU is slow to compile
 
@@ -23,21 +25,6 @@ def policy():
   policy = Policy(*serve_benchmark.random_model("tiny"))
   policy.warmup(batching.batch_sizes(MAX_BATCH))
   return policy
-
-
-def _episode(policy, seed, steps):
-  rng = np.random.default_rng(seed)
-  return [serve_benchmark.random_observation(policy, rng, scale=1 + seed % 2)
-          for _ in range(steps)]
-
-
-def _inprocess(policy, instruction, seed, observations):
-  session = policy.new_session(instruction, seed=seed)
-  out = []
-  for obs in observations:
-    session, actions = policy.act(session, obs)
-    out.append(actions)
-  return out
 
 
 def _close_to(got, expected, exact: bool) -> None:
