@@ -3,7 +3,6 @@
 import concurrent.futures
 import re
 import threading
-import time
 
 import jax
 import numpy as np
@@ -15,7 +14,7 @@ from wam.serving import batching, protocol
 from wam.serving.client import PolicyClient, PolicyServerError
 from wam.serving.server import BackgroundServer
 # The same episodes and in-process reference as the serving tests.
-from tests.wam.test_serving import _episode, _inprocess
+from tests.wam.test_serving import _episode, _inprocess, _wait_for
 
 MAX_BATCH = 4   # compiles sizes 2 and 4 only: the tests' CPU is slow to compile
 
@@ -31,13 +30,6 @@ def _close_to(got, expected, exact: bool) -> None:
   """Equal to ``Policy.act``'s actions: bit for bit, or within ``BATCH_TOLERANCE``."""
   tol = 0.0 if exact else BATCH_TOLERANCE
   np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=tol, atol=tol)
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:
-  deadline = time.monotonic() + timeout
-  while not condition():
-    assert time.monotonic() < deadline, "timed out"
-    time.sleep(0.01)
 
 
 # ----------------------------------------------------------------------------- policy
