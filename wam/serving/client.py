@@ -26,7 +26,9 @@ import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from wam.serving import protocol
+# Relative, so that this module and protocol.py also work installed under another package
+# name without the rest of wam (clients/gymnasium ships them as wam_gym_client.serving).
+from . import protocol
 
 log = logging.getLogger(__name__)
 
