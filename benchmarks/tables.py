@@ -375,6 +375,20 @@ def _serve(files: list[Loaded]) -> str:
   ratio = data.get("serve_over_inprocess_latency")
   if ratio is not None:
     out += f"\n\n`serve_over_inprocess_latency` = **{num(ratio)}**."
+  batching = data.get("batching")
+  if batching and batching.get("batched") and batching.get("unbatched"):
+    rows = []
+    for name, key in (("`max_batch=1` (one act at a time)", "unbatched"),
+                      (f"`max_batch={batching.get('max_batch')}`", "batched")):
+      r = batching[key]
+      rows.append([name, num(r.get("median_ms")), num(r.get("p90_ms")), num(r.get("p99_ms")),
+                   num(r.get("chunks_per_s")), num(r.get("server_batch_size", {}).get("mean"))])
+    out += (f"\n\nSessions batched through the model, {batching.get('clients')} clients at "
+            "once, measured side by side:\n\n" + table(
+                ["setting", "median ms", "p90 ms", "p99 ms", "chunks/s", "mean batch"], rows)
+            + f"\n\nMedian round trip **{num(batching.get('median_ratio'))}x** shorter, p90 "
+            f"{num(batching.get('p90_ratio'))}x, throughput "
+            f"{num(batching.get('throughput_ratio'))}x.")
   return out
 
 
