@@ -33,7 +33,7 @@ demo: $(STAMP)
 	  --config=experiments/configs/great_parallel.py:runlocal --workdir=$(WORKDIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup tests
 
 # One after another, even under `make -j` (parallel benchmarks would time each other).
 benchmarks: $(STAMP)

@@ -21,12 +21,18 @@ def data(tmp_path_factory):
   return toy_runs.write_dataset(str(tmp_path_factory.mktemp("multihost_data")))
 
 
+# Four steps, evaluated at the last; the SIGTERM test changes only when to save.
+RUN = ("--config.num_steps=4", "--config.eval.every=4")
+
+
 @pytest.fixture(scope="module")
 def runs(data, tmp_path_factory):
+  """An uninterrupted run as one process with 4 devices, and as two with 2 each."""
   root = tmp_path_factory.mktemp("multihost")
   port = toy_runs.free_port()
-  procs = [toy_runs.launch_train(root / "one", *data, 4)]
-  procs += [toy_runs.launch_train(root / "two", *data, 2, (port, i)) for i in range(2)]
+  procs = [toy_runs.launch_train(root / "one", *data, 4, extra=RUN)]
+  procs += [toy_runs.launch_train(root / "two", *data, 2, (port, i), extra=RUN)
+            for i in range(2)]
   toy_runs.wait_all(procs)
   return root / "one", root / "two"
 
@@ -38,12 +44,12 @@ def _losses(workdir):
 
 def test_two_processes_log_the_losses_of_one(runs):
   one, two = runs
-  assert sorted(_losses(two)) == [1, 2, 3]
+  assert sorted(_losses(two)) == [1, 2, 3, 4]
   for step, loss in _losses(one).items():
     assert _losses(two)[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
   for workdir in runs:
     result = json.load(open(workdir / "result.json"))
-    assert result["step"] == 3 and np.isfinite(result["metrics"]["eval/joint_mae"])
+    assert result["step"] == 4 and np.isfinite(result["metrics"]["eval/joint_mae"])
 
 
 def test_two_processes_reach_the_parameters_of_one(runs):
@@ -61,23 +67,21 @@ def _params(workdir):
   return [np.asarray(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 
-def test_sigterm_on_one_host_stops_every_host_at_one_step_and_resumes_exactly(data, tmp_path):
+def test_sigterm_on_one_host_stops_every_host_at_one_step_and_resumes_exactly(
+    data, runs, tmp_path):
   """Process 1 alone gets SIGTERM during step 1; the hosts compare flags every 2 steps,
   so both stop after step 2 and save it (a host stopping alone would deadlock the
-  other's next step or the collective save). Resumed to step 4, the run equals an
-  uninterrupted one."""
-  run = ["--config.num_steps=4", "--config.checkpoint_every=100", "--config.eval.every=4",
-         "--config.preemption_sync_every=2"]
-  reference, two = tmp_path / "reference", tmp_path / "two"
+  other's next step or the collective save). Resumed to step 4, the run equals the
+  uninterrupted one of the other tests."""
+  run = [*RUN, "--config.checkpoint_every=100", "--config.preemption_sync_every=2"]
+  reference, two = runs[0], tmp_path / "two"
   port = toy_runs.free_port()
-  procs = [toy_runs.launch_train(reference, *data, 4, extra=run)]
-  procs += [toy_runs.launch_train(two, *data, 2, (port, i),
-                                  module="tests.experiments.preempt_one_host",
-                                  extra=run + ["--preempt_process=1", "--preempt_step=1"])
-            for i in range(2)]
-  outs = toy_runs.wait_all(procs)
-  assert "SIGTERM received" in outs[2] and "SIGTERM received" not in outs[1]
-  for out in outs[1:]:   # both hosts, the one without a signal included
+  outs = toy_runs.wait_all([
+      toy_runs.launch_train(two, *data, 2, (port, i), module="tests.experiments.preempt_one_host",
+                            extra=run + ["--preempt_process=1", "--preempt_step=1"])
+      for i in range(2)])
+  assert "SIGTERM received" in outs[1] and "SIGTERM received" not in outs[0]
+  for out in outs:   # both hosts, the one without a signal included
     assert "SIGTERM: saved step 2;" in out, out[-4000:]
   ckpt = checkpoint.Checkpointer(str(two / "checkpoints"), read_only=True)
   assert ckpt.all_steps() == [2]
