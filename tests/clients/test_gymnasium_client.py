@@ -1,6 +1,7 @@
 """The Gymnasium client (clients/gymnasium): record -> import, and closed-loop evaluation
 against a real policy server (``python -m experiments.serve``) over a real socket."""
 
+import contextlib
 import json
 import math
 import os
@@ -20,10 +21,13 @@ from benchmarks.toy_runs import write_policy_run
 from dojo.closed_loop import success_interval
 from tests.clients import tiny_env
 from tests.clients.conftest import CLIENT, ROOT
+from tests.wam.test_serving import _inprocess
 from wam.data import images as wam_images
 from wam.data.importers import KeyMapping, npz
 from wam.data.reader import EpisodeDataset
+from wam.policy import BATCH_TOLERANCE, Policy
 from wam_gym_client import envs, fields, gif, images, rollout
+from wam_gym_client import evaluate as evaluate_module
 from wam_gym_client.evaluate import check_env, evaluate
 from wam_gym_client.observation import RobotObservation
 from wam_gym_client.record import record
@@ -240,13 +244,19 @@ def test_record_a_registered_mujoco_env_with_named_cameras(tmp_path):
 
 # ----------------------------------------------------------------------------- evaluate
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-  """``python -m experiments.serve`` on the serving tests' tiny random model (2 cameras
-  at 16x16, joints 3, proprio 2, actions 4, chunks of 2)."""
+def run_dir(tmp_path_factory):
+  """The serving tests' tiny random model (2 cameras at 16x16, joints 3, proprio 2,
+  actions 4, chunks of 2), written as a training run."""
   workdir = str(tmp_path_factory.mktemp("run"))
   write_policy_run(*serve_benchmark.random_model("tiny"), workdir)
+  return workdir
+
+
+@contextlib.contextmanager
+def _serve(workdir, *flags):
+  """``python -m experiments.serve`` on ``workdir``; yields its URL."""
   proc = subprocess.Popen(
-      [sys.executable, "-m", "experiments.serve", f"--workdir={workdir}", "--port=0"],
+      [sys.executable, "-m", "experiments.serve", f"--workdir={workdir}", "--port=0", *flags],
       cwd=ROOT, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     line = proc.stdout.readline()   # blocks until the server is up (or has died)
@@ -260,6 +270,19 @@ def server(tmp_path_factory):
     except subprocess.TimeoutExpired:
       proc.kill()
       proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def run_policy(run_dir):
+  """The run's policy in this process, built as ``experiments.serve`` builds it."""
+  return Policy.from_workdir(run_dir)
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+  """The served model with the default batching (up to 8 acts per model call)."""
+  with _serve(run_dir) as url:
+    yield url
 
 
 def test_evaluate_runs_episodes_through_the_served_model(server, tmp_path):
@@ -317,10 +340,83 @@ def test_an_env_that_does_not_fit_the_policy_is_refused_before_any_episode():
   check_env(vec, spec)
   with pytest.raises(ValueError, match="joints f32\\[7\\]; the env gives f32\\[3\\]"):
     check_env(vec, dict(spec, joints=7))
-  with pytest.raises(ValueError, match="--cameras=model_name:env_camera"):
+  with pytest.raises(ValueError, match=r"TinyReach-v0: .* lacks \['image_side'\] .*"
+                                       "--cameras=model_name:env_camera"):
     check_env(vec, dict(spec, cameras=["front", "side"]))
   with pytest.raises(ValueError, match="actions are f32\\[6\\]"):
     check_env(vec, dict(spec, action=6))
   vec.close()
   with pytest.raises(ValueError, match="render_mode='rgb_array'"):
     RobotObservation(gym.make(tiny_env.ENV_ID), ["render"])
+
+
+# ----------------------------------------------------------------------------- identity
+def _recording_client(log):
+  """A PolicyClient that logs, per session, its reset and every observation sent and
+  chunk received (copies: what went over the wire)."""
+
+  class Recording(evaluate_module.PolicyClient):
+
+    def reset(self, instruction, *, seed=0, encoding=None):
+      session = super().reset(instruction, seed=seed, encoding=encoding)
+      log[session] = {"instruction": instruction, "seed": seed, "sent": [], "chunks": []}
+      return session
+
+    def act(self, observation, session_id=None):
+      chunk = super().act(observation, session_id=session_id)
+      log[session_id]["sent"].append({k: np.array(v) for k, v in observation.items()})
+      log[session_id]["chunks"].append(np.array(chunk))
+      return chunk
+
+  return Recording
+
+
+def _evaluate_recorded(url, monkeypatch, *, episodes, execute):
+  """Evaluates on two TinyReach envs; returns ``(sessions, env actions by seed)``."""
+  log = {}
+  monkeypatch.setattr(evaluate_module, "PolicyClient", _recording_client(log))
+  vec = envs.make_vector_env(_make(image_size=tiny_env.FRAME,
+                                   env_kwargs={"success": "seeded"}), num_envs=2)
+  evaluate(vec, url, episodes=episodes, seed=0, instruction=lambda info: info["instruction"],
+           execute=execute, show_progress=False)
+  received = {}
+  for e in vec.envs:
+    for seed, action in e.unwrapped.actions:
+      received.setdefault(seed, []).append(action)
+  vec.close()
+  assert sorted(s["seed"] for s in log.values()) == list(range(episodes))
+  return list(log.values()), received
+
+
+@pytest.mark.parametrize("batching", ["max_batch=1", "default"])
+def test_client_server_and_in_process_act_give_identical_actions(run_dir, run_policy, server,
+                                                                 batching, monkeypatch):
+  """Every chunk the evaluation client got from ``experiments.serve`` is what
+  ``Policy.act`` computes in process on the same observations, session by session: bit
+  for bit with ``--max_batch=1``, within ``BATCH_TOLERANCE`` when acts of the two envs
+  run as one batch; and the env executes exactly those chunk values, in order."""
+  # With all of each chunk executed (max_batch=1) and with its first step only (batched).
+  execute = None if batching == "max_batch=1" else 1
+  with contextlib.ExitStack() as stack:
+    url = (stack.enter_context(_serve(run_dir, "--max_batch=1"))
+           if batching == "max_batch=1" else server)
+    sessions, received = _evaluate_recorded(url, monkeypatch, episodes=4, execute=execute)
+  policy, spec = run_policy, run_policy.describe()
+  for s in sessions:
+    assert s["sent"], s
+    for obs in s["sent"]:   # what the client sent: the model's cameras at its size
+      assert sorted(obs) == sorted(["image_front", "image_wrist", "joints", "proprio"])
+      assert obs["image_front"].shape == (*spec["image_size"], 3)
+    expected = _inprocess(policy, s["instruction"], s["seed"], s["sent"])
+    for got, want in zip(s["chunks"], expected, strict=True):
+      if batching == "max_batch=1":
+        np.testing.assert_array_equal(got, want)
+      else:
+        np.testing.assert_allclose(got, want, rtol=BATCH_TOLERANCE, atol=BATCH_TOLERANCE)
+    # The env's actions are the chunks' values (steps 0..K-1 of each, clipped to the
+    # action space [-1, 1] as the client does by default), float32, in order.
+    executed = np.clip(np.concatenate([c[:execute] for c in s["chunks"]]), -1.0, 1.0)
+    actions = np.stack(received[s["seed"]])
+    assert actions.dtype == np.float32 and len(actions) <= len(executed)
+    np.testing.assert_array_equal(actions, executed[:len(actions)])
+    assert len(executed) - len(actions) < (execute or spec["action_chunk"])

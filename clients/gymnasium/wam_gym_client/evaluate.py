@@ -50,8 +50,9 @@ def check_env(vec: gym.vector.VectorEnv, spec: Mapping[str, Any]) -> None:
   keys = list(getattr(space, "spaces", {}))
   missing = [IMAGE_PREFIX + c for c in spec["cameras"] if IMAGE_PREFIX + c not in keys]
   if missing:
-    raise ValueError(f"The policy reads cameras {spec['cameras']}; the env observation has "
-                     f"{[k for k in keys if k.startswith(IMAGE_PREFIX)]}: map each model "
+    raise ValueError(f"{rollout.env_id(vec)}: the policy reads cameras {spec['cameras']}; "
+                     f"the env observation lacks {missing} (it has "
+                     f"{[k for k in keys if k.startswith(IMAGE_PREFIX)]}): map each model "
                      "camera to an env camera (--cameras=model_name:env_camera,...).")
   for key in (JOINTS, PROPRIO):
     if key == PROPRIO and key not in keys:

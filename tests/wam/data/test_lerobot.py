@@ -1,7 +1,8 @@
 """LeRobot datasets in and out: v2.1 and v3.0 fixtures written here the way lerobot's
 own writer lays them out (lerobot 0.4.4 ``LeRobotDataset`` and its v2.1 predecessor;
 file names, info.json fields, parquet columns and dtypes), imported, exported and read
-back."""
+back. Fixture videos are lossless RGB H.264 (or PNGs in the parquet), so imports are
+checked for exact values; lossy AV1 is checked to codec noise."""
 
 import json
 import os
@@ -17,11 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import dojo
+from dojo.datasets.dojo_robot import Builder, DojoRobotConfig
 from wam.data import builder, synthetic
 from wam.data.importers import KeyMapping, SourceError, lerobot, lerobot_export, read_report
 from wam.data.layout import Layout
 from wam.data.reader import EpisodeDataset
-from wam.data.schema import EpisodeSpec
+from wam.data.schema import EpisodeSpec, flatten
+
+from tests.dojo import toy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FPS = 10
@@ -52,12 +57,17 @@ def _episode(e, n, cameras, size=16):
 
 
 def _encode(path, frames, codec):
+  """An MP4 as lerobot encodes one (GOP 2, CRF 30, yuv420p); ``lossless``: RGB H.264 at
+  -qp 0 (libx264rgb), which decodes to exactly the frames written."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  extra = ["-preset", "12"] if codec == "libsvtav1" else []
+  if codec == "lossless":
+    encoder, pix_fmt, params = "libx264rgb", "rgb24", ["-g", "2", "-qp", "0"]
+  else:
+    encoder, pix_fmt, params = codec, "yuv420p", ["-g", "2", "-crf", "30"]
+    params += ["-preset", "12"] if codec == "libsvtav1" else []
   gen = imageio_ffmpeg.write_frames(
-      path, frames.shape[2:0:-1], fps=FPS, codec=codec, pix_fmt_out="yuv420p",
-      macro_block_size=1, output_params=["-g", "2", "-crf", "30", *extra],
-      ffmpeg_log_level="error")
+      path, frames.shape[2:0:-1], fps=FPS, codec=encoder, pix_fmt_out=pix_fmt, quality=None,
+      macro_block_size=1, output_params=params, ffmpeg_log_level="error")
   gen.send(None)
   for f in frames:
     gen.send(np.ascontiguousarray(f))
@@ -87,7 +97,8 @@ def _features(cameras, size, codec, images=False):
         "dtype": "video", "shape": [size, size, 3], "names": ["height", "width", "channels"],
         "info": {"video.height": size, "video.width": size,
                  "video.codec": "av1" if codec == "libsvtav1" else "h264",
-                 "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": FPS,
+                 "video.pix_fmt": "gbrp" if codec == "lossless" else "yuv420p",
+                 "video.is_depth_map": False, "video.fps": FPS,
                  "video.channels": 3, "has_audio": False}}
   features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
   return {**features, **DEFAULT_FEATURES}
@@ -237,8 +248,12 @@ def write_v30(root, episodes, cameras=("top",), size=16, codec="libsvtav1",
   return root
 
 
-def _check_frames(got, want):
-  """Codec-close, and closer to the right frame than to its neighbours (no seek slip)."""
+def _check_frames(got, want, codec="libsvtav1"):
+  """Exact from lossless video; else codec-close, and closer to the right frame than to
+  its neighbours (no seek slip)."""
+  if codec == "lossless":
+    np.testing.assert_array_equal(got, want)
+    return
   err = np.abs(got.astype(int) - want.astype(int)).mean(axis=(1, 2, 3))
   assert err.max() < 3.0, err
 
@@ -247,7 +262,7 @@ def _check_frames(got, want):
 def v21(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("lerobot") / "v21")
   eps = [_episode(e, n, ("top",)) for e, n in enumerate((6, 8))]
-  return write_v21(root, eps), eps
+  return write_v21(root, eps, codec="lossless"), eps
 
 
 # ---------------------------------------------------------------------------- import
@@ -266,17 +281,18 @@ def test_v21_import(v21, tmp_path):
     np.testing.assert_array_equal(got["observation"]["joints"], want["state"])
     np.testing.assert_array_equal(got["action"], want["action"])
     np.testing.assert_array_equal(got["reward"], want["reward"])
-    _check_frames(got["observation"]["image_top"], want["frames"]["top"])
+    np.testing.assert_array_equal(got["observation"]["image_top"], want["frames"]["top"])
     assert list(got["language_instruction"]) == want["tasks"]
   report = read_report(path)
   assert report["kind"] == "LeRobot" and report["skipped"] == []
 
 
-def test_v30_import_several_files_and_chunks(tmp_path):
+@pytest.mark.parametrize("codec", ["lossless", "libsvtav1"])
+def test_v30_import_several_files_and_chunks(tmp_path, codec):
   cams = ("top", "wrist")
   eps = [_episode(e, n, cams) for e, n in enumerate((7, 9, 8, 10, 6))]
   eps[3]["tasks"] = ["pick cube 1"] * 5 + ["place it"] * 5  # a task change mid-episode
-  root = write_v30(str(tmp_path / "v30"), eps, cams)
+  root = write_v30(str(tmp_path / "v30"), eps, cams, codec=codec)
   assert os.path.exists(os.path.join(root, "data/chunk-001/file-000.parquet"))
   assert os.path.exists(os.path.join(root, "videos/observation.images.wrist/chunk-000/"
                                            "file-001.mp4"))
@@ -291,8 +307,9 @@ def test_v30_import_several_files_and_chunks(tmp_path):
       got, want = ds.episode(i)["steps"], eps[first + i]
       np.testing.assert_array_equal(got["observation"]["joints"], want["state"])
       np.testing.assert_array_equal(got["action"], want["action"])
+      np.testing.assert_array_equal(got["reward"], want["reward"])
       for cam in cams:  # episodes 1, 3 start mid-file: the seek must land on frame 0
-        _check_frames(got["observation"][f"image_{cam}"], want["frames"][cam])
+        _check_frames(got["observation"][f"image_{cam}"], want["frames"][cam], codec)
       assert list(got["language_instruction"]) == want["tasks"]
 
 
@@ -397,6 +414,52 @@ def test_export_import_roundtrip(tmp_path, codec):
         assert err < 8.0, (cam, err)
 
 
+@pytest.fixture(scope="module")
+def dojo_dataset(tmp_path_factory):
+  """A real Dojo dataset: the dojo_robot builder collects noisy-expert episodes of the
+  tests' two-link MJX task, rendered by the Dojo renderer (front and wrist at 16x16;
+  about 15 s here, against about 30 s for the ``reach`` task's robot)."""
+  if "toy" not in dojo.names():
+    dojo.register("toy", toy.Toy)
+  config = DojoRobotConfig(name="toy_lerobot", task="toy", num_episodes=4, batch_size=4,
+                           cameras=("front", "wrist"), image_size=(16, 16), num_steps=7,
+                           val_fraction=0.25)
+  built = Builder(config=config, data_dir=str(tmp_path_factory.mktemp("dojo")))
+  built.download_and_prepare()
+  return os.fspath(built.data_dir)
+
+
+def test_dojo_dataset_exported_lossless_and_imported_back_is_identical(dojo_dataset, tmp_path):
+  """Export to LeRobot v3.0 with ``codec="lossless"``, import back with ``key_mapping``:
+  the same spec, splits, episode lengths, tasks, instructions and success, and every
+  step field equal, frames bit for bit."""
+  src = {split: EpisodeDataset(dojo_dataset, split) for split in ("train", "val")}
+  spec = src["train"].spec
+  out = lerobot_export.export_lerobot(dojo_dataset, str(tmp_path / "lr"), codec="lossless",
+                                      episodes_per_file=2)
+  with open(os.path.join(out, "meta/info.json")) as f:
+    info = json.load(f)
+  video = info["features"]["observation.images.front"]["info"]
+  assert (video["video.codec"], video["video.pix_fmt"]) == ("h264", "gbrp")
+  assert info["splits"] == {"train": "0:3", "val": "3:4"}
+  back = lerobot.import_lerobot(out, lerobot_export.key_mapping(spec), name="dojo_back",
+                                data_dir=str(tmp_path / "data"), splits={"train": 3, "val": 1})
+  for split, a in src.items():
+    b = EpisodeDataset(back, split)
+    assert b.spec == spec and len(b) == len(a)
+    assert b.episode_lengths.tolist() == a.episode_lengths.tolist()
+    assert (b.tasks, b.instructions, b.successes.tolist()) == (a.tasks, a.instructions,
+                                                              a.successes.tolist())
+    for i in range(len(a)):
+      x, y = a.episode(i), b.episode(i)
+      assert y["metadata"] == x["metadata"]
+      fx, fy = flatten(x["steps"]), flatten(y["steps"])
+      assert sorted(fy) == sorted(fx)
+      for key, value in fx.items():
+        assert fy[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(fy[key], value, err_msg=f"{split} {i} {key}")
+
+
 # ---------------------------------------------------------------------------- errors
 def _copy(root, tmp_path):
   return shutil.copytree(root, str(tmp_path / "copy"))
@@ -431,6 +494,41 @@ def test_missing_video_corrupt_parquet_and_bad_shape(v21, tmp_path):
     json.dump(info, f)
   with pytest.raises(SourceError, match="observation.state.*6 values per frame.*shape \\[7\\]"):
     lerobot.import_lerobot(root2, name="x", data_dir=str(tmp_path / "d"))
+
+
+def _nothing_written(data_dir):
+  """No dataset (nor a TFDS temporary one) under ``data_dir``."""
+  leftovers = [os.path.join(d, f) for d, _, files in os.walk(data_dir) for f in files]
+  assert not leftovers, leftovers
+
+
+def test_short_video_and_unknown_codec_name_file_episode_key_and_write_nothing(v21, tmp_path):
+  """Both are found only when frames are decoded (the write pass): the error names the
+  dataset, episode, key and video, and the half-built dataset is gone."""
+  root = _copy(v21[0], tmp_path)
+  video = os.path.join(root, "videos/chunk-000/observation.images.top/episode_000001.mp4")
+  frames = v21[1][1]["frames"]["top"]
+  _encode(video, frames[:3], "lossless")   # the parquet has 8 rows
+  data_dir = str(tmp_path / "d")
+  with pytest.raises(SourceError) as e:
+    lerobot.import_lerobot(root, name="x", data_dir=data_dir)
+  msg = str(e.value)
+  assert "info.json" in msg and "episode_000001" in msg and "'observation.images.top'" in msg
+  assert "episode_000001.mp4 has 3 frames" in msg and "the episode has 8" in msg
+  _nothing_written(data_dir)
+  # A stream whose codec has no decoder: the sample entry renamed from avc1 to wam0.
+  _encode(video, frames, "lossless")
+  with open(video, "rb") as f:
+    data = f.read()
+  with open(video, "wb") as f:
+    f.write(data.replace(b"avc1", b"wam0"))
+  with pytest.raises(SourceError) as e:
+    lerobot.import_lerobot(root, name="x", data_dir=data_dir)
+  msg = str(e.value)
+  assert "episode_000001" in msg and "'observation.images.top'" in msg
+  assert "episode_000001.mp4 is in a codec the bundled ffmpeg cannot decode" in msg
+  assert "wam0" in msg
+  _nothing_written(data_dir)
 
 
 def test_unsupported_version(v21, tmp_path):

@@ -333,6 +333,25 @@ def test_corrupt_shard_is_named(toy, tmp_path):
     rlds.import_rlds(str(copy), _toy_preset(), name="c2", data_dir=str(tmp_path / "d"))
 
 
+def test_a_tfds_dataset_without_steps_is_refused_and_nothing_written(tmp_path):
+  """Episodes stored flat (a TFDS dataset, but not RLDS): the error names the directory
+  and the missing ``steps`` feature and lists the features there are."""
+  features = tfds.features.FeaturesDict({
+      "image": tfds.features.Image(shape=(8, 8, 3), encoding_format="png"),
+      "action": tfds.features.Tensor(shape=(2,), dtype=np.float32)})
+  rng = np.random.default_rng(0)
+  flat = _tfds_build(tmp_path / "flat", "flat_frames", features, {"train": [
+      {"image": PIL.Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)),
+       "action": rng.normal(size=2).astype(np.float32)} for _ in range(2)]}, "array_record")
+  with pytest.raises(SourceError) as e:
+    rlds.import_rlds(flat, _toy_preset(), name="flat", data_dir=str(tmp_path / "d"))
+  message = str(e.value)
+  assert message.startswith(os.path.join(str(tmp_path), "flat", "flat_frames", "1.0.0"))
+  assert message.endswith("is a TFDS dataset but not RLDS: it has no 'steps' dataset "
+                          "feature (features: ['action', 'image']).")
+  assert not os.path.exists(tmp_path / "d")
+
+
 def test_fractal_preset_nested_action_and_observation_instruction(tmp_path):
   rng = np.random.default_rng(1)
   pairs = [_fractal_episode(rng, n) for n in (5, 6)]

@@ -11,7 +11,8 @@ in ``import_report.json``.
 Keys of a :class:`KeyMapping` are LeRobot feature names (``observation.images.top``,
 ``observation.state``, ``action``, ``next.reward``), plus two that every episode has:
 ``task`` (one string per frame, from ``task_index`` and the tasks table: the
-instruction) and ``episode_metadata`` (JSON: fps and ``robot_type``). Cameras are decoded
+instruction) and ``episode_metadata`` (JSON: fps and ``robot_type``, plus the task, success
+and source that :mod:`lerobot_export` records per episode). Cameras are decoded
 with imageio-ffmpeg's bundled ffmpeg (AV1, h264, ...), seeking by timestamp inside the
 multi-episode MP4s of v3.0; parquet is read with pyarrow. No torch.
 
@@ -101,6 +102,8 @@ class EpisodeRow:
   tasks: tuple[str, ...]
   data_file: str
   videos: dict[str, tuple[str, float]]  # video key -> (path, from_timestamp)
+  # v3.0 ``episode_metadata`` column (this project's exporter writes it): task, success...
+  metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class LeRobotMeta:
@@ -187,6 +190,8 @@ class LeRobotMeta:
       cols = {c: table.column(c).to_pylist() for c in needed}
       tasks = (table.column("tasks").to_pylist() if "tasks" in table.column_names
                else [[]] * table.num_rows)
+      recorded = (table.column(fmt.EPISODE_METADATA).to_pylist()
+                  if fmt.EPISODE_METADATA in table.column_names else [None] * table.num_rows)
       for i in range(table.num_rows):
         e = int(cols["episode_index"][i])
         data = self.path("data_path", chunk_index=int(cols["data/chunk_index"][i]),
@@ -195,7 +200,8 @@ class LeRobotMeta:
                                 chunk_index=int(cols[f"videos/{k}/chunk_index"][i]),
                                 file_index=int(cols[f"videos/{k}/file_index"][i])),
                       float(cols[f"videos/{k}/from_timestamp"][i])) for k in self.video_keys}
-        out[e] = EpisodeRow(e, int(cols["length"][i]), tuple(tasks[i] or ()), data, videos)
+        out[e] = EpisodeRow(e, int(cols["length"][i]), tuple(tasks[i] or ()), data, videos,
+                            _metadata(recorded[i], f"{path}, episode {e}"))
     return out
 
 
@@ -217,6 +223,20 @@ def load_meta(info_path: str) -> LeRobotMeta:
       stat = os.stat(os.path.join(folder, name))
       stamp.append((folder, name, stat.st_mtime_ns, stat.st_size))
   return _load_meta(os.path.abspath(info_path), tuple(sorted(stamp)))
+
+
+def _metadata(text: Optional[str], where: str) -> dict[str, Any]:
+  """A ``meta/episodes`` ``episode_metadata`` cell: a JSON object, or nothing."""
+  if not text:
+    return {}
+  try:
+    value = json.loads(text)
+  except ValueError as e:
+    raise SourceError(f"{where}: {fmt.EPISODE_METADATA} is not JSON: {e}") from e
+  if not isinstance(value, dict):
+    raise SourceError(f"{where}: {fmt.EPISODE_METADATA} is not a JSON object: "
+                      f"{text[:80]!r}.")
+  return value
 
 
 def _read_table(path: str, where: str, **kwargs: Any) -> pa.Table:
@@ -274,7 +294,7 @@ class _LeRobotEpisode(EpisodeSource):
     if key == TASK_KEY:
       return self._tasks()
     if key == METADATA_KEY:
-      info = {"fps": meta.fps, "lerobot_episode_index": row.index}
+      info = {**row.metadata, "fps": meta.fps, "lerobot_episode_index": row.index}
       if meta.info.get("robot_type"):
         info["embodiment"] = str(meta.info["robot_type"])
       return json.dumps(info)

@@ -5,8 +5,8 @@ The output is what lerobot's ``LeRobotDataset`` writer produces (layout in
 names, fps, path templates), ``meta/tasks.parquet``, ``meta/episodes/chunk-000/
 file-000.parquet`` (file indices, video timestamps and per-episode stats),
 ``meta/stats.json``, chunked ``data/`` parquet files and one MP4 stream per camera and
-file, encoded with imageio-ffmpeg (``libsvtav1``, lerobot's default, or ``h264``;
-yuv420p, GOP 2, CRF 30).
+file, encoded with imageio-ffmpeg (``libsvtav1``, lerobot's default, or ``h264``:
+yuv420p, GOP 2, CRF 30; or ``lossless``: RGB H.264 at -qp 0, frames decode bit-exact).
 
 Schema fields become these features::
 
@@ -21,12 +21,18 @@ Schema fields become these features::
 
 Per-dim names come from the slot layouts (``gripper``, ``arm_joints_0``...); steps
 without an instruction take the episode's task. Splits are written in order and listed
-in ``info.json`` ``splits`` (``{"train": "0:90", "val": "90:100"}``).
+in ``info.json`` ``splits`` (``{"train": "0:90", "val": "90:100"}``). Each row of
+``meta/episodes`` also carries ``episode_metadata`` (JSON: the episode's task, success
+and source; lerobot keeps extra episode columns and ignores them), which the importer
+reads back. With ``codec="lossless"`` and :func:`key_mapping`, export then import gives
+back the same dataset, bit for bit: frames, vectors, masks, instructions, tasks,
+success. Not exported: ``discount`` and the joints/proprio/keypoint masks (the importer
+restores their defaults, 1 and True; the exporter warns when an episode has others).
 
 Command line::
 
   python -m wam.data.importers.lerobot_export --dataset=data/my_lift/1.0.0 \\
-      --out=export/my_lift --codec=libsvtav1
+      --out=export/my_lift --codec=libsvtav1   # or --codec=lossless
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wam.data.importers import lerobot_format as fmt
+from wam.data.importers.lerobot import METADATA_KEY, TASK_KEY
+from wam.data.importers.mapping import KeyMapping, VectorKey
 from wam.data.layout import Layout
 from wam.data.reader import EpisodeDataset
 from wam.data.schema import EpisodeSpec, as_text
@@ -70,7 +78,8 @@ def _features(spec: EpisodeSpec, codec: str) -> tuple[dict[str, dict], dict[str,
     features[key] = {"dtype": "video", "shape": [h, w, 3],
                      "names": ["height", "width", "channels"],
                      "info": {"video.height": h, "video.width": w,
-                              "video.codec": fmt.CODECS[codec][1], "video.pix_fmt": "yuv420p",
+                              "video.codec": fmt.CODECS[codec].codec,
+                              "video.pix_fmt": fmt.CODECS[codec].pix_fmt,
                               "video.is_depth_map": False, "video.fps": round(spec.fps),
                               "video.channels": 3, "has_audio": False}}
     fields[key] = f"observation/image_{cam}"
@@ -98,6 +107,37 @@ def _features(spec: EpisodeSpec, codec: str) -> tuple[dict[str, dict], dict[str,
   fields.update({"next.reward": "reward", "next.done": "is_terminal"})
   features.update(json.loads(json.dumps(fmt.DEFAULT_FEATURES)))
   return features, fields
+
+
+def key_mapping(spec: EpisodeSpec) -> KeyMapping:
+  """The mapping that imports this exporter's output of a ``spec`` dataset back into
+  ``spec`` (the same cameras, slot layouts, privileged state and keypoints)."""
+
+  def vector(key: str, layout: Layout) -> tuple[VectorKey, ...]:
+    if not layout.dim:
+      return ()
+    return (VectorKey(key, slots=tuple((s.name, s.size) for s in layout.slots)),)
+
+  return KeyMapping(
+      images={cam: f"observation.images.{cam}" for cam in spec.cameras},
+      joints=vector("observation.state", spec.joints),
+      proprio=vector("observation.proprio", spec.proprio),
+      action=vector("action", spec.action),
+      hand_keypoints="observation.hand_keypoints" if spec.hand_keypoints else None,
+      privileged=("observation.environment_state",) if spec.privileged_dim else (),
+      action_mask="action_mask" if spec.action.dim else None, reward="next.reward",
+      is_terminal="next.done", instruction=TASK_KEY, metadata_json=METADATA_KEY)
+
+
+def _lost_fields(steps: dict[str, Any]) -> list[str]:
+  """Fields of an episode that differ from the defaults the importer restores."""
+  lost = []
+  if "discount" in steps and not np.all(np.asarray(steps["discount"]) == 1):
+    lost.append("discount")
+  for key, mask in steps["observation"].items():
+    if key.endswith("_mask") and not np.all(mask):
+      lost.append(f"observation/{key}")
+  return lost
 
 
 # ---------------------------------------------------------------------------- stats
@@ -207,8 +247,10 @@ def export_lerobot(dataset_dir: str, out_dir: str, *, splits: Optional[Sequence[
     dataset_dir: an episode dataset (``<data_dir>/<name>/<version>``).
     out_dir: the LeRobot dataset root to create.
     splits: splits to export, in order (default: all, as listed in the dataset).
-    codec: ``libsvtav1`` (AV1, lerobot's default) or ``h264``.
-    crf: the encoder's constant rate factor (lerobot: 30; lower is better quality).
+    codec: ``libsvtav1`` (AV1, lerobot's default), ``h264`` or ``lossless`` (RGB H.264,
+      bit-exact frames; 3-4x the size of AV1 or h264 at CRF 30 on 16x16 Dojo frames).
+    crf: the encoder's constant rate factor (lerobot: 30; lower is better quality;
+      unused by ``lossless``).
     robot_type: info.json ``robot_type`` (default: the spec's embodiment).
     chunks_size: files per ``chunk-XXX`` directory.
     data_files_size_in_mb, video_files_size_in_mb: a file takes episodes until it
@@ -237,7 +279,7 @@ def export_lerobot(dataset_dir: str, out_dir: str, *, splits: Optional[Sequence[
   tasks: dict[str, int] = {}
   rows: list[dict[str, Any]] = []
   all_stats: list[dict] = []
-  frame, split_ranges = 0, {}
+  frame, split_ranges, lost = 0, {}, set()
   data_files = _Files(
       lambda c, f: os.path.join(out_dir, fmt.V3_DATA_PATH.format(chunk_index=c, file_index=f)),
       lambda path: pq.ParquetWriter(path, schema, compression="snappy"),
@@ -262,6 +304,7 @@ def export_lerobot(dataset_dir: str, out_dir: str, *, splits: Optional[Sequence[
                  for t in steps["language_instruction"]]
         for t in texts:
           tasks.setdefault(t, len(tasks))
+        lost.update(_lost_fields(steps))
         columns = {"timestamp": (np.arange(n) / fps).astype(np.float32),
                    "frame_index": np.arange(n), "episode_index": np.full(n, e),
                    "index": np.arange(frame, frame + n),
@@ -272,7 +315,10 @@ def export_lerobot(dataset_dir: str, out_dir: str, *, splits: Optional[Sequence[
         data_files.next().write_table(_table(columns, features, schema))
         row = {"episode_index": e, "tasks": list(dict.fromkeys(texts)), "length": n,
                "data/chunk_index": data_files.chunk, "data/file_index": data_files.file,
-               "dataset_from_index": frame, "dataset_to_index": frame + n}
+               "dataset_from_index": frame, "dataset_to_index": frame + n,
+               fmt.EPISODE_METADATA: json.dumps({
+                   "task": episode["metadata"]["task"],
+                   "success": bool(episode["metadata"]["success"]), "source": spec.source})}
         for key in video_keys:
           frames = np.asarray(flat[fields[key]])
           video = video_files[key].next()
@@ -294,6 +340,10 @@ def export_lerobot(dataset_dir: str, out_dir: str, *, splits: Optional[Sequence[
     data_files.close()
     for files in video_files.values():
       files.close()
+  if lost:
+    logging.warning("%s: %s are not exported (LeRobot has no such features); importing the "
+                    "export back gives their defaults (discount 1, masks True).",
+                    dataset_dir, sorted(lost))
 
   # ---------------------------------------------------------------- metadata
   episodes_path = os.path.join(out_dir, fmt.V3_EPISODES_PATH.format(chunk_index=0,
@@ -343,7 +393,8 @@ def define_flags() -> None:
   flags.DEFINE_string("out", None, "The LeRobot dataset root to write.")
   flags.DEFINE_list("splits", None, "Splits to export, in order (default: all).")
   flags.DEFINE_enum("codec", "libsvtav1", sorted(fmt.CODECS), "Video codec.")
-  flags.DEFINE_integer("crf", 30, "Constant rate factor (lower: better quality, bigger files).")
+  flags.DEFINE_integer("crf", 30, "Constant rate factor (lower: better quality, bigger "
+                       "files); unused by --codec=lossless (bit-exact RGB H.264).")
   flags.DEFINE_string("robot_type", None, "info.json robot_type (default: the embodiment).")
   flags.DEFINE_integer("episodes_per_file", None, "Start a new data/video file after N episodes.")
   flags.DEFINE_bool("overwrite", False, "Replace an existing output directory.")

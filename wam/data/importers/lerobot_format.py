@@ -19,13 +19,16 @@ Every frame row holds the features of ``info.json`` (vectors as fixed-size lists
 (dtype ``video``) live in the MP4s, at ``from_timestamp + frame_index / fps``.
 
 Videos are read and written with imageio-ffmpeg's bundled ffmpeg (AV1 through libdav1d
-and libsvtav1, h264 through libx264), so nothing here needs torch, PyAV or torchcodec.
+and libsvtav1, h264 through libx264, lossless RGB H.264 through libx264rgb), so nothing
+here needs torch, PyAV or torchcodec.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from typing import Any, Sequence
 
 import imageio_ffmpeg
@@ -53,10 +56,34 @@ DEFAULT_FEATURES = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
+# A meta/episodes column of this project's exporter: JSON of the episode's task, success
+# and source (lerobot carries extra episode columns along and ignores them).
+EPISODE_METADATA = "episode_metadata"
 VERSIONS = {"v2.0": 2, "v2.1": 2, "v3.0": 3}
-# Codec name -> (ffmpeg encoder, info.json "video.codec"); lerobot's default is libsvtav1.
-CODECS = {"libsvtav1": ("libsvtav1", "av1"), "av1": ("libsvtav1", "av1"),
-          "h264": ("libx264", "h264"), "libx264": ("libx264", "h264")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+  """How one ``--codec`` choice encodes: the ffmpeg encoder, the pixel format it is fed,
+  and what info.json says of the stream (``video.codec``, ``video.pix_fmt``: the decoder's
+  view, as lerobot's ``get_video_info`` records it)."""
+
+  encoder: str
+  codec: str        # info.json "video.codec"
+  pix_fmt: str      # info.json "video.pix_fmt"
+  encode_pix_fmt: str
+  lossless: bool = False
+
+
+# lerobot's default is libsvtav1 (AV1, yuv420p: lossy in both the chroma subsampling and
+# the CRF). ``lossless`` is H.264 High 4:4:4 Predictive straight from RGB (libx264rgb,
+# -qp 0): frames decode bit-exact to the RGB written (checked with the bundled ffmpeg and
+# PyAV 18.1; any decoder that converts its gbrp output to RGB without resampling agrees).
+CODECS = {"libsvtav1": Codec("libsvtav1", "av1", "yuv420p", "yuv420p"),
+          "av1": Codec("libsvtav1", "av1", "yuv420p", "yuv420p"),
+          "h264": Codec("libx264", "h264", "yuv420p", "yuv420p"),
+          "libx264": Codec("libx264", "h264", "yuv420p", "yuv420p"),
+          "lossless": Codec("libx264rgb", "h264", "gbrp", "rgb24", lossless=True)}
 
 
 def read_info(info_path: str) -> dict[str, Any]:
@@ -144,9 +171,16 @@ def read_video(path: str, start_s: float, num_frames: int, fps: float,
   except SourceError:
     raise
   except Exception as e:  # imageio-ffmpeg raises IOError/RuntimeError for broken files
-    first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+    text = str(e).strip()
+    if "no decoder found" in text.lower() or "decoder not found" in text.lower():
+      stream = re.search(r"Video: ([^,\n]+)", text)
+      raise SourceError(
+          f"{where}: the video {path} is in a codec the bundled ffmpeg cannot decode "
+          f"({stream.group(1).strip() if stream else 'unknown'}); re-encode it as AV1 or "
+          "H.264 (ffmpeg -c:v libsvtav1 or libx264).") from e
+    last = text.splitlines()[-1] if text else ""
     raise SourceError(f"{where}: cannot decode the video {path} ({type(e).__name__}: "
-                      f"{first}); it is corrupt, truncated or not a video.") from e
+                      f"{last}); it is corrupt, truncated or not a video.") from e
   finally:
     if reader is not None:
       reader.close()
@@ -158,26 +192,32 @@ def read_video(path: str, start_s: float, num_frames: int, fps: float,
 
 
 class VideoWriter:
-  """Encodes frames into one MP4 as they come (lerobot's settings: GOP 2, yuv420p)."""
+  """Encodes frames into one MP4 as they come (lerobot's settings: GOP 2; yuv420p, or
+  RGB for the ``lossless`` codec)."""
 
   def __init__(self, path: str, size: tuple[int, int], fps: float, codec: str = "libsvtav1",
                crf: int = 30, gop: int = 2):
     if codec not in CODECS:
       raise ValueError(f"Unknown codec {codec!r}; choose one of {sorted(CODECS)}.")
     h, w = size
-    if h % 2 or w % 2:
-      raise ValueError(f"{path}: yuv420p video needs an even frame size, got {h}x{w}.")
-    encoder, self.codec_name = CODECS[codec]
-    params = ["-g", str(gop), "-crf", str(crf)]
-    if encoder == "libsvtav1":
+    spec = CODECS[codec]
+    if spec.encode_pix_fmt == "yuv420p" and (h % 2 or w % 2):
+      raise ValueError(f"{path}: yuv420p video needs an even frame size, got {h}x{w}; "
+                       "the lossless codec takes any size.")
+    self.codec_name = spec.codec
+    # -qp 0 is x264's lossless mode; a CRF would quantise.
+    params = ["-g", str(gop), *(["-qp", "0"] if spec.lossless else ["-crf", str(crf)])]
+    if spec.encoder == "libsvtav1":
       params += ["-preset", "12"]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     self.path = path
     self.size = (h, w)
     self.num_frames = 0
+    # quality=None: no imageio -qscale:v next to the rate control chosen here.
     self._gen = imageio_ffmpeg.write_frames(
-        path, (w, h), fps=fps, codec=encoder, pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-        macro_block_size=1, output_params=params, ffmpeg_log_level="error")
+        path, (w, h), fps=fps, codec=spec.encoder, pix_fmt_in="rgb24",
+        pix_fmt_out=spec.encode_pix_fmt, quality=None, macro_block_size=1,
+        output_params=params, ffmpeg_log_level="error")
     # ffmpeg starts here; SVT-AV1 logs its whole configuration to stderr unless SVT_LOG
     # says otherwise (1: errors only), and the user's own setting wins.
     quiet = "SVT_LOG" not in os.environ
