@@ -17,7 +17,7 @@ BENCH_CONFIG ?= experiments/configs/wam.py:runlocal
 BENCH_SUFFIX ?= cpu
 BENCH_MODEL := $(BENCH_WORKDIR)/wam
 
-.PHONY: demo test install clean benchmarks benchmarks-system benchmarks-model \
+.PHONY: demo test install clean benchmarks benchmarks-system benchmarks-model \ metaworld
 	benchmark-tables
 
 $(STAMP): setup.cfg pyproject.toml
@@ -68,3 +68,9 @@ benchmark-tables: $(STAMP)
 
 clean:
 	rm -rf $(VENV) workdir
+
+# Meta-World through the Gymnasium client, in its own venv (docs/metaworld.md).
+# MW_SIZE=tiny is the 7-minute smoke test; runlocal about an hour on an idle 2-core CPU.
+MW_SIZE ?= runlocal
+metaworld: $(STAMP)
+	$(BIN)/python -m experiments.metaworld --workdir=workdir/metaworld-$(MW_SIZE) --size=$(MW_SIZE)

@@ -75,13 +75,6 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   config.model = wam_config.model_config(variant)
   if "regression" in parts:
     config.model.objective = "regression"
-  if "bc" in parts:
-    # The behaviour-cloning baseline (VLA-style): the same backbone and inputs, trained
-    # on the action chunk alone (always in policy mode, no video or joint targets).
-    config.model.loss_weights.video = 0.0
-    config.model.loss_weights.state = 0.0
-    config.model.given_action_prob = 0.0
-
   # Where the data comes from (read by experiments.train, not by the library trainer).
   task = next((p for p in parts if p in TASKS), "reach")
   config.dojo = config_dict.ConfigDict(dict(
@@ -171,6 +164,12 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
   if "wrist" in parts and "wrist" not in config.dojo.cameras:
     config.dojo.cameras = config.data.cameras = tuple(config.dojo.cameras) + ("wrist",)
   if "bc" in parts:
+    # The behaviour-cloning baseline (VLA-style): the same backbone and inputs, trained
+    # on the action chunk alone (always in policy mode, no video or joint targets). Set
+    # last, so that no size part (runlocal's video weight) turns a loss back on.
+    config.model.loss_weights.video = 0.0
+    config.model.loss_weights.state = 0.0
+    config.model.given_action_prob = 0.0
     config.dojo.mixture = config_dict.ConfigDict()  # BC imitates the demonstrations only
   return config
 

@@ -41,6 +41,13 @@ def test_runlocal_is_cpu_sized():
   assert episodes <= 1000 and config.num_steps <= 5000
 
 
+@pytest.mark.parametrize("arg", ["bc", "runlocal,bc", "bc,runlocal", "runlocal,acting,bc"])
+def test_bc_trains_on_actions_alone_whatever_the_other_parts(arg):
+  c = wam_config.get_config(arg)
+  assert c.model.loss_weights.video == 0.0 and c.model.loss_weights.state == 0.0
+  assert c.model.given_action_prob == 0.0 and not c.dojo.mixture
+
+
 def test_acting_gives_policy_mode_its_data_views_and_actions():
   reach = wam_config.get_config("runlocal,acting")
   assert reach.dojo.num_episodes == 1000 and reach.num_steps == 4000

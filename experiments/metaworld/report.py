@@ -1,0 +1,126 @@
+"""The Meta-World job's report: one summary JSON and a markdown table of success rates.
+
+Per model and task it reads ``wam-gym-evaluate``'s ``summary.json`` (successes,
+episodes, the 95% Wilson interval, GIFs); the experts' own success while recording the
+demonstrations (with their action noise) is the reference row. Over tasks it gives the
+mean of the per-task rates and the pooled successes with their Wilson interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+from dojo.closed_loop import success_interval
+from experiments.stages import write_json
+
+SUMMARY_FILE = "summary.json"
+TABLE_FILE = "results.md"
+EVAL_SUMMARY = "summary.json"      # wam-gym-evaluate's, per task
+RECORD_SUMMARY = "record.json"     # wam-gym-record's, per task
+MODEL_NAMES = {"experts": "scripted expert (demos)", "wam": "WAM (policy mode)",
+               "bc": "pixel BC baseline"}
+
+
+def read_json(path: str) -> Optional[dict]:
+  """The JSON object at ``path``, or None where there is none (or a broken one)."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def task_result(summary: Mapping[str, Any], out_dir: Optional[str] = None) -> dict[str, Any]:
+  """The figures of one task from a record or evaluate summary."""
+  n, k = int(summary["episodes"]), int(summary["successes"])
+  lo, hi = summary.get("ci95") or success_interval(k, n)
+  results = summary.get("results", [])
+  gifs = [os.path.join(out_dir, r["gif"]) if out_dir else r["gif"]
+          for r in results if r.get("gif")]
+  lengths = [r["length"] for r in results if "length" in r]
+  return {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0,
+          "ci95": [float(lo), float(hi)],
+          "mean_length": sum(lengths) / len(lengths) if lengths else None, "gifs": gifs}
+
+
+def aggregate(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+  """Mean of the per-task rates and the pooled rate with its Wilson interval."""
+  if not per_task:
+    return {"mean_success_rate": None, "successes": 0, "episodes": 0, "ci95": [0.0, 1.0]}
+  k = sum(r["successes"] for r in per_task.values())
+  n = sum(r["episodes"] for r in per_task.values())
+  return {"mean_success_rate": sum(r["success_rate"] for r in per_task.values()) / len(per_task),
+          "successes": k, "episodes": n, "ci95": list(success_interval(k, n))}
+
+
+def collect(model_dirs: Mapping[str, str], tasks: Sequence[str],
+            summary_file: str = EVAL_SUMMARY) -> dict[str, Any]:
+  """``{model: {"tasks": {task: result}, "overall": ...}}`` from ``<dir>/<task>/summary``.
+
+  Raises:
+    FileNotFoundError: a task's summary is missing (its evaluation did not finish).
+  """
+  out = {}
+  for model, root in model_dirs.items():
+    per_task = {}
+    for task in tasks:
+      path = os.path.join(root, task, summary_file)
+      summary = read_json(path)
+      if summary is None:
+        raise FileNotFoundError(f"No {summary_file} for {model} on {task}: {path}.")
+      per_task[task] = task_result(summary, os.path.dirname(path))
+    out[model] = {"tasks": per_task, "overall": aggregate(per_task)}
+  return out
+
+
+def cell(result: Mapping[str, Any]) -> str:
+  """``"12/30 (40%, 25-58%)"``."""
+  lo, hi = result["ci95"]
+  return (f"{result['successes']}/{result['episodes']} ({100 * result['success_rate']:.0f}%, "
+          f"{100 * lo:.0f}-{100 * hi:.0f}%)")
+
+
+def table(models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> str:
+  """A markdown table: one row per task, one column per model, then the pooled row."""
+  names = list(models)
+  header = "| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in names) + " |"
+  lines = [header, "|---|" + "---|" * len(names)]
+  for task in tasks:
+    lines.append(f"| {task} | " + " | ".join(cell(models[m]["tasks"][task]) for m in names)
+                 + " |")
+  pooled = []
+  for m in names:
+    o = models[m]["overall"]
+    pooled.append(cell({**o, "success_rate": o["successes"] / max(o["episodes"], 1)}))
+  lines.append("| all (pooled) | " + " | ".join(pooled) + " |")
+  lines.append("| mean of tasks | " + " | ".join(
+      f"{100 * models[m]['overall']['mean_success_rate']:.0f}%" for m in names) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def write(workdir: str, models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
+          extra: Mapping[str, Any]) -> tuple[str, str]:
+  """Writes ``<workdir>/summary.json`` and ``<workdir>/results.md``; returns both paths."""
+  summary = {"tasks": list(tasks), "models": dict(models), **extra}
+  json_path = os.path.join(workdir, SUMMARY_FILE)
+  write_json(json_path, summary)
+  md_path = os.path.join(workdir, TABLE_FILE)
+  lines = [f"# Meta-World: success on held-out seeds ({extra.get('size', '')})", "",
+           "Successes / episodes (rate, 95% Wilson interval). Experts: Meta-World's scripted "
+           "policies while recording the demonstrations (with their action noise).", "",
+           table(models, tasks)]
+  train = extra.get("train") or {}
+  if train:
+    lines += ["| model | steps | steps/s | training s |", "|---|---|---|---|"]
+    for name, t in train.items():
+      rate = t.get("steps_per_second")
+      lines.append(f"| {name} | {t.get('step')} | {'-' if rate is None else f'{rate:.2f}'} | "
+                   f"{t.get('seconds', '-')} |")
+    lines.append("")
+  tmp = f"{md_path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write("\n".join(lines))
+  os.replace(tmp, md_path)
+  return json_path, md_path
