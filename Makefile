@@ -17,7 +17,7 @@ BENCH_CONFIG ?= experiments/configs/wam.py:runlocal
 BENCH_SUFFIX ?= cpu
 BENCH_MODEL := $(BENCH_WORKDIR)/wam
 
-.PHONY: demo test install clean benchmarks benchmarks-system benchmarks-model \ metaworld
+.PHONY: demo test install clean benchmarks benchmarks-system benchmarks-model metaworld \
 	benchmark-tables
 
 $(STAMP): setup.cfg pyproject.toml
