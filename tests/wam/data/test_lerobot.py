@@ -30,6 +30,8 @@ from tests.dojo import toy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FPS = 10
+# lerobot's DEFAULT_FEATURES, written out rather than imported from lerobot_format: the
+# fixtures follow the published format, not the importer's copy of it.
 DEFAULT_FEATURES = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},
     "frame_index": {"dtype": "int64", "shape": [1], "names": None},
