@@ -69,7 +69,7 @@ benchmark-tables: $(STAMP)
 clean:
 	rm -rf $(VENV) workdir
 
-# Meta-World through the Gymnasium client, in its own venv (docs/metaworld.md).
+# Meta-World through the Gymnasium client, in its own venv (docs/benchmarks/metaworld.md).
 # MW_SIZE=tiny is the 7-minute smoke test; runlocal about an hour on an idle 2-core CPU.
 MW_SIZE ?= runlocal
 metaworld: $(STAMP)

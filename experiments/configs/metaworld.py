@@ -1,6 +1,6 @@
 r"""Meta-World (MT10 tasks) as a benchmark: the WAM and a pixel BC baseline on scripted demos.
 
-One command runs it all (docs/metaworld.md): Meta-World's venv, demonstrations, the
+One command runs it all (docs/benchmarks/metaworld.md): Meta-World's venv, demonstrations, the
 dataset, both trainings, closed-loop evaluation through the Gymnasium client, the report:
 
   python -m experiments.metaworld --workdir=workdir/metaworld --size=runlocal
@@ -26,7 +26,7 @@ what experiments.metaworld runs around training (tasks, demos, evaluation).
 Expected: `tiny` ran end to end in 6.5 minutes on the shared 2-core CPU (success 0 of
 10 per model after 30 steps of training, as expected). `runlocal` (40 demos per task,
 toy model, 2 x 2000 steps, 30 held-out episodes per task and model): about 65 minutes
-on an idle 2-core CPU, estimated from the tiny run's rates (docs/metaworld.md). `full`
+on an idle 2-core CPU, estimated from the tiny run's rates (docs/benchmarks/metaworld.md). `full`
 is for a GPU/TPU host.
 """
 

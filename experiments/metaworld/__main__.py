@@ -1,4 +1,4 @@
-r"""Meta-World as a benchmark, end to end: one command, resumable (docs/metaworld.md).
+r"""Meta-World as a benchmark, end to end: one command, resumable (docs/benchmarks/metaworld.md).
 
   python -m experiments.metaworld --workdir=workdir/metaworld --size=runlocal \
       [--tasks=reach-v3,push-v3,...] [--venv=.venv-metaworld] [--only=demos,dataset]
