@@ -95,6 +95,10 @@ def define_flags() -> None:
   flags.DEFINE_float("max_message_mib", 1.0, "serve: the server's --max_message_mib.")
   flags.DEFINE_list("serve_max_batch", [], "serve: one server per value, run with "
                     "--max_batch=value (empty: one, with the server's default).")
+  flags.DEFINE_float("serve_trim_every_s", None, "serve: the server's --trim_every_s "
+                     "(default: the server's).")
+  flags.DEFINE_integer("serve_trace_memory", 0, "serve: the server's --trace_memory "
+                       "(Python allocations traced; the largest source lines every round).")
   flags.DEFINE_bool("compilation_cache", True, "Share a JAX compilation cache between "
                     "the kill figure's training processes.")
   flags.DEFINE_integer("timeout_s", 1800, "Longest wait for one training launch.")
@@ -547,7 +551,7 @@ def serve_load(url: str, policy, server_pid: int, *, clients: int, acts: int, fu
   failures: list[str] = []
   fuzz = collections.Counter()
   fuzz_lock = threading.Lock()
-  after_rounds = []
+  after_rounds, memory_rounds = [], []
   for r in range(rounds):
     got: list[Optional[list[np.ndarray]]] = [None] * clients
     done = threading.Event()
@@ -621,9 +625,16 @@ def serve_load(url: str, policy, server_pid: int, *, clients: int, acts: int, fu
         time.sleep(0.05)
     time.sleep(1.0)
     after_rounds.append(sampler.rss_mib())
+    with PolicyClient(url) as watcher:   # where the memory is: docs/RELIABILITY.md
+      memory_rounds.append(watcher.metrics().get("memory"))
     row = {"replies": replies, "identical": exact,
            "within_tolerance": close, "failures": len(failures),
            "rss_mib": after_rounds[-1], "peak_mib": max(sampler.samples, default=None)}
+    heap = (memory_rounds[-1] or {}).get("malloc") or {}
+    python = (memory_rounds[-1] or {}).get("python") or {}
+    row.update({f"malloc_{k}": v for k, v in heap.items() if k != "arena_mib"})
+    if python:
+      row["python_traced_mib"] = python["traced_mib"]
     on_round(r, row)
   sampler.stop()
   with PolicyClient(url) as watcher:
@@ -638,13 +649,15 @@ def serve_load(url: str, policy, server_pid: int, *, clients: int, acts: int, fu
       "internal_errors": internal,
       "rss_mib": {"before": before, "peak": max(sampler.samples, default=None),
                   "after_each_round": after_rounds,
+                  "server_memory_each_round": memory_rounds,
                   "samples": len(sampler.samples), "every_s": sampler.every_s},
       "server_errors": server_metrics.get("errors"),
       "server_requests": server_metrics.get("requests")}
 
 
 def figure_serve(root: str, *, clients: int, acts: int, fuzzers: int, rounds: int,
-                 seed: int, max_message_mib: float, max_batch: Optional[int] = None
+                 seed: int, max_message_mib: float, max_batch: Optional[int] = None,
+                 trim_every_s: Optional[float] = None, trace_memory: int = 0
                  ) -> dict[str, Any]:
   """Serves the tests' random tiny model with ``python -m experiments.serve`` (with
   ``--max_batch`` unless None) and runs ``serve_load`` against it.
@@ -667,6 +680,10 @@ def figure_serve(root: str, *, clients: int, acts: int, fuzzers: int, rounds: in
           f"--max_sessions={2 * (clients + fuzzers)}", f"--max_message_mib={max_message_mib}"]
   if max_batch is not None:
     argv.append(f"--max_batch={max_batch}")
+  if trim_every_s is not None:
+    argv.append(f"--trim_every_s={trim_every_s}")
+  if trace_memory:
+    argv.append(f"--trace_memory={trace_memory}")
   log = os.path.join(root, f"server_max_batch_{max_batch}.log")
   _progress("serve", "starting the server")
   with open(log, "w", encoding="utf-8") as stderr:
@@ -680,7 +697,7 @@ def figure_serve(root: str, *, clients: int, acts: int, fuzzers: int, rounds: in
     _progress("serve", f"serving at {match.group(1)} (pid {proc.pid}); {clients} clients "
                        f"x {acts} acts and {fuzzers} fuzzers, {rounds} round(s)")
     report = lambda r, row: _progress("serve", f"round {r + 1}/{rounds}: " + ", ".join(
-        f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     results = serve_load(match.group(1), policy, proc.pid, clients=clients, acts=acts,
                          fuzzers=fuzzers, rounds=rounds, seed=seed,
                          max_message_bytes=int(max_message_mib * 2**20),
@@ -733,7 +750,8 @@ def main(argv):
       runs["server default" if value is None else f"max_batch={value}"] = figure_serve(
           os.path.join(root, "serve"), clients=FLAGS.clients, acts=FLAGS.acts,
           fuzzers=FLAGS.fuzzers, rounds=FLAGS.serve_rounds, seed=FLAGS.seed,
-          max_message_mib=FLAGS.max_message_mib, max_batch=max_batch)
+          max_message_mib=FLAGS.max_message_mib, max_batch=max_batch,
+          trim_every_s=FLAGS.serve_trim_every_s, trace_memory=FLAGS.serve_trace_memory)
     return {"passed": all(r["passed"] for r in runs.values()), "runs": runs}
   measure = {
       "kill": lambda: figure_kill(

@@ -2,7 +2,8 @@ r"""Serves a trained world action model as a policy over WebSocket.
 
   python -m experiments.serve --workdir=workdir/wam [--host=127.0.0.1 --port=8765 \
       --step=STEP --flow_steps=1 --max_connections=16 --max_sessions=64 \
-      --max_sessions_per_connection=16 --max_message_mib=16 --max_queue=2 --max_batch=8]
+      --max_sessions_per_connection=16 --max_message_mib=16 --max_queue=2 --max_batch=8 \
+      --trim_every_s=30 --trace_memory=0]
 
 Loads the checkpoint (``wam.policy.Policy.from_workdir``), compiles the policy, prints
 the URL and serves until Ctrl-C or SIGTERM (then closes every connection cleanly).
@@ -38,6 +39,12 @@ _MAX_QUEUE = flags.DEFINE_integer(
 _MAX_BATCH = flags.DEFINE_integer(
     "max_batch", 8, "Most acts of different sessions run in one model call when they "
     "wait together (1: each alone).")
+_TRIM_EVERY_S = flags.DEFINE_float(
+    "trim_every_s", 30, "Return the C heap's freed pages to the system this often "
+    "(malloc_trim; 0: never; docs/RELIABILITY.md).")
+_TRACE_MEMORY = flags.DEFINE_integer(
+    "trace_memory", 0, "Diagnosis: trace Python allocations from the first client on and "
+    "list this many of the largest source lines in the metrics (0: off; slows serving).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -45,18 +52,21 @@ def main(argv):
   del argv
   # pylint: disable=import-outside-toplevel  (flags parse before JAX starts)
   from wam.policy import Policy
-  from wam.serving import server
+  from wam.serving import memory, server
   policy = Policy.from_workdir(_WORKDIR.value, _STEP.value, flow_steps=_FLOW_STEPS.value,
                                dataset=_DATASET.value)
   logging.info("Loaded %s: %s", _WORKDIR.value, policy.describe())
   policy.warmup()   # compile now, not on the first client's request
+  if _TRACE_MEMORY.value:   # after loading and compiling: what serving itself holds
+    memory.start_tracing()
   server.serve_until_signalled(
       policy, host=_HOST.value, port=_PORT.value,
       on_ready=lambda url: print(f"Serving {_WORKDIR.value} at {url}", flush=True),
       max_connections=_MAX_CONNECTIONS.value, max_sessions=_MAX_SESSIONS.value,
       max_sessions_per_connection=_MAX_SESSIONS_PER_CONNECTION.value,
       max_message_bytes=int(_MAX_MESSAGE_MIB.value * 2**20), max_queue=_MAX_QUEUE.value,
-      max_batch=_MAX_BATCH.value)
+      max_batch=_MAX_BATCH.value, trim_every_s=_TRIM_EVERY_S.value,
+      memory_top=_TRACE_MEMORY.value)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 r"""Meta-World as a benchmark, end to end: one command, resumable (docs/benchmarks/metaworld.md).
 
-  python -m experiments.metaworld --workdir=workdir/metaworld --size=runlocal \
-      [--tasks=reach-v3,push-v3,...] [--venv=.venv-metaworld] [--only=demos,dataset]
+  python -m experiments.metaworld --workdir=workdir/metaworld \
+      --config=experiments/configs/metaworld_benchmark.py:runlocal \
+      [--config.eval_episodes=10] [--venv=.venv-metaworld] [--only=demos,dataset]
+
+or, the same job, ``--size=runlocal [--tasks=reach-v3,push-v3,...]`` without a config
+file.
 
 Creates (once) Meta-World's own venv, records the scripted experts' demonstrations
 through ``wam-gym-record``, imports them into one dataset, trains the world action
@@ -18,6 +22,7 @@ import sys
 import time
 
 from absl import app, flags, logging
+from ml_collections import config_flags
 
 from experiments import console
 from experiments.configs import metaworld as metaworld_config
@@ -25,6 +30,9 @@ from experiments.metaworld import pipeline, tasks as tasks_lib, venv
 from experiments.stages import StageError, run_stages
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed if it exists).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "The job: experiments/configs/metaworld_benchmark.py:SIZE, with "
+    "--config.FIELD=VALUE overrides (instead of --size and --tasks).")
 _SIZE = flags.DEFINE_enum("size", "runlocal", list(metaworld_config.SIZES),
                           "tiny: the smoke test; runlocal: the 2-core CPU run; full: a GPU host.")
 _TASKS = flags.DEFINE_list("tasks", None, "Meta-World tasks (default: the config's five); "
@@ -35,11 +43,27 @@ _CONSOLE = flags.DEFINE_enum("console", "progress", console.MODES, console.FLAG_
 flags.mark_flags_as_required(["workdir"])
 
 
+def _job():
+  """The job's config: ``--config`` (with its overrides), else ``--size`` and ``--tasks``."""
+  if _CONFIG.value is None:
+    return pipeline.job_config(_SIZE.value, _TASKS.value)
+  given = [f"--{name}" for name in ("size", "tasks") if flags.FLAGS[name].present]
+  if given:
+    raise app.UsageError(f"{' and '.join(given)} with --config: give the size as the "
+                         "config's argument (...:runlocal) and the tasks as "
+                         "--config.tasks=\"('reach-v3','push-v3')\".")
+  try:
+    tasks_lib.check(*_CONFIG.value.tasks)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  return _CONFIG.value
+
+
 def main(argv):
   del argv
   workdir = os.path.abspath(_WORKDIR.value)
   console.configure(workdir, _CONSOLE.value, "metaworld")
-  job = pipeline.job_config(_SIZE.value, _TASKS.value)
+  job = _job()
   start = time.time()
   venv_dir = os.path.abspath(_VENV.value)
   venv.ensure(venv_dir)

@@ -387,3 +387,14 @@ def test_report_figures_and_table(tmp_path):
   assert report.read_json(json_path)["size"] == "runlocal"
   with pytest.raises(FileNotFoundError, match="bc on door-open-v3"):
     report.collect({"bc": str(tmp_path / "bc")}, ["door-open-v3"])
+
+
+def test_benchmark_config_file_is_the_size_flags_job():
+  """--config=experiments/configs/metaworld_benchmark.py:SIZE resumes a --size=SIZE workdir:
+  the workdir check compares the JSON of the two."""
+  # pylint: disable=import-outside-toplevel
+  from experiments.configs import metaworld_benchmark
+  for size in mw_config.SIZES:
+    assert (metaworld_benchmark.get_config(size).to_json_best_effort()
+            == pipeline.job_config(size).to_json_best_effort())
+  assert metaworld_benchmark.get_config("").size == "runlocal"

@@ -203,6 +203,8 @@ def test_metrics_report_latencies(policy, server):
   assert metrics["policy"]["cameras"] == ["front", "wrist"]
   assert metrics["requests"] >= 5 and metrics["connections"] >= 1
   assert metrics["batch_size"]["acts"] >= 3 and metrics["batch_size"]["mean"] >= 1
+  assert metrics["memory"]["rss_mib"] > 50      # a process with JAX and a model loaded
+  assert metrics["memory"]["python"] is None    # traced only when asked (--trace_memory)
 
 
 def test_clean_shutdown_closes_clients(policy):

@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from wam.policy import InstructionError, ObservationError, Policy
-from wam.serving import batching, protocol
+from wam.serving import batching, memory, protocol
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ MAX_SESSIONS_PER_CONNECTION = 16
 MAX_MESSAGE_BYTES = 16 * 2**20   # two 1080p RGB frames, or many smaller ones
 MAX_QUEUE = 2                    # received frames waiting per connection
 MAX_BATCH = 8                    # acts of different sessions in one model call
+TRIM_EVERY_S = 30.0              # malloc_trim period (seconds; 0: never)
 
 
 class LatencyStats:
@@ -101,7 +102,8 @@ class PolicyServer:
                max_connections: int = MAX_CONNECTIONS, max_sessions: int = MAX_SESSIONS,
                max_sessions_per_connection: int = MAX_SESSIONS_PER_CONNECTION,
                max_message_bytes: int = MAX_MESSAGE_BYTES, max_queue: int = MAX_QUEUE,
-               max_batch: int = MAX_BATCH, log_every: int = 1000):
+               max_batch: int = MAX_BATCH, log_every: int = 1000,
+               trim_every_s: float = TRIM_EVERY_S, memory_top: int = 0):
     """Configures the server (nothing is bound before ``start``).
 
     Args:
@@ -116,6 +118,13 @@ class PolicyServer:
       max_batch: the most acts (of different sessions) one model call serves; 1 runs
         every act alone.
       log_every: log the metrics every this many requests (0: never).
+      trim_every_s: return the C heap's freed pages to the system this often
+        (``malloc_trim``, off the event loop; 0: never). Without it RSS keeps the
+        heap's high-water mark and creeps as freed chunks fragment
+        (docs/RELIABILITY.md, "Where the memory goes").
+      memory_top: with Python allocations traced (``memory.start_tracing``), the
+        metrics list this many of the largest source lines held (0: none; a snapshot
+        costs about a second on a served model: for diagnosis).
     """
     self.limits = {"max_connections": max_connections, "max_sessions": max_sessions,
                    "max_sessions_per_connection": max_sessions_per_connection,
@@ -131,6 +140,12 @@ class PolicyServer:
     self.max_message_bytes = max_message_bytes
     self.max_queue = max_queue
     self.log_every = log_every
+    self.memory_top = memory_top
+    if trim_every_s < 0:
+      raise ValueError(f"trim_every_s must be >= 0, got {trim_every_s!r}.")
+    self.trim_every_s = trim_every_s
+    self.trims = 0
+    self._trimmer: Optional[asyncio.Task] = None
     self._batcher = batching.ActBatcher(policy, max_batch)   # raises on a bad max_batch
     self.latency = LatencyStats()        # arrival -> reply ready, act requests
     self.model_latency = LatencyStats()  # the model call alone
@@ -172,11 +187,15 @@ class PolicyServer:
     # backpressure) until it has answered.
     self._server = await serve(self._handle, self.host, self.port, compression=None,
                                max_size=self.max_message_bytes, max_queue=self.max_queue)
+    if self.trim_every_s:
+      self._trimmer = asyncio.create_task(self._trim_periodically())
     log.info("Serving the policy at %s (%s).", self.url, self.policy.describe())
     return self.url
 
   async def stop(self) -> None:
     """Closes every connection, stops listening and waits for the model worker."""
+    if self._trimmer is not None:
+      self._trimmer.cancel()
     if self._server is not None:
       self._server.close()
       await self._server.wait_closed()
@@ -197,17 +216,27 @@ class PolicyServer:
     async with self:
       await stop.wait()
 
+  async def _trim_periodically(self) -> None:
+    """``memory.trim`` every ``trim_every_s`` in the checking thread (it locks the
+    allocator's arenas for a few milliseconds; the event loop keeps answering)."""
+    loop = asyncio.get_running_loop()
+    while True:
+      await asyncio.sleep(self.trim_every_s)
+      await loop.run_in_executor(self._checker, memory.trim)
+      self.trims += 1
+
   # ------------------------------------------------------------------ metrics
 
   def metrics(self) -> dict[str, Any]:
-    """Request counts, errors by type, act latencies, batch sizes and limits
-    (JSON-friendly)."""
+    """Request counts, errors by type, act latencies, batch sizes, limits and the
+    process's memory (``wam.serving.memory.usage``; JSON-friendly)."""
     return {"requests": self.requests, "errors": dict(self.errors),
             "connections": self.connections, "sessions": self.sessions,
             "session_bytes": self.session_bytes, "limits": dict(self.limits),
             "uptime_s": time.monotonic() - self._started,
             "act": self.latency.summary(), "model": self.model_latency.summary(),
-            "batch_size": self._batcher.stats.summary(), "policy": self.policy.describe()}
+            "batch_size": self._batcher.stats.summary(), "policy": self.policy.describe(),
+            "memory": {**memory.usage(self.memory_top), "trims": self.trims}}
 
   # ------------------------------------------------------------------ handling
 

@@ -1,0 +1,55 @@
+"""wam.serving.memory: the figures that tell a leak from a fragmented heap."""
+
+import platform
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from wam.serving import memory
+
+glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallinfo2 is glibc's")
+
+
+def test_rss_follows_a_large_allocation():
+  before = memory.rss_mib()
+  block = np.ones(64 * 2**20, np.uint8)   # 64 MiB, touched
+  assert memory.rss_mib() - before > 48
+  del block
+
+
+@glibc
+def test_malloc_counts_what_is_held_and_what_is_freed():
+  before = memory.malloc_mib()
+  assert set(before) == {"arena_mib", "in_use_mib", "free_mib", "mmap_mib"}
+  big = np.ones(16 * 2**20, np.uint8)   # one large block: mmapped, not in an arena
+  assert memory.malloc_mib()["mmap_mib"] - before["mmap_mib"] >= 15
+  del big
+  held = [bytearray(1000) for _ in range(20_000)]   # ~20 MB of small blocks, in arenas
+  during = memory.malloc_mib()
+  assert during["in_use_mib"] - before["in_use_mib"] > 15
+  del held
+  after = memory.malloc_mib()
+  assert during["in_use_mib"] - after["in_use_mib"] > 15
+  memory.trim()   # returns whatever free pages it can; never fails
+
+
+def test_python_tracing_names_the_allocating_line():
+  assert memory.python_mib() is None or tracemalloc.is_tracing()
+  was_tracing = tracemalloc.is_tracing()
+  memory.start_tracing()
+  try:
+    hoard = [str(i) * 50 for i in range(50_000)]   # the largest site traced below
+    usage = memory.usage(top=3)
+    assert usage["python"]["traced_mib"] > 2
+    assert usage["python"]["top"][0]["site"].endswith(f"{__file__}:{_line_of('hoard = ')}")
+    assert usage["python"]["top"][0]["blocks"] >= 50_000
+    del hoard
+  finally:
+    if not was_tracing:
+      tracemalloc.stop()
+
+
+def _line_of(text: str) -> int:
+  with open(__file__, encoding="utf-8") as f:
+    return next(i for i, line in enumerate(f, 1) if text in line and "_line_of" not in line)
