@@ -632,6 +632,7 @@ def serve_load(url: str, policy, server_pid: int, *, clients: int, acts: int, fu
            "rss_mib": after_rounds[-1], "peak_mib": max(sampler.samples, default=None)}
     heap = (memory_rounds[-1] or {}).get("malloc") or {}
     python = (memory_rounds[-1] or {}).get("python") or {}
+    row.update({k: (memory_rounds[-1] or {}).get(k) for k in ("rss_anon_mib", "rss_file_mib")})
     row.update({f"malloc_{k}": v for k, v in heap.items() if k != "arena_mib"})
     if python:
       row["python_traced_mib"] = python["traced_mib"]

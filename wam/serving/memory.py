@@ -3,7 +3,8 @@
 A server whose RSS creeps may be leaking Python objects, leaking native memory (XLA
 buffers, C extensions), or only fragmenting the C heap (glibc keeps freed chunks in its
 arenas, so RSS stays at its high-water mark although nothing is held). ``usage()``
-separates the three: ``rss_mib`` from the kernel, ``malloc`` from glibc's
+separates the three: ``rss_mib`` from the kernel (``rss_anon_mib``: heaps and stacks,
+``rss_file_mib``: the libraries' pages), ``malloc`` from glibc's
 ``mallinfo2`` (``in_use_mib`` allocated now, ``free_mib`` freed but kept in the arenas,
 ``mmap_mib`` in large blocks of their own) and ``python`` from ``tracemalloc`` (when
 tracing: ``start_tracing``). ``docs/RELIABILITY.md`` ("Where the memory goes") uses it.
@@ -44,16 +45,24 @@ def _libc() -> Optional[ctypes.CDLL]:
   return libc
 
 
-def rss_mib(pid: Optional[int] = None) -> Optional[float]:
-  """The resident set size of ``pid`` (default: this process) in MiB; None off Linux."""
+def _status_mib(pid: Optional[int] = None) -> dict[str, float]:
+  """``/proc/<pid>/status``'s memory lines in MiB (``VmRSS``, ``RssAnon``, ``RssFile``,
+  ...); empty off Linux."""
+  out = {}
   try:
     with open(f"/proc/{pid or os.getpid()}/status", encoding="ascii") as f:
       for line in f:
-        if line.startswith("VmRSS:"):
-          return int(line.split()[1]) / 1024
+        key, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+          out[key] = int(value.split()[0]) / 1024
   except OSError:
     pass
-  return None
+  return out
+
+
+def rss_mib(pid: Optional[int] = None) -> Optional[float]:
+  """The resident set size of ``pid`` (default: this process) in MiB; None off Linux."""
+  return _status_mib(pid).get("VmRSS")
 
 
 def malloc_mib() -> Optional[dict[str, float]]:
@@ -100,6 +109,10 @@ def python_mib(top: int = 0) -> Optional[dict[str, Any]]:
 
 
 def usage(top: int = 0) -> dict[str, Any]:
-  """``{"rss_mib", "malloc", "python"}`` of this process (see the module docstring);
-  ``top`` as in ``python_mib``."""
-  return {"rss_mib": rss_mib(), "malloc": malloc_mib(), "python": python_mib(top)}
+  """``{"rss_mib", "rss_anon_mib", "rss_file_mib", "malloc", "python"}`` of this process
+  (see the module docstring; anonymous pages are the heaps, file pages the mapped
+  libraries' code and data); ``top`` as in ``python_mib``."""
+  status = _status_mib()
+  return {"rss_mib": status.get("VmRSS"), "rss_anon_mib": status.get("RssAnon"),
+          "rss_file_mib": status.get("RssFile"), "malloc": malloc_mib(),
+          "python": python_mib(top)}
