@@ -48,6 +48,7 @@ from wam.data.importers import lerobot_format as fmt
 from wam.data.importers.mapping import (
   EpisodeSource,
   KeyMapping,
+  LazyArray,
   Preset,
   SourceError,
   SourceFile,
@@ -250,29 +251,6 @@ def _read_table(path: str, where: str, **kwargs: Any) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------- sources
-class _Lazy:
-  """An array known by shape and dtype, loaded on first use (then kept)."""
-
-  def __init__(self, shape: tuple[int, ...], dtype: Any, load: Callable[[], np.ndarray]):
-    self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-    self._load, self._data = load, None
-
-  def _get(self) -> np.ndarray:
-    if self._data is None:
-      self._data = self._load()
-    return self._data
-
-  def __getitem__(self, index: Any) -> np.ndarray:
-    return self._get()[index]
-
-  def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-    data = self._get()
-    return data if dtype is None else data.astype(dtype)
-
-  def __len__(self) -> int:
-    return self.shape[0]
-
-
 class _LeRobotEpisode(EpisodeSource):
   """One episode of a LeRobot dataset; keys are its feature names."""
 
@@ -308,14 +286,14 @@ class _LeRobotEpisode(EpisodeSource):
       if not os.path.exists(path):
         raise SourceError(f"{where}: the video {path} does not exist.")
       size = fmt.image_size(feature, key, where)
-      return _Lazy((n, *size, 3), np.uint8,
+      return LazyArray((n, *size, 3), np.uint8,
                    lambda: fmt.read_video(path, start, n, meta.fps, size, where))
     if key not in self._columns:
       raise SourceError(f"{where}: info.json lists the feature but {row.data_file} has no "
                         f"such column; it has {sorted(self._columns)}.")
     if dtype == "image":
       size = fmt.image_size(feature, key, where)
-      return _Lazy((n, *size, 3), np.uint8, lambda: self._images(key, size, where))
+      return LazyArray((n, *size, 3), np.uint8, lambda: self._images(key, size, where))
     shape = tuple(int(s) for s in feature.get("shape") or (1,))
     kind = self._schema.field(key).type
     if pa.types.is_fixed_size_list(kind) and kind.list_size != int(np.prod(shape)):
@@ -323,7 +301,7 @@ class _LeRobotEpisode(EpisodeSource):
                         f"info.json says shape {list(shape)}.")
     np_dtype = object if dtype == "string" else np.dtype(dtype)
     full = (n,) if shape == (1,) else (n, *shape)
-    return _Lazy(full, np_dtype, lambda: fmt.list_values(
+    return LazyArray(full, np_dtype, lambda: fmt.list_values(
         self._rows().column(key), shape, f"{where} ({row.data_file})", key))
 
   def _rows(self) -> pa.Table:

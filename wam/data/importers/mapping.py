@@ -25,7 +25,7 @@ import dataclasses
 import difflib
 import json
 import re
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -201,6 +201,31 @@ class Preset:
 
 
 # ---------------------------------------------------------------------------- sources
+class LazyArray:
+  """An array known by shape and dtype, loaded on first use (then kept): what an
+  ``EpisodeSource`` returns for a large field, so that checking an episode reads
+  headers only."""
+
+  def __init__(self, shape: Sequence[int], dtype: Any, load: Callable[[], np.ndarray]):
+    self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+    self._load, self._data = load, None
+
+  def _get(self) -> np.ndarray:
+    if self._data is None:
+      self._data = self._load()
+    return self._data
+
+  def __getitem__(self, index: Any) -> np.ndarray:
+    return self._get()[index]
+
+  def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+    data = self._get()
+    return data if dtype is None else data.astype(dtype)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+
 class EpisodeSource(abc.ABC):
   """One episode group of an open source file."""
 

@@ -27,8 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from wam.data.importers import importer
-from wam.data.importers.mapping import (EpisodeSource, KeyMapping, Preset, SourceError,
-                                        SourceFile, match_path, natural_key)
+from wam.data.importers.mapping import (EpisodeSource, KeyMapping, LazyArray, Preset,
+                                        SourceError, SourceFile, match_path, natural_key)
 
 
 # ---------------------------------------------------------------------------- presets
@@ -70,34 +70,18 @@ PRESETS = {"dojo": dojo}
 
 
 # ---------------------------------------------------------------------------- npz
-class _Entry:
+def _entry(archive: zipfile.ZipFile, member: str) -> LazyArray:
   """One ``.npy`` entry of an npz file: shape and dtype from its header, data on use."""
+  with archive.open(member) as f:
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(f)
 
-  def __init__(self, archive: zipfile.ZipFile, member: str):
-    self._archive = archive
-    self._member = member
-    self._data = None
+  def load() -> np.ndarray:
     with archive.open(member) as f:
-      version = np.lib.format.read_magic(f)
-      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                     else np.lib.format.read_array_header_2_0)
-      self.shape, _, self.dtype = read_header(f)
-
-  def _load(self) -> np.ndarray:
-    if self._data is None:
-      with self._archive.open(self._member) as f:
-        self._data = np.lib.format.read_array(f, allow_pickle=False)
-    return self._data
-
-  def __getitem__(self, index: Any) -> np.ndarray:
-    return self._load()[index]
-
-  def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-    data = self._load()
-    return data if dtype is None else data.astype(dtype)
-
-  def __len__(self) -> int:
-    return self.shape[0]
+      return np.lib.format.read_array(f, allow_pickle=False)
+  return LazyArray(shape, dtype, load)
 
 
 class _NpzEpisode(EpisodeSource):
@@ -108,7 +92,7 @@ class _NpzEpisode(EpisodeSource):
     self._archive = archive
     self._members = members  # key -> member name
     self._prefix = "" if group == "/" else group.strip("/") + "/"
-    self._entries: dict[str, _Entry] = {}
+    self._entries: dict[str, LazyArray] = {}
 
   def find(self, key: str) -> Any:
     full = key.lstrip("/") if key.startswith("/") else self._prefix + key
@@ -116,7 +100,7 @@ class _NpzEpisode(EpisodeSource):
     if member is None:
       return None
     if full not in self._entries:
-      self._entries[full] = _Entry(self._archive, member)
+      self._entries[full] = _entry(self._archive, member)
     entry = self._entries[full]
     return entry[()] if entry.shape == () else entry
 
