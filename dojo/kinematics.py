@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from dojo import mjcf
+
 
 def quat_to_mat(q: jax.Array) -> jax.Array:
   """Rotation matrix of a unit quaternion (w, x, y, z), MuJoCo's convention."""
@@ -77,12 +79,14 @@ class SerialChain:
     """
     site_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, site)
     if site_id < 0:
-      raise ValueError(f"SerialChain: no site named {site!r}.")
+      raise ValueError(f"SerialChain: no site named {site!r}; the model's sites: "
+                       f"{mjcf.names(model, mujoco.mjtObj.mjOBJ_SITE)}.")
     joint_ids = []
     for name in joints:
       jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
       if jid < 0:
-        raise ValueError(f"SerialChain: no joint named {name!r}.")
+        raise ValueError(f"SerialChain: no joint named {name!r}; the model's joints: "
+                         f"{mjcf.names(model, mujoco.mjtObj.mjOBJ_JOINT)}.")
       if model.jnt_type[jid] != mujoco.mjtJoint.mjJNT_HINGE:
         raise ValueError(f"SerialChain: joint {name!r} is not a hinge.")
       joint_ids.append(jid)
@@ -118,8 +122,10 @@ class SerialChain:
     self._site_pos = np.asarray(model.site_pos[site_id], np.float32)
     self._site_rot = site_rot.reshape(3, 3).astype(np.float32)
     self.num_joints = len(joint_ids)
-    self.lower = np.asarray(model.jnt_range[joint_ids, 0], np.float32)
-    self.upper = np.asarray(model.jnt_range[joint_ids, 1], np.float32)
+    # Joints without limits (jnt_limited 0, range 0 0) are free to turn.
+    limited = model.jnt_limited[joint_ids].astype(bool)
+    self.lower = np.where(limited, model.jnt_range[joint_ids, 0], -np.inf).astype(np.float32)
+    self.upper = np.where(limited, model.jnt_range[joint_ids, 1], np.inf).astype(np.float32)
 
   def forward(self, q: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Site position f32[3] and orientation f32[3, 3] (columns = local axes)."""

@@ -20,7 +20,7 @@ import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 
-from dojo import physics
+from dojo import mjcf, physics
 from dojo.config_utils import apply_overrides
 from dojo.env import Env, State, sanitize_action
 from dojo.instructions import InstructionSpace
@@ -35,7 +35,7 @@ def base_config() -> config_dict.ConfigDict:
   return config_dict.ConfigDict(dict(
       impl="auto",            # "jax", "warp" or "auto" (warp on cpu/gpu, jax on tpu)
       ctrl_dt=0.04,           # control period (s)
-      sim_dt=0.004,           # physics step (s)
+      sim_dt=None,            # physics step (s); None: the MJCF's <option timestep>
       episode_length=100,     # control steps, used by the episode wrapper
       cameras=("front",),     # cameras rendered into obs["pixels/<name>"]
       image_height=64,
@@ -54,7 +54,8 @@ def base_config() -> config_dict.ConfigDict:
 class MjxTask(Env):
   """A Dojo task backed by MJX physics."""
 
-  #: MJCF file name under dojo/assets (or an absolute path).
+  #: The MJCF (or URDF) file: a name under dojo/assets, an absolute path, or a file
+  #: inside an installed package, ``"package:relative/path.xml"`` (``dojo.mjcf``).
   xml_path: str = ""
   #: Names of the robot's joints whose angles form ``obs["joints"]``.
   robot_joints: Sequence[str] = ()
@@ -111,16 +112,36 @@ class MjxTask(Env):
     return self._config
 
   def _load_model(self) -> mujoco.MjModel:
-    path = self.xml_path if os.path.isabs(self.xml_path) else os.path.join(
-        ASSETS_DIR, self.xml_path)
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"{type(self).__name__}: MJCF file {path!r} does not exist.")
-    spec = mujoco.MjSpec.from_file(path)
+    """Loads ``xml_path``, applies ``_edit_spec`` and checks the result for MJX.
+
+    The physics step is the task config's ``sim_dt`` when it is set (a task's
+    ``default_config()`` or an override), else the model's ``<option timestep>``; after
+    loading, ``config.sim_dt`` holds the step in use either way.
+
+    Raises:
+      FileNotFoundError: the MJCF file or an asset it names (mesh, height field,
+        texture) does not exist; the message names the file.
+      ValueError: a malformed file (named), or options and elements that MJX cannot
+        run with ``impl`` (all listed, each with what to use instead).
+    """
+    where = type(self).__name__
+    try:
+      path = mjcf.resolve_path(self.xml_path, ASSETS_DIR)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f"{where}: {e}") from e
+    spec = self._load_spec(path)
     self._edit_spec(spec)
     physics.ensure_material(spec)
-    model = spec.compile()
+    model = mjcf.compile_spec(spec, path)
+    if self._config.sim_dt is None:
+      self._config.sim_dt = float(model.opt.timestep)
     model.opt.timestep = self._config.sim_dt
+    mjcf.check_mjx(model, self.impl, where, path)
     return model
+
+  def _load_spec(self, path: str) -> mujoco.MjSpec:
+    """Hook: the scene of ``path`` (override to assemble one from several files)."""
+    return mjcf.load_spec(path)
 
   def _edit_spec(self, spec: mujoco.MjSpec) -> None:
     """Hook to change the scene before compiling (sizes, counts)."""
@@ -128,7 +149,8 @@ class MjxTask(Env):
   def _joint_id(self, name: str) -> int:
     jid = mujoco.mj_name2id(self._mj_model, mujoco.mjtObj.mjOBJ_JOINT, name)
     if jid < 0:
-      raise ValueError(f"{type(self).__name__}: no joint named {name!r} in {self.xml_path}.")
+      raise ValueError(f"{type(self).__name__}: no joint named {name!r} in {self.xml_path}; "
+                       f"its joints: {mjcf.names(self._mj_model, mujoco.mjtObj.mjOBJ_JOINT)}.")
     return jid
 
   def body_id(self, name: str) -> int:
@@ -143,7 +165,8 @@ class MjxTask(Env):
   def _name2id(self, kind: mujoco.mjtObj, name: str) -> int:
     i = mujoco.mj_name2id(self._mj_model, kind, name)
     if i < 0:
-      raise ValueError(f"{type(self).__name__}: no {kind.name[6:].lower()} named {name!r}.")
+      raise ValueError(f"{type(self).__name__}: no {kind.name[6:].lower()} named {name!r}; "
+                       f"the model's: {mjcf.names(self._mj_model, kind)}.")
     return i
 
   # ---------------------------------------------------------------- properties

@@ -28,6 +28,7 @@ from absl import logging
 from ml_collections import config_dict
 
 from dojo import collect as collect_lib
+from dojo import registry
 from dojo.tasks import arm, reach
 
 _MIXTURE_KEYS = ("policy", "noise", "num_episodes", "weight", "seed", "imitate", "num_steps")
@@ -89,13 +90,16 @@ def task_overrides(config) -> tuple[tuple[str, str], ...]:
 def task_overrides_of_model(task: str, layouts: Mapping[str, list] | None) -> dict[str, Any]:
   """The overrides of ``task`` that a model's data had, read off its slot names
   (``layouts``: the run's recorded ``{"proprio": [[name, size], ...], "action": ...}``):
-  relative joint actions and reach's target slot."""
+  relative joint actions and reach's target slot, each where ``task``'s config has the
+  key (``joint_actions``: the arm tasks; ``observe_target``: reach)."""
   names = {field: {slot[0] for slot in (layouts or {}).get(field, [])}
            for field in ("proprio", "action")}
+  default_config = getattr(registry.entry(task).resolve(), "default_config", None)
+  keys = set(default_config()) if default_config is not None else set()
   overrides: dict[str, Any] = {}
-  if task in ("reach", "push", "pick_place") and arm.RELATIVE_JOINT_SLOT in names["action"]:
+  if "joint_actions" in keys and arm.RELATIVE_JOINT_SLOT in names["action"]:
     overrides["joint_actions"] = "relative"
-  if task == "reach" and reach.TARGET_SLOT in names["proprio"]:
+  if "observe_target" in keys and reach.TARGET_SLOT in names["proprio"]:
     overrides["observe_target"] = True
   return overrides
 

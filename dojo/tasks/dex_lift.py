@@ -30,6 +30,7 @@ from mujoco import mjx
 
 from dojo.env import State
 from dojo.instructions import InstructionSpace
+from dojo.registry import register
 from dojo.task import MjxTask, base_config
 
 COLOURS = {
@@ -78,6 +79,9 @@ def _quat_yaw(q: jax.Array) -> jax.Array:
   return jnp.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
+# The hand's wrist actions are relative steps and its fingers absolute; uniformly random
+# finger targets close it fully, a motion play around the open hand rarely shows.
+@register("dex_lift", data={"dart_noise": 0.1, "play_noise": 0.3, "wide_play_noise": 1.0})
 class DexLift(MjxTask):
   """Grasp the instructed object with a multi-fingered hand and lift it."""
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dojo.instructions import InstructionSpace
+from dojo.registry import register
 from dojo.tasks.arm import COLOURS, GRIPPER_OPEN, ArmTask, arm_config
 
 OBJECTS = ("cube", "brick")
@@ -27,6 +28,7 @@ HOVER_HEIGHT = 0.1    # grasp-point height when moving to an object
 CARRY_HEIGHT = 0.13   # grasp-point height when carrying (clears the other object)
 
 
+@register("pick_place", data={"relative_joints": True})
 class PickPlace(ArmTask):
   """Put the instructed object within ``success_radius`` of the instructed plate."""
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dojo.instructions import InstructionSpace
+from dojo.registry import register
 from dojo.tasks.arm import COLOURS, ArmTask, arm_config
 
 TARGETS = ("left", "right")
@@ -29,6 +30,7 @@ DONE_RADIUS = 0.015   # the expert backs off once the block is this close to the
 PUSH_SPEED = 0.5      # fraction of the expert's speed limit while pushing
 
 
+@register("push", data={"relative_joints": True})
 class Push(ArmTask):
   """Push the instructed block until its centre is within ``success_radius`` of the
   instructed zone's centre."""

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dojo.instructions import InstructionSpace
+from dojo.registry import register
 from dojo.tasks.arm import COLOURS, GRIPPER_OPEN, ArmTask, arm_config
 
 SHAPES = ("ball", "cube")
@@ -26,6 +27,7 @@ GRID_Y = (-0.2, 0.0, 0.2)
 TARGET_SLOT = "reach_target"
 
 
+@register("reach", data={"floating_targets": True})
 class Reach(ArmTask):
   """Move the grasp point to within ``success_radius`` of the instructed target."""
 

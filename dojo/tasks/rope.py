@@ -30,6 +30,7 @@ import numpy as np
 
 from dojo.env import State
 from dojo.instructions import InstructionSpace
+from dojo.registry import register
 from dojo.task import MjxTask, base_config
 
 COLOURS = {
@@ -53,6 +54,7 @@ _EXPERT_LIFT = 0.012  # m: the held end rides this high so that it does not scra
 _EXPERT_REACH = 1.05  # goal distance from the free end, in rope lengths
 
 
+@register("rope")
 class RopeStraighten(MjxTask):
   """Straighten the rope so that its held end points to a named side of the table."""
 

@@ -5,11 +5,13 @@ Command (`make demo` runs it for pick_place until later stages land):
   python -m experiments.collect --config=experiments/configs/collect.py:pick_place,runlocal \\
       --workdir=workdir/collect
 
-Argument: comma-separated; a task name (reach, push, pick_place, dex_lift, rope) and/or
-`runlocal` (a size for a 2-core CPU); the default task is `reach`. Expected: `runlocal`
-collects 32 noisy-expert episodes with the front and wrist cameras at 64x64 in under a
-minute on a 2-core CPU (mostly compilation), with a success rate above 0.9 for every
-task (see docs/BENCHMARKS.md), and writes
+Argument: comma-separated; a registered task name (`dojo.names()`: reach, push,
+pick_place, dex_lift, rope, ...; a task of your own registers from a module named in
+`$DOJO_TASK_MODULES`, see docs/new_robot_or_task.md) and/or `runlocal` (a size for a
+2-core CPU); the default task is `reach`. Expected: `runlocal` collects 32 noisy-expert
+episodes with the front and wrist cameras at 64x64 in under a minute on a 2-core CPU
+(mostly compilation), with a success rate above 0.9 for every task (see
+docs/BENCHMARKS.md), and writes
 `episodes/*.npz`, the TFDS dataset `tfds/dojo_robot/<task>_collected/1.0.0` (ArrayRecord, read
 by `wam.data`), `plots/training_windows.png` (a batch read back through the `wam.data`
 pipeline), `videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
@@ -18,7 +20,9 @@ The full size collects 1000 episodes.
 
 from ml_collections import config_dict
 
-TASKS = ("reach", "push", "pick_place", "dex_lift", "rope")
+from dojo import registry
+
+TASKS = tuple(registry.names())
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:

@@ -6,7 +6,8 @@ Command (CPU smoke size):
       --workdir=workdir/wam
 
 Argument: comma-separated; a model variant (toy, tiny, small, base, large; default
-small), a Dojo task (reach, push, pick_place, dex_lift, rope; default reach),
+small), a registered Dojo task (`dojo.names()`: reach, push, pick_place, dex_lift,
+rope, ...; default reach),
 `regression` (the deterministic objective instead of flow matching), `bc` (the
 behaviour-cloning baseline: same backbone, actions only), `acting`, `scenes`, `wrist`
 and/or `runlocal`.
@@ -40,23 +41,38 @@ GPU/TPU host.
 
 from ml_collections import config_dict
 
+from dojo import registry
 from wam import config as wam_config
 from wam import trainer
 
-TASKS = ("reach", "push", "pick_place", "dex_lift", "rope")
+# Every registered Dojo task (dojo.registry: the built-in ones and $DOJO_TASK_MODULES),
+# with what each task registered about collecting and training on it.
+TASKS = tuple(registry.names())
 # Action noise of the DART and play collections per task (action units): the arm's
 # absolute joint targets span +-2.9 rad, so 0.03 is about 0.09 rad; the hand's wrist
 # actions are relative steps and its fingers are absolute.
-PLAY_NOISE = {"reach": (0.03, 0.2), "push": (0.03, 0.2), "pick_place": (0.03, 0.2),
-              "dex_lift": (0.1, 0.3), "rope": (0.03, 0.2)}
-# Tasks that also get play over the whole action range ("wide": waypoints 1.0 wide,
+PLAY_NOISE = {t: (registry.data(t)["dart_noise"], registry.data(t)["play_noise"])
+              for t in TASKS}
+# Tasks that also get play over the whole action range ("wide": waypoints this wide,
 # clipped to [-1, 1]): the hand's uniformly random finger targets close it fully, a
 # motion play around the open hand rarely shows (docs/RESULTS.md, dex_lift).
-WIDE_PLAY = {"dex_lift": 1.0}
+WIDE_PLAY = {t: registry.data(t)["wide_play_noise"] for t in TASKS
+             if registry.data(t)["wide_play_noise"] > 0}
 # With `acting`: tasks whose targets float above the table (one camera cannot place
 # them) and arm tasks that imitate better with joint offsets than with absolute targets.
-FLOATING_TARGETS = ("reach",)
-RELATIVE_JOINTS = ("push", "pick_place")
+FLOATING_TARGETS = tuple(t for t in TASKS if registry.data(t)["floating_targets"])
+RELATIVE_JOINTS = tuple(t for t in TASKS if registry.data(t)["relative_joints"])
+
+
+def _max_instruction_length(task: str) -> int:
+  """Bytes of the task's longest instruction rounded up to 16, at least 32 (48 for
+  push, pick_place and rope); 48 where the task's instruction space is not known
+  before it is built."""
+  space = getattr(registry.entry(task).resolve(), "instruction_space", None)
+  if space is None:
+    return 48
+  longest = max(len(space.text(i).encode()) for i in range(len(space.combinations)))
+  return max(32, -(-longest // 16) * 16)
 
 
 def get_config(arg: str = "") -> config_dict.ConfigDict:
@@ -126,7 +142,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
     config.data.batch_size = 8
     # Long enough for every instruction of the task (push: 34 bytes, pick_place: 39,
     # rope: 43); the data pipeline refuses a dataset with a longer one.
-    config.data.max_instruction_length = 48 if task in ("push", "pick_place", "rope") else 32
+    config.data.max_instruction_length = _max_instruction_length(task)
     config.data.worker_count = 0
     config.data.read_threads = 2
     config.num_steps = 3500

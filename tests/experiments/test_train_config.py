@@ -2,16 +2,10 @@
 
 import pytest
 
-from dojo.tasks import dex_lift, pick_place, push, reach, rope
+from dojo import registry
 from experiments import dojo_data
 from experiments.configs import wam as wam_config
 from wam import trainer
-
-INSTRUCTION_SPACES = {"reach": reach.Reach.instruction_space,
-                      "push": push.Push.instruction_space,
-                      "pick_place": pick_place.PickPlace.instruction_space,
-                      "dex_lift": dex_lift.DexLift.instruction_space,
-                      "rope": rope.RopeStraighten.instruction_space}
 
 
 @pytest.mark.parametrize("arg", ["runlocal", "small,push", "tiny,regression,runlocal", ""])
@@ -29,7 +23,7 @@ def test_configs_pass_the_trainer_checks(arg, tmp_path):
 @pytest.mark.parametrize("size", ["runlocal", ""])
 def test_every_instruction_of_the_task_fits(task, size):
   """The pipeline refuses longer instructions (rope's are 43 bytes)."""
-  space = INSTRUCTION_SPACES[task]
+  space = registry.entry(task).resolve().instruction_space
   longest = max(len(space.text(i).encode()) for i in range(len(space.combinations)))
   assert longest <= wam_config.get_config(f"{task},{size}").data.max_instruction_length
 

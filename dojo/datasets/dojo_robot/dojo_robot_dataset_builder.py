@@ -31,11 +31,13 @@ from typing import Any, Iterator, Optional
 import tensorflow_datasets as tfds
 
 from dojo import collect as collect_lib
+from dojo import registry
 from wam.data.builder import EpisodeBuilder
 from wam.data.layout import Layout
 from wam.data.schema import EpisodeSpec
 
-TASKS = ("reach", "push", "pick_place", "dex_lift", "rope")
+#: Tasks with named configs (``<task>`` and ``<task>_small``): every registered task.
+TASKS = tuple(registry.names())
 
 
 @dataclasses.dataclass
@@ -87,8 +89,7 @@ def _spec(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl
 @functools.lru_cache(maxsize=8)  # the spec and the collection share one env
 def _load(task: str, cameras: tuple[str, ...], image_size: tuple[int, int], impl: str,
           instructions: str, overrides: tuple[tuple[str, Any], ...] = ()):
-  import dojo  # pylint: disable=import-outside-toplevel
-  return dojo.load(task, cameras=tuple(cameras), image_height=image_size[0],
+  return registry.load(task, cameras=tuple(cameras), image_height=image_size[0],
                    image_width=image_size[1], impl=impl, instructions=instructions,
                    **dict(overrides))
 
