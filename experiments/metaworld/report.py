@@ -13,6 +13,7 @@ import os
 from typing import Any, Mapping, Optional, Sequence
 
 from dojo.closed_loop import success_interval
+from experiments.metaworld import published
 from experiments.stages import write_json
 
 SUMMARY_FILE = "summary.json"
@@ -111,6 +112,9 @@ def write(workdir: str, models: Mapping[str, Mapping[str, Any]], tasks: Sequence
            "Successes / episodes (rate, 95% Wilson interval). Experts: Meta-World's scripted "
            "policies while recording the demonstrations (with their action noise).", "",
            table(models, tasks)]
+  baselines = published.table(tasks)
+  if baselines:
+    lines += [baselines]
   train = extra.get("train") or {}
   if train:
     lines += ["| model | steps | steps/s | training s |", "|---|---|---|---|"]
