@@ -3,7 +3,7 @@ r"""Serves a trained world action model as a policy over WebSocket.
   python -m experiments.serve --workdir=workdir/wam [--host=127.0.0.1 --port=8765 \
       --step=STEP --flow_steps=1 --max_connections=16 --max_sessions=64 \
       --max_sessions_per_connection=16 --max_message_mib=16 --max_queue=2 --max_batch=8 \
-      --trim_every_s=30 --trace_memory=0]
+      --trim_every_s=30 --malloc_arenas=2 --trace_memory=0]
 
 Loads the checkpoint (``wam.policy.Policy.from_workdir``), compiles the policy, prints
 the URL and serves until Ctrl-C or SIGTERM (then closes every connection cleanly).
@@ -12,6 +12,8 @@ Clients: ``wam.serving.client.PolicyClient``; protocol, limits and figures:
 """
 
 from __future__ import annotations
+
+import os
 
 from absl import app, flags, logging
 
@@ -42,6 +44,9 @@ _MAX_BATCH = flags.DEFINE_integer(
 _TRIM_EVERY_S = flags.DEFINE_float(
     "trim_every_s", 30, "Return the C heap's freed pages to the system this often "
     "(malloc_trim; 0: never; docs/RELIABILITY.md).")
+_MALLOC_ARENAS = flags.DEFINE_integer(
+    "malloc_arenas", 2, "Cap glibc's malloc arenas (fewer arenas, less fragmentation; "
+    "0: glibc's default; an explicit MALLOC_ARENA_MAX in the environment wins).")
 _TRACE_MEMORY = flags.DEFINE_integer(
     "trace_memory", 0, "Diagnosis: trace Python allocations from the first client on and "
     "list this many of the largest source lines in the metrics (0: off; slows serving).")
@@ -51,8 +56,11 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   del argv
   # pylint: disable=import-outside-toplevel  (flags parse before JAX starts)
+  from wam.serving import memory
+  if _MALLOC_ARENAS.value and "MALLOC_ARENA_MAX" not in os.environ:
+    memory.limit_arenas(_MALLOC_ARENAS.value)   # before JAX's threads allocate
   from wam.policy import Policy
-  from wam.serving import memory, server
+  from wam.serving import server
   policy = Policy.from_workdir(_WORKDIR.value, _STEP.value, flow_steps=_FLOW_STEPS.value,
                                dataset=_DATASET.value)
   logging.info("Loaded %s: %s", _WORKDIR.value, policy.describe())

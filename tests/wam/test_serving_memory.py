@@ -1,6 +1,8 @@
 """wam.serving.memory: the figures that tell a leak from a fragmented heap."""
 
 import platform
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -53,3 +55,14 @@ def test_python_tracing_names_the_allocating_line():
 def _line_of(text: str) -> int:
   with open(__file__, encoding="utf-8") as f:
     return next(i for i, line in enumerate(f, 1) if text in line and "_line_of" not in line)
+
+
+@glibc
+def test_limit_arenas_applies_and_refuses_nonsense():
+  # In a fresh process: the cap is process-wide and only new arenas see it.
+  code = "from wam.serving import memory; print(memory.limit_arenas(2))"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True)
+  assert out.stdout.strip() == "True"
+  with pytest.raises(ValueError, match="arenas must be >= 1"):
+    memory.limit_arenas(0)

@@ -7,7 +7,8 @@ separates the three: ``rss_mib`` from the kernel (``rss_anon_mib``: heaps and st
 ``rss_file_mib``: the libraries' pages), ``malloc`` from glibc's
 ``mallinfo2`` (``in_use_mib`` allocated now, ``free_mib`` freed but kept in the arenas,
 ``mmap_mib`` in large blocks of their own) and ``python`` from ``tracemalloc`` (when
-tracing: ``start_tracing``). ``docs/RELIABILITY.md`` ("Where the memory goes") uses it.
+tracing: ``start_tracing``). ``trim`` and ``limit_arenas`` keep a long-running server's
+RSS from creeping; ``docs/RELIABILITY.md`` ("Where the memory goes") measures both.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tracemalloc
 from typing import Any, Optional
 
 _MIB = 2**20
+_M_ARENA_MAX = -8   # mallopt's parameter number (malloc.h)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -40,6 +42,8 @@ def _libc() -> Optional[ctypes.CDLL]:
     libc.mallinfo2.restype = _MallInfo2
     libc.malloc_trim.argtypes = [ctypes.c_size_t]
     libc.malloc_trim.restype = ctypes.c_int
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
   except (OSError, AttributeError):
     return None
   return libc
@@ -82,6 +86,19 @@ def trim() -> bool:
   released any (False without glibc)."""
   libc = _libc()
   return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+def limit_arenas(arenas: int) -> bool:
+  """Caps glibc's malloc arenas at ``arenas`` (``mallopt(M_ARENA_MAX)``, as the
+  ``MALLOC_ARENA_MAX`` environment variable does); whether it was applied (False
+  without glibc). Call it before the threads start: arenas made before stay. glibc
+  otherwise makes up to 8 per core, one per thread that allocates concurrently, and
+  each keeps its own free chunks.
+  """
+  if arenas < 1:
+    raise ValueError(f"arenas must be >= 1, got {arenas}.")
+  libc = _libc()
+  return bool(libc.mallopt(_M_ARENA_MAX, arenas)) if libc is not None else False
 
 
 def start_tracing(frames: int = 1) -> None:
