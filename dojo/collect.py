@@ -76,9 +76,19 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
   if num_episodes <= 0 or batch_size <= 0 or num_steps <= 0:
     raise ValueError("num_episodes, batch_size and num_steps must be positive.")
   task = env.unwrapped
-  run = rollout.make_rollout(env, make_policy(env, policy, noise), num_steps, keep=lambda s: {
-      "obs": s.obs, "reward": s.reward, "done": s.done, "success": s.metrics["success"],
-      "instruction": s.info["instruction"]})
+  # MuJoCo Warp drops the contacts that do not fit its buffers: the first batch's states
+  # are recounted by MuJoCo itself and a warning names the sizes to set.
+  check = getattr(task, "impl", "") == "warp" and hasattr(task, "mj_model")
+
+  def keep(s):
+    out = {"obs": s.obs, "reward": s.reward, "done": s.done,
+           "success": s.metrics["success"], "instruction": s.info["instruction"]}
+    if check:
+      out["physics"] = {"qpos": s.data.qpos, "qvel": s.data.qvel,
+                        "mocap_pos": s.data.mocap_pos, "mocap_quat": s.data.mocap_quat}
+    return out
+
+  run = rollout.make_rollout(env, make_policy(env, policy, noise), num_steps, keep=keep)
   stats = CollectStats(resumed=min(skip_batches * batch_size, num_episodes))
   start = time.time()
   rng = jax.random.key(seed)
@@ -89,6 +99,9 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
     first, records, actions = run(jax.random.fold_in(rng, batch_index), batch_size)
     batch_index += 1
     first, records, actions = jax.device_get((first, records, actions))
+    if check:
+      check = False   # the first batch only
+      warn_buffers(task, records.pop("physics"))
     for i in range(n):
       episode = _episode(task, first, records, actions, i, task_name=task_name,
                          embodiment=embodiment or getattr(task, "embodiment", task_name),
@@ -101,6 +114,23 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
     stats.seconds = time.time() - start
     if progress is not None:
       progress(stats)
+
+
+def warn_buffers(task, states: dict) -> Optional[str]:
+  """Logs (and returns) a warning when ``states`` ({qpos, qvel, mocap_pos, mocap_quat},
+  leading axes [steps, envs]) needed more MuJoCo Warp buffer than ``task`` has: contacts
+  of all envs at a step against ``config.naconmax``, constraint rows of an env against
+  ``config.njmax`` (``dojo.physics.buffer_problem`` names what to set)."""
+  from dojo import physics  # pylint: disable=import-outside-toplevel
+  contacts, rows = physics.state_needs(task.mj_model, states["qpos"], states["qvel"],
+                                       states["mocap_pos"], states["mocap_quat"])
+  contacts = contacts.reshape(contacts.shape[0], -1).sum(axis=1)
+  problem = physics.buffer_problem(int(contacts.max(initial=0)), int(rows.max(initial=0)),
+                                   task.config.naconmax, task.config.njmax,
+                                   type(task).__name__)
+  if problem:
+    logging.warning("%s", problem)
+  return problem
 
 
 def episode_path(episode_dir: str, index: int) -> str:

@@ -13,6 +13,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import mujoco
+import numpy as np
 from mujoco import mjx
 from mujoco.mjx._src.types import Impl, tree_path_to_attr_str
 
@@ -111,3 +112,87 @@ def where(cond: jax.Array, x, y):
     return jax.tree.map(select, a, b)
 
   return jax.tree.map(visit, x, y, is_leaf=lambda n: isinstance(n, mjx.Data))
+
+
+def state_needs(mj_model: mujoco.MjModel, qpos, qvel, mocap_pos=None, mocap_quat=None
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Contacts and constraint rows of each state, int arrays over the leading axes.
+
+  Each state is run through MuJoCo's own (C) collision and constraint code, which has
+  no fixed buffers, so the counts are exact for these states.
+  """
+  lead = np.shape(qpos)[:-1]
+  qpos = np.asarray(qpos).reshape(-1, mj_model.nq)
+  qvel = np.asarray(qvel).reshape(-1, mj_model.nv)
+  n = qpos.shape[0]
+  d = mujoco.MjData(mj_model)
+  contacts, rows = np.zeros(n, np.int64), np.zeros(n, np.int64)
+  for i in range(n):
+    d.qpos[:], d.qvel[:] = qpos[i], qvel[i]
+    if mj_model.nmocap and mocap_pos is not None:
+      d.mocap_pos[:] = np.asarray(mocap_pos).reshape(n, mj_model.nmocap, 3)[i]
+      d.mocap_quat[:] = np.asarray(mocap_quat).reshape(n, mj_model.nmocap, 4)[i]
+    mujoco.mj_forward(mj_model, d)
+    contacts[i], rows[i] = d.ncon, d.nefc
+  return contacts.reshape(lead), rows.reshape(lead)
+
+
+def buffer_needs(mj_model: mujoco.MjModel, data: mjx.Data) -> tuple[int, int]:
+  """Contacts over all worlds and constraint rows per world that ``data`` needs.
+
+  ``data`` is one ``mjx.Data`` or a batch of them (leading axes), from either
+  implementation; the counts are ``state_needs``' (``(sum of contacts, max constraint
+  rows)``), to compare with MuJoCo Warp's ``naconmax`` (all worlds) and ``njmax`` (per
+  world). Warp's own contact count is taken where it is larger (its narrow phase may
+  emit more).
+  """
+  contacts, rows = state_needs(mj_model, data.qpos, data.qvel, data.mocap_pos,
+                               data.mocap_quat)
+  contacts, rows = int(contacts.sum()), int(rows.max(initial=0))
+  if data.impl == Impl.WARP:
+    warp_data = data._impl  # pylint: disable=protected-access
+    contacts = max(contacts, int(np.max(np.asarray(warp_data.nacon))))
+  return contacts, rows
+
+
+def buffer_problem(contacts: int, rows: int, naconmax: int, njmax: int,
+                   where: str = "the task") -> Optional[str]:
+  """What to set when ``contacts`` (all worlds) or ``rows`` (per world) do not fit
+  MuJoCo Warp's ``naconmax`` and ``njmax``; None when they fit."""
+  problems = []
+  if contacts > naconmax:
+    problems.append(f"{contacts} contacts over the batch's worlds but naconmax={naconmax}: "
+                    f"set naconmax >= {contacts} (more with a margin, and in proportion "
+                    "to the number of worlds of a batch)")
+  if rows > njmax:
+    problems.append(f"{rows} constraint rows in a world but njmax={njmax}: set "
+                    f"njmax >= {rows}")
+  if not problems:
+    return None
+  return (f"{where}: MuJoCo Warp's buffers are too small for these states; "
+          + "; ".join(problems) + ". Set them in the task's default_config() "
+          "(config.naconmax, config.njmax) or as overrides (dojo.load(name, naconmax=..., "
+          "njmax=...)).")
+
+
+def check_buffers(mj_model: mujoco.MjModel, data: mjx.Data, naconmax: Optional[int],
+                  njmax: Optional[int], where: str = "the task") -> tuple[int, int]:
+  """Raises ValueError when ``data`` needs more MuJoCo Warp buffer than it has.
+
+  MuJoCo Warp sizes its contact (``naconmax``, all worlds of a batch) and constraint
+  (``njmax``, per world) buffers once, when the data is made, and drops what does not
+  fit (contacts that are silently missing: objects fall through each other). This
+  counts what the states of ``data`` need (``buffer_needs``) and names the numbers to
+  set. Returns the needs ``(contacts, rows)``; with the JAX implementation (no fixed
+  buffers) it checks nothing and returns them all the same.
+  """
+  contacts, rows = buffer_needs(mj_model, data)
+  if data.impl != Impl.WARP:
+    return contacts, rows
+  warp_data = data._impl  # pylint: disable=protected-access
+  naconmax = int(warp_data.naconmax) if naconmax is None else naconmax
+  njmax = int(warp_data.njmax) if njmax is None else njmax
+  problem = buffer_problem(contacts, rows, naconmax, njmax, where)
+  if problem:
+    raise ValueError(problem)
+  return contacts, rows

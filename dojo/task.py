@@ -335,6 +335,14 @@ class MjxTask(Env):
       qpos = qpos.at[a:a + 3].set(positions[3 * i:3 * i + 3])
     return data.replace(qpos=qpos)
 
+  def check_buffers(self, data: mjx.Data) -> tuple[int, int]:
+    """Checks that ``data`` (one state's or a batch's) fits MuJoCo Warp's contact and
+    constraint buffers, ``config.naconmax`` and ``config.njmax``; raises ValueError
+    naming the numbers to set where it does not (``physics.check_buffers``). Returns
+    what the states need, ``(contacts over all worlds, constraint rows per world)``."""
+    return physics.check_buffers(self._mj_model, data, self._config.naconmax,
+                                 self._config.njmax, where=type(self).__name__)
+
   def render(self, data: mjx.Data, info: Mapping[str, Any],
              cameras: Optional[Mapping[str, CameraSpec]] = None) -> dict[str, jax.Array]:
     """Renders the configured (or given) cameras into obs entries."""

@@ -166,6 +166,19 @@ def trainer_config(config: config_dict.ConfigDict, workdir: str) -> config_dict.
   dojo_config = config.get("dojo")
   if "dojo" in config:
     del config["dojo"]
+  collected = [p for p in str((dojo_config or {}).get("collected", "") or "").split(",") if p]
+  if not config.data.datasets and collected:
+    # Datasets that experiments.collect wrote: trained on as they are, nothing built.
+    for path in collected:
+      path = os.path.abspath(os.path.expanduser(path))
+      if not os.path.isfile(os.path.join(path, "dataset_info.json")):
+        raise FileNotFoundError(
+            f"config.dojo.collected names {path}, which is not a built dataset (no "
+            "dataset_info.json); experiments.collect writes "
+            "<workdir>/tfds/dojo_robot/<task>_collected/1.0.0.")
+      name = os.path.basename(os.path.dirname(os.path.normpath(path)))
+      config.data.datasets[name] = dataset_config(
+          path, weight=dojo_config.weight, max_episodes=dojo_config.get("max_episodes", 0))
   if not config.data.datasets:
     if dojo_config is None:
       raise ValueError("The config names no datasets (config.data.datasets) and no "

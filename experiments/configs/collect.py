@@ -13,8 +13,9 @@ episodes with the front and wrist cameras at 64x64 in under a minute on a 2-core
 (mostly compilation), with a success rate above 0.9 for every task (see
 docs/BENCHMARKS.md), and writes
 `episodes/*.npz`, the TFDS dataset `tfds/dojo_robot/<task>_collected/1.0.0` (ArrayRecord, read
-by `wam.data`), `plots/training_windows.png` (a batch read back through the `wam.data`
-pipeline), `videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
+by `wam.data`; `experiments.train` trains on it with `--config.dojo.collected=<its path>`),
+`plots/training_windows.png` (a batch read back through the `wam.data` pipeline),
+`videos/episode_00000.gif`, `metrics.jsonl` and `summary.json`.
 The full size collects 1000 episodes.
 """
 

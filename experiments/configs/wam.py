@@ -28,6 +28,9 @@ Data: unless `config.data.datasets` names datasets, `experiments.train` first bu
 collections of `config.dojo.mixture` (DART and joint-space play, `dojo.play`), each
 with its own weight; their actions teach the world model what actions do and are never
 policy-mode targets (docs/controllability.md). `bc` trains on the demonstrations alone.
+`--config.dojo.collected=<workdir>/tfds/dojo_robot/<task>_collected/1.0.0` (comma-separated
+for several) trains on what `experiments.collect` wrote instead, building nothing
+(docs/new_robot_or_task.md, section 5).
 
 Expected: `runlocal` (toy model, 1.9 M parameters; 200 demonstrations + 200 DART + 400
 play `reach` episodes, 32x32 front camera, 4 frames x 4-step action chunks, batch 8,
@@ -106,7 +109,11 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       # reach only: the instructed target's position as the proprio slot `reach_target`.
       # With model.predict_only naming it (as `acting` does) it is a training target the
       # model never reads; without, a perception oracle for diagnosis (docs/RESULTS.md).
-      observe_target=False))
+      observe_target=False,
+      # Comma-separated datasets written by experiments.collect
+      # (<workdir>/tfds/dojo_robot/<task>_collected/1.0.0): trained on as they are
+      # (demonstrations, weight `weight` each); nothing is built, the mixture is unused.
+      collected=""))
   # Data that teaches what actions do (docs/controllability.md): perturbed experts
   # that recover (DART) and joint-space play, each a dataset of the mixture with its
   # own weight (experiments.dojo_data; policies in dojo.play).

@@ -102,3 +102,20 @@ def test_unknown_argument_and_missing_data_are_clear(tmp_path):
   del config["dojo"]
   with pytest.raises(ValueError, match="names no datasets"):
     dojo_data.trainer_config(config, str(tmp_path))
+
+
+def test_collected_datasets_are_trained_on_as_they_are(tmp_path):
+  """config.dojo.collected: experiments.collect's TFDS datasets, nothing built."""
+  path = tmp_path / "tfds" / "dojo_robot" / "reach_collected" / "1.0.0"
+  config = wam_config.get_config("runlocal")
+  config.dojo.collected = str(path)
+  with pytest.raises(FileNotFoundError, match="not a built dataset.*_collected/1.0.0"):
+    dojo_data.trainer_config(config, str(tmp_path))
+  path.mkdir(parents=True)
+  (path / "dataset_info.json").write_text("{}")
+  config = dojo_data.trainer_config(config, str(tmp_path / "work"))
+  assert list(config.data.datasets) == ["reach_collected"]
+  assert config.data.datasets.reach_collected.path == str(path)
+  assert config.data.datasets.reach_collected.imitate
+  trainer.check_config(config)
+  assert not (tmp_path / "work").exists()   # nothing was collected
