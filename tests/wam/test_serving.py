@@ -223,6 +223,22 @@ def test_clean_shutdown_closes_clients(policy):
     PolicyClient(url, timeout=5)
 
 
+def test_server_trims_the_heap_periodically_and_stops_cleanly(policy):
+  """``trim_every_s``: malloc_trim runs off the event loop while clients are served, and
+  the server keeps answering and stops cleanly."""
+  with pytest.raises(ValueError, match="trim_every_s"):
+    BackgroundServer(policy, trim_every_s=-1)
+  with BackgroundServer(policy, trim_every_s=0.05) as background:
+    with PolicyClient(background.url) as c:
+      c.reset("trim")
+      c.act(_episode(policy, 11, 1)[0])
+      deadline = time.monotonic() + 30
+      while c.metrics()["memory"]["trims"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+      assert c.metrics()["memory"]["trims"] >= 2
+      assert np.all(np.isfinite(c.act(_episode(policy, 11, 2)[1])))   # still serving
+
+
 def test_benchmark_logic_at_tiny_size(policy):
   results = serve_benchmark.run(policy, clients=(1, 2), requests=3, rounds=2,
                                 batch_clients=3, max_batch=4, model_name="tiny")
