@@ -78,12 +78,13 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
   task = env.unwrapped
   # MuJoCo Warp drops the contacts that do not fit its buffers: the first batch's states
   # are recounted by MuJoCo itself and a warning names the sizes to set.
-  check = getattr(task, "impl", "") == "warp" and hasattr(task, "mj_model")
+  keep_physics = getattr(task, "impl", "") == "warp" and hasattr(task, "mj_model")
+  check = keep_physics
 
   def keep(s):
     out = {"obs": s.obs, "reward": s.reward, "done": s.done,
            "success": s.metrics["success"], "instruction": s.info["instruction"]}
-    if check:
+    if keep_physics:
       out["physics"] = {"qpos": s.data.qpos, "qvel": s.data.qvel,
                         "mocap_pos": s.data.mocap_pos, "mocap_quat": s.data.mocap_quat}
     return out
@@ -98,10 +99,12 @@ def collect(env: Env, *, task_name: str, num_episodes: int, num_steps: int,
     # Fixed batch shape so the rollout compiles once; extra envs are dropped.
     first, records, actions = run(jax.random.fold_in(rng, batch_index), batch_size)
     batch_index += 1
+    # The physics states leave the device for the first batch's check only.
+    physics = records.pop("physics", None)
     first, records, actions = jax.device_get((first, records, actions))
     if check:
-      check = False   # the first batch only
-      warn_buffers(task, records.pop("physics"))
+      check = False
+      warn_buffers(task, jax.device_get(physics))
     for i in range(n):
       episode = _episode(task, first, records, actions, i, task_name=task_name,
                          embodiment=embodiment or getattr(task, "embodiment", task_name),
