@@ -182,12 +182,29 @@ def _experts(files: list[Loaded]) -> str:
   noises = sorted({r["noise"] for r in rows_in})
   tasks: dict[str, dict] = {}
   for r in rows_in:
-    tasks.setdefault(r["task"], {"steps": r.get("episode_steps"), "episodes": r["episodes"],
-                                 "impl": r["impl"]})[r["noise"]] = r["success_rate"]
-  rows = [[t, v["steps"] if v["steps"] is not None else "-", v["episodes"], v["impl"],
-           *[vs_target(v.get(n), 0.9) for n in noises]] for t, v in tasks.items()]
+    v = tasks.setdefault(r["task"], {"steps": r.get("episode_steps"),
+                                     "episodes": r["episodes"], "impl": r["impl"]})
+    v[r["noise"]] = r["success_rate"]
+    if "contacts_per_world_max" in r:   # the buffer audit: the worst over all noises
+      for key in ("contacts_per_world_max", "rows_per_world_max"):
+        v[key] = max(v.get(key, 0), r[key])
+      v["naconmax"], v["njmax"] = r["naconmax"], r["njmax"]
+  audit = any("naconmax" in v for v in tasks.values())
+  rows = []
+  for t, v in tasks.items():
+    row = [t, v["steps"] if v["steps"] is not None else "-", v["episodes"], v["impl"],
+           *[vs_target(v.get(n), 0.9) for n in noises]]
+    if audit:
+      fits = v["naconmax"] // max(v.get("contacts_per_world_max", 0), 1)
+      rows_ok = "fits" if v.get("rows_per_world_max", 0) <= v["njmax"] else "**too small**"
+      row += [f"{v.get('contacts_per_world_max', '-')} / {v.get('naconmax', '-')} "
+              f"(batch <= {fits})",
+              f"{v.get('rows_per_world_max', '-')} / {v.get('njmax', '-')} ({rows_ok})"]
+    rows.append(row)
   return table(["task", "episode steps", "episodes", "impl",
-                *[f"noise {n:g}" for n in noises]], rows)
+                *[f"noise {n:g}" for n in noises],
+                *(["contacts per world (max) / naconmax", "rows per world (max) / njmax"]
+                  if audit else [])], rows)
 
 
 DATA_KEYS = (

@@ -127,10 +127,10 @@ def warn_buffers(task, states: dict) -> Optional[str]:
   from dojo import physics  # pylint: disable=import-outside-toplevel
   contacts, rows = physics.state_needs(task.mj_model, states["qpos"], states["qvel"],
                                        states["mocap_pos"], states["mocap_quat"])
-  contacts = contacts.reshape(contacts.shape[0], -1).sum(axis=1)
-  problem = physics.buffer_problem(int(contacts.max(initial=0)), int(rows.max(initial=0)),
-                                   task.config.naconmax, task.config.njmax,
-                                   type(task).__name__)
+  audit = physics.buffer_audit(contacts, rows, task.config.naconmax, task.config.njmax)
+  problem = physics.buffer_problem(audit["contacts_all_worlds_max"],
+                                   audit["rows_per_world_max"], task.config.naconmax,
+                                   task.config.njmax, type(task).__name__)
   if problem:
     logging.warning("%s", problem)
   return problem

@@ -8,7 +8,7 @@ runs on TPU and is differentiable; ``impl="warp"`` runs on NVIDIA GPUs and CPUs.
 from __future__ import annotations
 
 import importlib.util
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -173,6 +173,26 @@ def buffer_problem(contacts: int, rows: int, naconmax: int, njmax: int,
           + "; ".join(problems) + ". Set them in the task's default_config() "
           "(config.naconmax, config.njmax) or as overrides (dojo.load(name, naconmax=..., "
           "njmax=...)).")
+
+
+def buffer_audit(contacts: np.ndarray, rows: np.ndarray, naconmax: int, njmax: int
+                 ) -> dict[str, Any]:
+  """Sums up ``state_needs``' counts of a rollout (leading axes ``[steps, worlds]``)
+  against a task's ``naconmax`` and ``njmax``.
+
+  Returns the most contacts one world had (``contacts_per_world_max``) and all the
+  worlds at one step (``contacts_all_worlds_max``), the most constraint rows of a world
+  (``rows_per_world_max``), the sizes, ``batch_fits``: the largest batch whose worlds
+  all fit ``naconmax`` at their worst step, and ``rows_fit``.
+  """
+  contacts, rows = np.asarray(contacts), np.asarray(rows)
+  per_world = int(contacts.max(initial=0))
+  rows_max = int(rows.max(initial=0))
+  return {"contacts_per_world_max": per_world,
+          "contacts_all_worlds_max": int(contacts.reshape(contacts.shape[0], -1)
+                                         .sum(axis=1).max(initial=0)),
+          "rows_per_world_max": rows_max, "naconmax": int(naconmax), "njmax": int(njmax),
+          "batch_fits": int(naconmax) // max(per_world, 1), "rows_fit": rows_max <= njmax}
 
 
 def check_buffers(mj_model: mujoco.MjModel, data: mjx.Data, naconmax: Optional[int],

@@ -24,10 +24,11 @@ Meta-World's action: hand xyz delta (3) + grip effort (1). `pipeline_config(arg)
 what experiments.metaworld runs around training (tasks, demos, evaluation).
 
 Expected: `tiny` ran end to end in 6.5 minutes on the shared 2-core CPU (success 0 of
-10 per model after 30 steps of training, as expected). `runlocal` (40 demos per task,
-toy model, 2 x 2000 steps, 30 held-out episodes per task and model): about 65 minutes
-on an idle 2-core CPU, estimated from the tiny run's rates (docs/benchmarks/metaworld.md). `full`
-is for a GPU/TPU host.
+10 per model after 30 steps of training, as expected). `runlocal` (10 demos per task,
+the count of the published baselines it is reported beside; toy model, 2 x 2000 steps,
+30 held-out episodes per task and model): about an hour on the 2-core CPU
+(docs/benchmarks/metaworld.md has the measured times and results). `full` is for a
+GPU/TPU host.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def pipeline_config(arg: str = "runlocal") -> config_dict.ConfigDict:
   c.proprio_slots = "hand_pos:3,gripper_opening:1"
   c.action_slots = "hand_delta_pos:3,grab_effort:1"
   c.embodiment = "sawyer_metaworld"
-  c.demos_per_task = {"tiny": 4, "runlocal": 40, "full": 200}[size]
+  # runlocal: 10 per task, the count of the published baselines (experiments/metaworld/published.py).
+  c.demos_per_task = {"tiny": 4, "runlocal": 10, "full": 200}[size]
   c.demo_noise = 0.1               # DART: executed action noise, the expert's recorded
   c.demo_max_steps = 200
   c.record_envs = 1                # sub-envs while recording

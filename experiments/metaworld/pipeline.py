@@ -215,7 +215,8 @@ def write_report(job: config_dict.ConfigDict, stage_dir: str, results: Results) 
                 for m in MODELS}
   seconds = {name: r.get("seconds") for name, r in results.items()}
   paths = report.write(workdir, models, job.tasks, {
-      "size": job.size, "train": train_info, "stage_seconds": seconds,
+      "size": job.size, "demos_per_task": job.demos_per_task, "train": train_info,
+      "stage_seconds": seconds,
       "demos": {t: {k: v for k, v in r.items() if k != "files"}
                 for t, r in results["demos"]["tasks"].items()},
       "dataset": results["dataset"]})

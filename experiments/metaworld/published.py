@@ -10,6 +10,8 @@ not a final checkpoint's. Mean ± std over the seeds, in percent, as printed.
 
 from __future__ import annotations
 
+from typing import Optional
+
 SOURCE = ("Ze et al., 3D Diffusion Policy, RSS 2024 (arXiv:2403.03954), Table XVIII: "
           "10 demos per task, 84x84 single camera, mean of the 5 best of the evaluations "
           "every 200 epochs (20 episodes each), 3 seeds")
@@ -26,13 +28,17 @@ RATES = {
 METHODS = ("Diffusion Policy (image)", "DP3 (point cloud)")
 
 
-def table(tasks) -> str:
+def table(tasks, demos_per_task: Optional[int] = None) -> str:
   """A markdown table of the published rates of ``tasks`` ("-" where none), with its
-  source; empty when none of ``tasks`` has one."""
+  source and whether ``demos_per_task`` (this run's) is their count; empty when none
+  of ``tasks`` has one."""
   rows = [t for t in tasks if t in RATES]
   if not rows:
     return ""
-  lines = [f"Published, {DEMOS_PER_TASK} demos per task (Meta-World v2 tasks; {SOURCE}):",
+  same = ("" if demos_per_task is None else
+          " (the same count as this run)" if demos_per_task == DEMOS_PER_TASK else
+          f" (this run: {demos_per_task})")
+  lines = [f"Published, {DEMOS_PER_TASK} demos per task{same} (Meta-World v2 tasks; {SOURCE}):",
            "", "| task | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
   lines += [f"| {t} | " + " | ".join(f"{RATES[t].get(m, '-')}%" for m in METHODS) + " |"
             for t in rows]

@@ -108,11 +108,14 @@ def write(workdir: str, models: Mapping[str, Mapping[str, Any]], tasks: Sequence
   json_path = os.path.join(workdir, SUMMARY_FILE)
   write_json(json_path, summary)
   md_path = os.path.join(workdir, TABLE_FILE)
-  lines = [f"# Meta-World: success on held-out seeds ({extra.get('size', '')})", "",
+  demos = extra.get("demos_per_task")
+  title = ", ".join([str(extra.get("size", ""))]
+                    + ([f"{demos} demos per task"] if demos else []))
+  lines = [f"# Meta-World: success on held-out seeds ({title})", "",
            "Successes / episodes (rate, 95% Wilson interval). Experts: Meta-World's scripted "
            "policies while recording the demonstrations (with their action noise).", "",
            table(models, tasks)]
-  baselines = published.table(tasks)
+  baselines = published.table(tasks, demos)
   if baselines:
     lines += [baselines]
   train = extra.get("train") or {}

@@ -57,3 +57,14 @@ def test_collection_warns_with_the_sizes_to_set(caplog):
   assert problem in caplog.text
   task.config.naconmax = 24
   assert collect.warn_buffers(task, states) is None
+
+
+def test_audit_of_a_rollout():
+  # Two steps of three worlds: one world peaks at 5 contacts, the worlds at 7 together.
+  contacts = np.array([[0, 3, 1], [2, 5, 0]])
+  rows = np.array([[0, 12, 4], [8, 20, 0]])
+  audit = physics.buffer_audit(contacts, rows, naconmax=64, njmax=16)
+  assert audit["contacts_per_world_max"] == 5 and audit["contacts_all_worlds_max"] == 7
+  assert audit["rows_per_world_max"] == 20 and not audit["rows_fit"]
+  assert audit["batch_fits"] == 12   # 64 slots // 5 contacts per world
+  assert physics.buffer_audit(np.zeros((2, 3)), np.zeros((2, 3)), 64, 16)["batch_fits"] == 64

@@ -380,13 +380,16 @@ def test_report_figures_and_table(tmp_path):
   assert report.cell(wam["tasks"]["reach-v3"]) == "12/30 (40%, 25-58%)"
   assert report.cell(wam["tasks"]["push-v3"]) == "0/30 (0%, 0-11%)"
   json_path, md_path = report.write(str(tmp_path), models, ["reach-v3", "push-v3"],
-                                    {"size": "runlocal"})
+                                    {"size": "runlocal", "demos_per_task": 10})
   table = open(md_path).read()
+  assert "(runlocal, 10 demos per task)" in table
   assert "| reach-v3 | 12/30 (40%, 25-58%) | 30/30 (100%, 89-100%) |" in table
   assert "| all (pooled) | 12/60 (20%, 12-32%) | 33/60 (55%, 42-67%) |" in table
   # The published rates of the same tasks, with their source and demo count.
   assert "| reach-v3 | 18±2% | 24±1% |" in table and "| push-v3 | 30±3% | 51±3% |" in table
-  assert "10 demos per task" in table and "arXiv:2403.03954" in table
+  assert "10 demos per task (the same count as this run)" in table
+  assert "arXiv:2403.03954" in table
+  assert "(this run: 40)" in report.published.table(["reach-v3"], 40)
   assert report.read_json(json_path)["size"] == "runlocal"
   with pytest.raises(FileNotFoundError, match="bc on door-open-v3"):
     report.collect({"bc": str(tmp_path / "bc")}, ["door-open-v3"])
