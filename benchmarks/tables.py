@@ -26,7 +26,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from benchmarks import results as results_lib
 
@@ -185,26 +185,28 @@ def _experts(files: list[Loaded]) -> str:
     v = tasks.setdefault(r["task"], {"steps": r.get("episode_steps"),
                                      "episodes": r["episodes"], "impl": r["impl"]})
     v[r["noise"]] = r["success_rate"]
-    if "contacts_per_world_max" in r:   # the buffer audit: the worst over all noises
+    if "batch_fits" in r:   # the buffer audit: the worst over the noise levels
+      audit = v.setdefault("audit", dict(r))
       for key in ("contacts_per_world_max", "rows_per_world_max"):
-        v[key] = max(v.get(key, 0), r[key])
-      v["naconmax"], v["njmax"] = r["naconmax"], r["njmax"]
-  audit = any("naconmax" in v for v in tasks.values())
-  rows = []
-  for t, v in tasks.items():
-    row = [t, v["steps"] if v["steps"] is not None else "-", v["episodes"], v["impl"],
-           *[vs_target(v.get(n), 0.9) for n in noises]]
-    if audit:
-      fits = v["naconmax"] // max(v.get("contacts_per_world_max", 0), 1)
-      rows_ok = "fits" if v.get("rows_per_world_max", 0) <= v["njmax"] else "**too small**"
-      row += [f"{v.get('contacts_per_world_max', '-')} / {v.get('naconmax', '-')} "
-              f"(batch <= {fits})",
-              f"{v.get('rows_per_world_max', '-')} / {v.get('njmax', '-')} ({rows_ok})"]
-    rows.append(row)
+        audit[key] = max(audit[key], r[key])
+      audit["batch_fits"] = min(audit["batch_fits"], r["batch_fits"])
+  with_audit = any("audit" in v for v in tasks.values())
+
+  def audit_cells(a: Optional[dict]) -> list[str]:
+    if a is None:
+      return ["-", "-"]
+    batch = f"batch <= {a['batch_fits']}" if a["contacts_per_world_max"] else "no contacts"
+    rows_ok = "fits" if a["rows_per_world_max"] <= a["njmax"] else "**too small**"
+    return [f"{a['contacts_per_world_max']} / {a['naconmax']} ({batch})",
+            f"{a['rows_per_world_max']} / {a['njmax']} ({rows_ok})"]
+
+  rows = [[t, v["steps"] if v["steps"] is not None else "-", v["episodes"], v["impl"],
+           *[vs_target(v.get(n), 0.9) for n in noises],
+           *(audit_cells(v.get("audit")) if with_audit else [])] for t, v in tasks.items()]
   return table(["task", "episode steps", "episodes", "impl",
                 *[f"noise {n:g}" for n in noises],
                 *(["contacts per world (max) / naconmax", "rows per world (max) / njmax"]
-                  if audit else [])], rows)
+                  if with_audit else [])], rows)
 
 
 DATA_KEYS = (

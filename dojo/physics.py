@@ -183,16 +183,21 @@ def buffer_audit(contacts: np.ndarray, rows: np.ndarray, naconmax: int, njmax: i
   Returns the most contacts one world had (``contacts_per_world_max``) and all the
   worlds at one step (``contacts_all_worlds_max``), the most constraint rows of a world
   (``rows_per_world_max``), the sizes, ``batch_fits``: the largest batch whose worlds
-  all fit ``naconmax`` at their worst step, and ``rows_fit``.
+  all fit ``naconmax`` at their worst step, and ``rows_fit``. The counts are MuJoCo's;
+  MuJoCo Warp's narrow phase may emit a few more contacts for the same state.
   """
   contacts, rows = np.asarray(contacts), np.asarray(rows)
+  if contacts.ndim < 2 or contacts.shape != rows.shape:
+    raise ValueError(f"buffer_audit takes counts with axes [steps, worlds, ...] of one shape; "
+                     f"got contacts {contacts.shape} and rows {rows.shape}.")
+  naconmax, njmax = int(naconmax), int(njmax)
   per_world = int(contacts.max(initial=0))
   rows_max = int(rows.max(initial=0))
   return {"contacts_per_world_max": per_world,
           "contacts_all_worlds_max": int(contacts.reshape(contacts.shape[0], -1)
                                          .sum(axis=1).max(initial=0)),
-          "rows_per_world_max": rows_max, "naconmax": int(naconmax), "njmax": int(njmax),
-          "batch_fits": int(naconmax) // max(per_world, 1), "rows_fit": rows_max <= njmax}
+          "rows_per_world_max": rows_max, "naconmax": naconmax, "njmax": njmax,
+          "batch_fits": naconmax // max(per_world, 1), "rows_fit": rows_max <= njmax}
 
 
 def check_buffers(mj_model: mujoco.MjModel, data: mjx.Data, naconmax: Optional[int],

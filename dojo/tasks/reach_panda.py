@@ -40,8 +40,8 @@ class ReachPanda(SerialArmReach):
     config.workspace = ((0.35, -0.25, 0.1), (0.65, 0.25, 0.4))
     # The fragments say 2 ms; 4 ms is stable with these servos and halves the cost.
     config.sim_dt = 0.004
-    # Draw the visual meshes (136k triangles: seconds to index, slow to ray-cast);
-    # False draws the 2.6k-triangle collision meshes in their place.
+    # True draws the visual meshes (136k triangles: seconds to index, slow to
+    # ray-cast); False (here) draws the 2.6k-triangle collision meshes in their place.
     config.detailed_meshes = False
     return config
 

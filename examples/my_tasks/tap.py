@@ -43,7 +43,7 @@ class Tap(MjxTask):
     config = base_config()
     config.episode_length = 40
     config.success_radius = 0.03
-    config.naconmax = 256   # warp: no contacts in this scene beyond the floor
+    config.naconmax = 256   # warp: nothing in this scene collides (contype 0)
     config.njmax = 32
     return config
 

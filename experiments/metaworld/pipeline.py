@@ -27,6 +27,7 @@ from ml_collections import config_dict
 from experiments.configs import metaworld as metaworld_config
 from experiments.metaworld import commands, report, served, tasks as tasks_lib
 from experiments.stages import Stage
+from wam.data.importers import importer
 
 Results = Mapping[str, dict]
 MODELS = ("wam", "bc")
@@ -214,9 +215,12 @@ def write_report(job: config_dict.ConfigDict, stage_dir: str, results: Results) 
                        ("step", "steps_per_second", "metrics", "seconds")}}
                 for m in MODELS}
   seconds = {name: r.get("seconds") for name, r in results.items()}
+  # The demonstrations trained on: the successful ones, less the val split.
+  splits = importer.read_report(results["dataset"]["path"])["episodes"]
   paths = report.write(workdir, models, job.tasks, {
-      "size": job.size, "demos_per_task": job.demos_per_task, "train": train_info,
-      "stage_seconds": seconds,
+      "size": job.size, "demos_per_task": job.demos_per_task,
+      "train_demos_per_task": splits.get("train", 0) / len(job.tasks),
+      "dataset_splits": splits, "train": train_info, "stage_seconds": seconds,
       "demos": {t: {k: v for k, v in r.items() if k != "files"}
                 for t, r in results["demos"]["tasks"].items()},
       "dataset": results["dataset"]})

@@ -28,17 +28,17 @@ RATES = {
 METHODS = ("Diffusion Policy (image)", "DP3 (point cloud)")
 
 
-def table(tasks, demos_per_task: Optional[int] = None) -> str:
+def table(tasks, trained_per_task: Optional[float] = None) -> str:
   """A markdown table of the published rates of ``tasks`` ("-" where none), with its
-  source and whether ``demos_per_task`` (this run's) is their count; empty when none
-  of ``tasks`` has one."""
+  source and how many demonstrations per task this run trained on
+  (``trained_per_task``) beside theirs; empty when none of ``tasks`` has one."""
   rows = [t for t in tasks if t in RATES]
   if not rows:
     return ""
-  same = ("" if demos_per_task is None else
-          " (the same count as this run)" if demos_per_task == DEMOS_PER_TASK else
-          f" (this run: {demos_per_task})")
-  lines = [f"Published, {DEMOS_PER_TASK} demos per task{same} (Meta-World v2 tasks; {SOURCE}):",
+  same = ("" if trained_per_task is None else
+          ", the same count as this run" if trained_per_task == DEMOS_PER_TASK else
+          f"; this run trained on {trained_per_task:g} per task")
+  lines = [f"Published ({DEMOS_PER_TASK} demos per task{same}; Meta-World v2 tasks), {SOURCE}:",
            "", "| task | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
   lines += [f"| {t} | " + " | ".join(f"{RATES[t].get(m, '-')}%" for m in METHODS) + " |"
             for t in rows]

@@ -108,14 +108,16 @@ def write(workdir: str, models: Mapping[str, Mapping[str, Any]], tasks: Sequence
   json_path = os.path.join(workdir, SUMMARY_FILE)
   write_json(json_path, summary)
   md_path = os.path.join(workdir, TABLE_FILE)
-  demos = extra.get("demos_per_task")
-  title = ", ".join([str(extra.get("size", ""))]
-                    + ([f"{demos} demos per task"] if demos else []))
+  recorded, trained = extra.get("demos_per_task"), extra.get("train_demos_per_task")
+  title = "; ".join(p for p in [
+      str(extra.get("size") or ""),
+      f"{recorded} demos recorded per task" if recorded else "",
+      f"{trained:g} per task trained on" if trained is not None else ""] if p)
   lines = [f"# Meta-World: success on held-out seeds ({title})", "",
            "Successes / episodes (rate, 95% Wilson interval). Experts: Meta-World's scripted "
            "policies while recording the demonstrations (with their action noise).", "",
            table(models, tasks)]
-  baselines = published.table(tasks, demos)
+  baselines = published.table(tasks, trained)
   if baselines:
     lines += [baselines]
   train = extra.get("train") or {}

@@ -68,3 +68,5 @@ def test_audit_of_a_rollout():
   assert audit["rows_per_world_max"] == 20 and not audit["rows_fit"]
   assert audit["batch_fits"] == 12   # 64 slots // 5 contacts per world
   assert physics.buffer_audit(np.zeros((2, 3)), np.zeros((2, 3)), 64, 16)["batch_fits"] == 64
+  with pytest.raises(ValueError, match=r"\[steps, worlds"):
+    physics.buffer_audit(np.zeros(3), np.zeros(3), 64, 16)

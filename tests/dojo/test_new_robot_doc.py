@@ -53,6 +53,24 @@ def test_listed_file_is_the_repository_file(path):
   assert shown == text, f"docs/new_robot_or_task.md shows an outdated copy of {path}"
 
 
+def test_named_configs_keys_and_defaults_exist():
+  import mujoco   # pylint: disable=import-outside-toplevel
+  from dojo.task import base_config   # pylint: disable=import-outside-toplevel
+  from dojo.tasks.serial_arm import serial_arm_config   # pylint: disable=import-outside-toplevel
+  from experiments.configs import collect, wam   # pylint: disable=import-outside-toplevel
+  doc = _doc()
+  assert collect.get_config("reach_panda,runlocal").task == "reach_panda"
+  assert "noise" in collect.get_config("reach_panda,runlocal")
+  assert "collected" in wam.get_config("reach_panda,runlocal").dojo
+  # The defaults the page quotes.
+  assert (base_config().naconmax, base_config().njmax) == (4096, 128)
+  assert (serial_arm_config().naconmax, serial_arm_config().njmax) == (1024, 64)
+  assert "`base_config()`: 4096 and 128; `serial_arm_config()`: 1024 and" in doc
+  # The example's scene compiles (its task and tests: PYTHONPATH=examples pytest ...).
+  model = mujoco.MjModel.from_xml_path(os.path.join(ROOT, "examples/my_tasks/tap.xml"))
+  assert model.nu == 2 and model.ncam == 3
+
+
 def test_commands_name_modules_and_configs_that_exist():
   doc = _doc()
   modules = set(re.findall(r"python -m ([\w.]+)", doc))

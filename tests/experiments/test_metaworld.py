@@ -246,8 +246,10 @@ class FakeCommands:
     elif name == "wam.data.importers.npz":
       path = os.path.join(f["data_dir"], "metaworld", "1.0.0")
       os.makedirs(path)
-      _write(path, "dataset_info.json", {"files": sorted(os.listdir(os.path.dirname(
-          f["files"])))})
+      files = sorted(os.listdir(os.path.dirname(f["files"])))
+      _write(path, "dataset_info.json", {"files": files})
+      val = round(float(f["splits"].split("val=")[1]) * len(files))
+      _write(path, "import_report.json", {"episodes": {"train": len(files) - val, "val": val}})
     elif name == "experiments.train":
       _write(f["workdir"], "result.json", {"step": 30, "num_steps": 30, "metrics": {"loss": 1}})
       with open(os.path.join(f["workdir"], "metrics.jsonl"), "w") as out:
@@ -295,6 +297,7 @@ def test_job_runs_once_and_resumes(tmp_path, fake):
   assert results["train_wam"]["steps_per_second"] == 2.5
   summary = report.read_json(os.path.join(workdir, "summary.json"))
   assert set(summary["models"]) == {"experts", "wam", "bc"}
+  assert summary["train_demos_per_task"] == summary["dataset_splits"]["train"] / 2
   assert summary["models"]["wam"]["tasks"]["push-v3"]["gifs"][0].endswith(
       "eval_wam/push-v3/episode_00000.gif")
   assert "| push-v3 |" in open(os.path.join(workdir, "results.md")).read()
@@ -380,16 +383,17 @@ def test_report_figures_and_table(tmp_path):
   assert report.cell(wam["tasks"]["reach-v3"]) == "12/30 (40%, 25-58%)"
   assert report.cell(wam["tasks"]["push-v3"]) == "0/30 (0%, 0-11%)"
   json_path, md_path = report.write(str(tmp_path), models, ["reach-v3", "push-v3"],
-                                    {"size": "runlocal", "demos_per_task": 10})
+                                    {"size": "runlocal", "demos_per_task": 10,
+                                     "train_demos_per_task": 9.0})
   table = open(md_path).read()
-  assert "(runlocal, 10 demos per task)" in table
+  assert "(runlocal; 10 demos recorded per task; 9 per task trained on)" in table
   assert "| reach-v3 | 12/30 (40%, 25-58%) | 30/30 (100%, 89-100%) |" in table
   assert "| all (pooled) | 12/60 (20%, 12-32%) | 33/60 (55%, 42-67%) |" in table
   # The published rates of the same tasks, with their source and demo count.
   assert "| reach-v3 | 18±2% | 24±1% |" in table and "| push-v3 | 30±3% | 51±3% |" in table
-  assert "10 demos per task (the same count as this run)" in table
+  assert "10 demos per task; this run trained on 9 per task" in table
   assert "arXiv:2403.03954" in table
-  assert "(this run: 40)" in report.published.table(["reach-v3"], 40)
+  assert "the same count as this run" in report.published.table(["reach-v3"], 10.0)
   assert report.read_json(json_path)["size"] == "runlocal"
   with pytest.raises(FileNotFoundError, match="bc on door-open-v3"):
     report.collect({"bc": str(tmp_path / "bc")}, ["door-open-v3"])
