@@ -26,7 +26,7 @@ what experiments.metaworld runs around training (tasks, demos, evaluation).
 Expected: `tiny` ran end to end in 6.5 minutes on the shared 2-core CPU (success 0 of
 10 per model after 30 steps of training, as expected). `runlocal` (10 demos per task,
 the count of the published baselines it is reported beside; toy model, 2 x 2000 steps,
-30 held-out episodes per task and model): about an hour on the 2-core CPU
+30 held-out episodes per task and model): about 2 hours on the 2-core CPU
 (docs/benchmarks/metaworld.md has the measured times and results). `full` is for a
 GPU/TPU host.
 """
