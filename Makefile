@@ -70,7 +70,7 @@ clean:
 	rm -rf $(VENV) workdir
 
 # Meta-World through the Gymnasium client, in its own venv (docs/benchmarks/metaworld.md).
-# MW_SIZE=tiny is the 7-minute smoke test; runlocal about an hour on an idle 2-core CPU.
+# MW_SIZE=tiny is the 7-minute smoke test; runlocal about 2 hours on an idle 2-core CPU.
 MW_SIZE ?= runlocal
 metaworld: $(STAMP)
 	$(BIN)/python -m experiments.metaworld --workdir=workdir/metaworld-$(MW_SIZE) --size=$(MW_SIZE)
