@@ -43,7 +43,7 @@ def measure(model, config, data, split: str, windows: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from wam import dream, image_metrics, trainer  # pylint: disable=import-outside-toplevel
   config.eval.batch_size, config.eval.split = windows, split
-  windows_of_split, found = trainer._eval_batch(config, data)  # pylint: disable=protected-access
+  windows_of_split, found = trainer.eval_batch(config, data)
   batch = {k: jnp.asarray(v) for k, v in windows_of_split.items()}
   frames = batch["frames"].astype(jnp.float32) / 255.0
   z = model.latents(batch["frames"])

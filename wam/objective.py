@@ -126,7 +126,8 @@ def interpolate(x0: jax.Array, x1: jax.Array, tau: jax.Array) -> jax.Array:
   return (1.0 - tau) * x0 + tau * x1
 
 
-def _masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean squared error over the entries ``mask`` (broadcast from the left) keeps."""
   mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (pred.ndim - mask.ndim)),
                           pred.shape).astype(jnp.float32)
   return ((pred - target) ** 2 * mask).sum() / jnp.maximum(mask.sum(), 1.0)
@@ -138,9 +139,9 @@ def losses(out, flow: Flow, x1: Targets, masks: Mapping[str, jax.Array]
   target = x1
   # Given (clean) action chunks carry no action loss.
   action_mask = masks["actions"] & (flow.tau_action < 1.0)[:, :, None, None]
-  return {"video": _masked_mse(out.frames, target.frames, masks["frames"]),
-          "state": _masked_mse(out.state, target.state, masks["state"]),
-          "action": _masked_mse(out.actions, target.actions, action_mask)}
+  return {"video": masked_mse(out.frames, target.frames, masks["frames"]),
+          "state": masked_mse(out.state, target.state, masks["state"]),
+          "action": masked_mse(out.actions, target.actions, action_mask)}
 
 
 def precondition(network: jax.Array, x_tau: jax.Array, tau: jax.Array, base: jax.Array,

@@ -225,7 +225,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   # -- Input ----------------------------------------------------------------------------
   data = data_pipeline.from_config(config.data)
   example_batch = data.example_batch()
-  eval_batch, found = _eval_batch(config, data)
+  eval_windows, found = eval_batch(config, data)
   held_out = found and config.eval.split != "train"
 
   # -- Model and sharding ---------------------------------------------------------------
@@ -300,7 +300,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   peak = config.peak_flops or flops.measure_matmul_peak()
   logging.info("Train step: %.3g FLOPs per device; matmul peak %.3g FLOP/s per device.",
                step_flops, peak)
-  evaluator = evaluation.Evaluator(graphdef, config, eval_batch,
+  evaluator = evaluation.Evaluator(graphdef, config, eval_windows,
                                    prefix="eval" if held_out else "eval_train")
 
   # -- Metrics --------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def _statistics_json(data) -> dict:
           for name, stats in data.statistics.items()}
 
 
-def _eval_batch(config, data) -> tuple[dict, bool]:
+def eval_batch(config, data) -> tuple[dict, bool]:
   """A fixed batch for evaluation from the ``config.eval.split`` split of the first dataset.
 
   Windows are normalised with the *training* statistics and layouts (what the model saw),

@@ -129,4 +129,9 @@ def pipeline_config(arg: str = "runlocal") -> config_dict.ConfigDict:
   c.num_envs = 2                   # sub-envs per evaluation (the server batches them)
   c.max_gifs = {"tiny": 1, "runlocal": 3, "full": 5}[size]
   c.flow_steps = 1
+  # Extra experiments.train flags per model (shell syntax), for ablations of either
+  # training config on the same demos, e.g. --config.train_flags.wam="
+  # --config.model.given_action_prob=0.25 --config.num_steps=4000". A workdir keeps one
+  # job config, so an ablation goes in a workdir of its own.
+  c.train_flags = config_dict.ConfigDict({"wam": "", "bc": ""})
   return c

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from typing import Mapping, Optional, Sequence
 
@@ -78,11 +79,21 @@ def import_npz(files: str, mapping: str, data_dir: str, val_fraction: float,
           f"--splits=train={1 - val_fraction:g},val={val_fraction:g}"]
 
 
-def train(size: str, bc: bool, workdir: str, dataset: str) -> list[str]:
-  """``experiments.train`` on the config file (resumes from ``workdir``)."""
+def train(size: str, bc: bool, workdir: str, dataset: str, extra_flags: str = ""
+          ) -> list[str]:
+  """``experiments.train`` on the config file (resumes from ``workdir``).
+
+  ``extra_flags`` (the job's ``train_flags.wam`` or ``.bc``) are split as a shell would
+  and must all be ``--config.KEY=VALUE`` overrides.
+  """
+  extra = shlex.split(extra_flags)
+  bad = [f for f in extra if not f.startswith("--config.") or "=" not in f]
+  if bad:
+    raise ValueError(f"train_flags.{'bc' if bc else 'wam'}: {bad} are not --config.KEY=VALUE "
+                     "overrides of experiments/configs/metaworld.py.")
   arg = size + (",bc" if bc else "")
   return [sys.executable, "-m", "experiments.train", f"--config={CONFIG_FILE}:{arg}",
-          f"--workdir={workdir}", f"--config.data.datasets.metaworld.path={dataset}"]
+          f"--workdir={workdir}", *extra, f"--config.data.datasets.metaworld.path={dataset}"]
 
 
 def serve(train_dir: str, flow_steps: int) -> list[str]:

@@ -163,7 +163,8 @@ def steps_per_second(metrics_path: str) -> Optional[float]:
 def train(model: str, job: config_dict.ConfigDict, stage_dir: str, results: Results) -> dict:
   """Trains the WAM or the BC baseline on the dataset (resumes from checkpoints)."""
   logging.info("[metaworld] training %s (log in %s/logs)", model, stage_dir)
-  run(commands.train(job.size, model == "bc", stage_dir, results["dataset"]["path"]))
+  run(commands.train(job.size, model == "bc", stage_dir, results["dataset"]["path"],
+                     job.train_flags[model]))
   result = report.read_json(os.path.join(stage_dir, "result.json"))
   if result is None or result["step"] < result["num_steps"]:
     raise RuntimeError(f"Training {model} did not finish ({stage_dir}/result.json).")
@@ -212,7 +213,8 @@ def write_report(job: config_dict.ConfigDict, stage_dir: str, results: Results) 
     models[model] = {"tasks": results[f"eval_{model}"]["tasks"],
                      "overall": results[f"eval_{model}"]["overall"]}
   train_info = {m: {**{k: results[f"train_{m}"].get(k) for k in
-                       ("step", "steps_per_second", "metrics", "seconds")}}
+                       ("step", "steps_per_second", "metrics", "seconds")},
+                    "flags": job.train_flags[m]}
                 for m in MODELS}
   seconds = {name: r.get("seconds") for name, r in results.items()}
   # The demonstrations trained on: the successful ones, less the val split.

@@ -122,11 +122,13 @@ def write(workdir: str, models: Mapping[str, Mapping[str, Any]], tasks: Sequence
     lines += [baselines]
   train = extra.get("train") or {}
   if train:
-    lines += ["| model | steps | steps/s | training s |", "|---|---|---|---|"]
+    lines += ["| model | steps | steps/s | training s | extra training flags |",
+              "|---|---|---|---|---|"]
     for name, t in train.items():
       rate = t.get("steps_per_second")
+      flags = t.get("flags") or ""
       lines.append(f"| {name} | {t.get('step')} | {'-' if rate is None else f'{rate:.2f}'} | "
-                   f"{t.get('seconds', '-')} |")
+                   f"{t.get('seconds', '-')} | {f'`{flags}`' if flags else 'none'} |")
     lines.append("")
   tmp = f"{md_path}.tmp.{os.getpid()}"
   with open(tmp, "w") as f:

@@ -101,6 +101,12 @@ def test_record_and_evaluate_commands():
   train = commands.train("runlocal", True, "/w/train_bc", "/w/ds")
   assert train[-3].endswith("configs/metaworld.py:runlocal,bc")
   assert train[-1] == "--config.data.datasets.metaworld.path=/w/ds"
+  ablation = commands.train("runlocal", False, "/w/train_wam", "/w/ds",
+                            "--config.model.given_action_prob=0.25  --config.num_steps='4000'")
+  assert ablation[-3:-1] == ["--config.model.given_action_prob=0.25", "--config.num_steps=4000"]
+  assert ablation[-1] == "--config.data.datasets.metaworld.path=/w/ds"
+  with pytest.raises(ValueError, match=r"train_flags.wam: \['--workdir=/x'\]"):
+    commands.train("runlocal", False, "/w/t", "/w/ds", "--workdir=/x")
 
 
 def test_sim_env():
@@ -384,8 +390,11 @@ def test_report_figures_and_table(tmp_path):
   assert report.cell(wam["tasks"]["push-v3"]) == "0/30 (0%, 0-11%)"
   json_path, md_path = report.write(str(tmp_path), models, ["reach-v3", "push-v3"],
                                     {"size": "runlocal", "demos_per_task": 10,
-                                     "train_demos_per_task": 9.0})
+                                     "train_demos_per_task": 9.0,
+                                     "train": {"wam": {"step": 2000, "flags": "--config.a=1"},
+                                               "bc": {"step": 2000, "flags": ""}}})
   table = open(md_path).read()
+  assert "| wam | 2000 | - | - | `--config.a=1` |" in table and "| bc | 2000 | - | - | none |" in table
   assert "(runlocal; 10 demos recorded per task; 9 per task trained on)" in table
   assert "| reach-v3 | 12/30 (40%, 25-58%) | 30/30 (100%, 89-100%) |" in table
   assert "| all (pooled) | 12/60 (20%, 12-32%) | 33/60 (55%, 42-67%) |" in table

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from wam import config as wam_config
-from wam import dream, model as wam_model, objective, trainer
+from wam import dream, model as wam_model, objective, policy_shortcut, trainer
 from wam.data.layout import Layout
 from wam.data.synthetic import synthetic_batch
 
@@ -128,6 +128,19 @@ def test_future_blocks_do_not_change_earlier_predictions(model, batch):
   for b, a in zip(before, after):
     np.testing.assert_allclose(a[:, :2], b[:, :2], atol=1e-5)
     assert float(jnp.abs(a[:, 2] - b[:, 2]).max()) > 1e-3  # block 2 itself did change
+
+
+def test_policy_shortcut_sees_the_next_frame_only_when_it_is_clean(model, batch):
+  """Only block 0 is scored: its next frame (frames[:, 1]) is invisible at tau_video = 0
+  and read at tau_video = 1, so changing it moves only the second figure."""
+  first_block = dict(batch, action_mask=batch["action_mask"].at[:, 1:].set(False))
+  changed = dict(first_block, frames=batch["frames"].at[:, 1].set(255 - batch["frames"][:, 1]))
+  run = jax.jit(lambda b: policy_shortcut.action_error_by_video_time(
+      model, b, jax.random.key(0), video_times=(0.0, 1.0), draws=2))
+  before, after = run(first_block), run(changed)
+  assert before.shape == (2,) and bool(jnp.isfinite(before).all())
+  np.testing.assert_allclose(after[0], before[0], rtol=1e-5)
+  assert abs(float(after[1] - before[1])) > 1e-4 * float(before[1])
 
 
 @pytest.mark.parametrize("given", [False, True], ids=["policy_mode", "world_model_mode"])
