@@ -124,7 +124,7 @@ def main(argv):
   import jax  # pylint: disable=import-outside-toplevel
   from experiments.configs import wam as wam_configs  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  from wam import trainer  # pylint: disable=import-outside-toplevel
+  from wam import train_state, trainer  # pylint: disable=import-outside-toplevel
   from wam.model import count_parameters  # pylint: disable=import-outside-toplevel
   from wam.optimizer import make_optimizer  # pylint: disable=import-outside-toplevel
   from wam.data import config as config_lib  # pylint: disable=import-outside-toplevel
@@ -167,8 +167,8 @@ def main(argv):
   # 2. The training step alone on one batch already on the device.
   example = next(iterator)
   optimizer = make_optimizer(train_config.optimizer, train_config.num_steps)
-  model = trainer.build_model(train_config, example)
-  state = trainer._train_state(model, optimizer, jax.random.key(0))  # pylint: disable=protected-access
+  model = train_state.build_model(train_config, example)
+  state = train_state.initial_state(model, optimizer, jax.random.key(0))
   graphdef, _ = nnx.split(model)
   step = jax.jit(trainer.make_train_step(graphdef, optimizer), donate_argnums=(0,))
   params, opt_state = state, None  # the loops below thread the train state through

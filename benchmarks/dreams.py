@@ -13,7 +13,7 @@ splits, one context frame and one dreamed block in world-model mode (real action
   (``pooled_psnr_*``, from the mean squared error, which near-static windows whose
   per-image PSNR is very high cannot dominate);
 - ``tracking``: the neural simulator against MJX from the same real states, driven by
-  the same chunks (``dojo.controllability``: ``play`` actions around the current pose,
+  the same chunks (``dojo.neural.controllability``: ``play`` actions around the current pose,
   ``--play_scale`` wide, and uniformly ``random`` ones, held for a chunk): the joint-angle
   error (rad) after each chunk against "the joints do not move" (``tracking_ratio``
   after one chunk), and how much of the real joint motion the dream reproduces
@@ -65,11 +65,12 @@ def measure(model, config, data, split: str, windows: int) -> dict:
 
 def tracking(model, metadata, task_name: str, episodes: int, chunks: int,
              source: str, scale: float) -> dict:
-  """The ``tracking`` figures of the module docstring (``dojo.controllability.track``)."""
+  """The ``tracking`` figures of the module docstring (``dojo.neural.controllability.track``)."""
   import dojo  # pylint: disable=import-outside-toplevel
-  from dojo import controllability, wrappers  # pylint: disable=import-outside-toplevel
-  from dojo.model_io import ModelIO  # pylint: disable=import-outside-toplevel
-  from dojo.neural_env import NeuralEnv  # pylint: disable=import-outside-toplevel
+  from dojo import wrappers  # pylint: disable=import-outside-toplevel
+  from dojo.neural import controllability  # pylint: disable=import-outside-toplevel
+  from dojo.neural.env import NeuralEnv  # pylint: disable=import-outside-toplevel
+  from dojo.neural.model_io import ModelIO  # pylint: disable=import-outside-toplevel
   task = dojo.load(task_name, cameras=tuple(metadata.config["data"]["cameras"]),
                    image_height=64, image_width=64, instructions="seen")
   neural = NeuralEnv(model, ModelIO.create(model, metadata, task), task, render="none")
@@ -81,9 +82,9 @@ def tracking(model, metadata, task_name: str, episodes: int, chunks: int,
 def main(argv):
   del argv
   from ml_collections import config_dict  # pylint: disable=import-outside-toplevel
-  from wam import trainer  # pylint: disable=import-outside-toplevel
+  from wam import loading  # pylint: disable=import-outside-toplevel
   from wam.data import pipeline  # pylint: disable=import-outside-toplevel
-  model, metadata = trainer.load(_WORKDIR.value)
+  model, metadata = loading.load(_WORKDIR.value)
   config = config_dict.ConfigDict(metadata.config)
   data = pipeline.from_config(config.data)
   results = {"workdir": _WORKDIR.value}

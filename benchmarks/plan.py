@@ -41,10 +41,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (best
 def _model(task):
   """A trained model (``--workdir``) or an untrained one of the runlocal size."""
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  from dojo.model_io import ModelIO  # pylint: disable=import-outside-toplevel
-  from wam import config as wam_config, model as wam_model, trainer  # pylint: disable=import-outside-toplevel
+  from dojo.neural.model_io import ModelIO  # pylint: disable=import-outside-toplevel
+  from wam import config as wam_config, loading, model as wam_model  # pylint: disable=import-outside-toplevel
   if _WORKDIR.value:
-    model, metadata = trainer.load(_WORKDIR.value)
+    model, metadata = loading.load(_WORKDIR.value)
     return model, ModelIO.create(model, metadata, task), "trained"
   slots = task.data_slots()
   size = lambda k: sum(n for _, n in slots[k])
@@ -61,8 +61,9 @@ def main(argv):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
   import dojo  # pylint: disable=import-outside-toplevel
-  from dojo import controllers, planners, wrappers  # pylint: disable=import-outside-toplevel
-  from dojo.neural_env import NeuralEnv  # pylint: disable=import-outside-toplevel
+  from dojo import planners, wrappers  # pylint: disable=import-outside-toplevel
+  from dojo.neural import controllers  # pylint: disable=import-outside-toplevel
+  from dojo.neural.env import NeuralEnv  # pylint: disable=import-outside-toplevel
   from wam.model import count_parameters  # pylint: disable=import-outside-toplevel
 
   start_all = time.time()

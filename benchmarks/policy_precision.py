@@ -30,10 +30,11 @@ from absl import app, flags
 
 import dojo
 from benchmarks import results as results_lib
-from dojo import controllers, state_bc
-from dojo.model_io import ModelIO
-from experiments import dojo_data
-from wam import trainer
+from dojo import state_bc
+from dojo.neural import controllers
+from dojo.neural.model_io import ModelIO
+from experiments.lib import train as train_lib
+from wam import loading
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained WAM run.", required=True)
 _TASK = flags.DEFINE_string("task", "reach", "An arm task.")
@@ -48,10 +49,10 @@ _OUT = flags.DEFINE_string("out", "", "JSON results file ('' = print only).")
 
 def main(argv):
   del argv
-  model, metadata = trainer.load(_WORKDIR.value)
+  model, metadata = loading.load(_WORKDIR.value)
   overrides = {"joint_actions": _JOINT_ACTIONS.value} if _JOINT_ACTIONS.value else {}
   # The model's data may have had reach's target slot: the env must report it too.
-  overrides = {**dojo_data.task_overrides_of_model(_TASK.value, (metadata.extra or {}).get(
+  overrides = {**train_lib.task_overrides_of_model(_TASK.value, (metadata.extra or {}).get(
       "layouts")), **overrides}
   task = dojo.load(_TASK.value, cameras=tuple(_CAMERAS.value), image_height=_IMAGE.value,
                    image_width=_IMAGE.value, instructions="seen", **overrides)

@@ -24,7 +24,7 @@ from absl import app, flags
 from ml_collections import config_dict
 
 from benchmarks import results as results_lib
-from wam import policy_shortcut, trainer
+from wam import loading, policy_shortcut, trainer
 from wam.data import pipeline
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Trained runs (training workdirs).",
@@ -40,7 +40,7 @@ def measure(workdir: str) -> dict:
   """The action error per video flow time of ``workdir``'s checkpoint ``--step``."""
   steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
   step = _STEP.value if _STEP.value is not None else steps[-1]
-  model, metadata = trainer.load(workdir, step)
+  model, metadata = loading.load(workdir, step)
   config = config_dict.ConfigDict(metadata.config)
   config.eval.batch_size, config.eval.split = _WINDOWS.value, _SPLIT.value
   windows, found = trainer.eval_batch(config, pipeline.from_config(config.data))

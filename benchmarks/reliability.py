@@ -59,7 +59,7 @@ from absl import app, flags
 
 from benchmarks import results as results_lib
 from benchmarks import serve_fuzz, toy_runs
-from experiments import console
+from experiments.lib import console
 
 FLAGS = flags.FLAGS
 FIGURES = ("kill", "sigterm", "serve")
@@ -151,8 +151,8 @@ def fallback_events(workdir: str) -> list[dict]:
 def _params(workdir: str, step: Optional[int] = None) -> list[np.ndarray]:
   import jax  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  from wam import trainer  # pylint: disable=import-outside-toplevel
-  model, _ = trainer.load(workdir, step)
+  from wam import loading  # pylint: disable=import-outside-toplevel
+  model, _ = loading.load(workdir, step)
   return [np.asarray(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 

@@ -72,7 +72,7 @@ def random_model(size: str = "tiny", seed: int = 0):
   from flax import nnx  # pylint: disable=import-outside-toplevel
   from wam import config as wam_config  # pylint: disable=import-outside-toplevel
   from wam import model as wam_model  # pylint: disable=import-outside-toplevel
-  from wam.checkpoint import RunMetadata  # pylint: disable=import-outside-toplevel
+  from wam.run_metadata import RunMetadata  # pylint: disable=import-outside-toplevel
 
   if size not in ("tiny", "toy"):
     raise ValueError(f"Unknown size {size!r}; use 'tiny' or 'toy'.")
@@ -189,7 +189,7 @@ def time_served(policy, url: str, clients: int, requests: int) -> dict[str, Any]
 def _time_server(policy, clients: int, requests: int, **server_options) -> dict[str, Any]:
   """``time_served`` against a fresh server (so its statistics are of this run alone),
   with the server's own view of it."""
-  from wam.serving.server import BackgroundServer  # pylint: disable=import-outside-toplevel
+  from wam.serving.runner import BackgroundServer  # pylint: disable=import-outside-toplevel
   with BackgroundServer(policy, log_every=0, **server_options) as server:
     measured = time_served(policy, server.url, clients, requests)
     metrics = server.server.metrics()

@@ -26,7 +26,7 @@ from PIL import Image
 
 import dojo
 from benchmarks import results as results_lib
-from wam import trainer, visualize
+from wam import loading, visualize
 from wam.data import images
 
 _WORKDIRS = flags.DEFINE_multi_string("workdir", None, "Trained WAM runs (reach).",
@@ -65,7 +65,7 @@ def main(argv):
   rows, panels = {}, []
   frames = None
   for workdir in _WORKDIRS.value:
-    model, _ = trainer.load(workdir)
+    model, _ = loading.load(workdir)
     if frames is None:
       frames, mask = render_scenes(tuple(_CAMERAS.value), model.dims.image_size,
                                    _SCENES.value)

@@ -135,7 +135,7 @@ def write_policy_run(model, metadata, workdir: str) -> None:
   """Writes ``model`` as a training run would (orbax checkpoint + run metadata), for
   ``Policy.from_workdir`` and ``python -m experiments.serve``."""
   import jax  # pylint: disable=import-outside-toplevel
-  from wam import checkpoint, trainer  # pylint: disable=import-outside-toplevel
+  from wam import checkpoint, optimizer, run_metadata, train_state, trainer  # pylint: disable=import-outside-toplevel
   config = trainer.default_config()
   config.model = model.config
   config.data.update(cameras=tuple(metadata.config["data"]["cameras"]),
@@ -148,11 +148,11 @@ def write_policy_run(model, metadata, workdir: str) -> None:
              "actions": np.zeros((1, d.num_frames, d.action_chunk, d.action), np.float32),
              "instruction": np.zeros((1, d.instruction_length), np.int32)}
   ckpt = os.path.join(workdir, "checkpoints")
-  state = trainer._train_state(  # pylint: disable=protected-access
-      model, trainer.make_optimizer(config.optimizer, config.num_steps), jax.random.key(0))
+  state = train_state.initial_state(
+      model, optimizer.make_optimizer(config.optimizer, config.num_steps), jax.random.key(0))
   with checkpoint.Checkpointer(ckpt, async_save=False) as saver:
     if not saver.save(7, state, force=True):
       raise RuntimeError(f"{ckpt} already holds step 7.")
-  checkpoint.write_run_metadata(ckpt, config_json=config.to_json_best_effort(),
-                                statistics=metadata.statistics, example_batch=example,
-                                extra=metadata.extra)
+  run_metadata.write_run_metadata(ckpt, config_json=config.to_json_best_effort(),
+                                  statistics=metadata.statistics, example_batch=example,
+                                  extra=metadata.extra)

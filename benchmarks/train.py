@@ -12,7 +12,7 @@ The batch is ``wam.data.synthetic.synthetic_batch`` (9 joints, no proprio, 8 act
 placed on the device once, so only the step is timed (``details.host_to_device_seconds``
 is what putting a host batch on the mesh adds per step in the trainer's loop). The mesh,
 state shardings and jitted step are the trainer's own (``sharding.make_mesh`` of
-``config.mesh``, ``trainer._state_shardings``, ``trainer.make_train_step``).
+``config.mesh``, ``train_state.state_shardings``, ``trainer.make_train_step``).
 
 Measurements (all in this process, one after another; the machine is shared and noisy,
 so every time is a median of several windows and the peak is the best of several):
@@ -309,7 +309,7 @@ def main(argv):
   del argv
   import jax  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  from wam import flops, sharding, trainer  # pylint: disable=import-outside-toplevel
+  from wam import flops, sharding, train_state, trainer  # pylint: disable=import-outside-toplevel
   from wam.model import count_parameters  # pylint: disable=import-outside-toplevel
   from wam.optimizer import make_optimizer  # pylint: disable=import-outside-toplevel
 
@@ -333,17 +333,15 @@ def main(argv):
   rules = sharding.rules_from_config(config.sharding_rules)
   batch_sharding = sharding.batch_sharding(mesh)
   optimizer = make_optimizer(config.optimizer, config.num_steps)
-  abstract_model = nnx.eval_shape(lambda: trainer.build_model(config, local, config.seed))
+  abstract_model = nnx.eval_shape(lambda: train_state.build_model(config, local, config.seed))
   graphdef, _ = nnx.split(abstract_model)
 
-  # pylint: disable-next=protected-access
-  train_state, state_shardings_of = trainer._train_state, trainer._state_shardings
 
   def init_state():
-    return train_state(trainer.build_model(config, local, config.seed), optimizer,
-                       jax.random.key(config.seed))
+    return train_state.initial_state(train_state.build_model(config, local, config.seed),
+                                     optimizer, jax.random.key(config.seed))
   abstract_state = jax.eval_shape(init_state)
-  state_shardings = state_shardings_of(abstract_state, optimizer, mesh, rules)
+  state_shardings = train_state.state_shardings(abstract_state, optimizer, mesh, rules)
   state = jax.jit(init_state, out_shardings=state_shardings)()
   num_params = count_parameters(abstract_model)
   batch = sharding.global_batch(local, batch_sharding)

@@ -21,16 +21,6 @@ import numpy as np
 from dojo import mjcf
 
 
-def quat_to_mat(q: jax.Array) -> jax.Array:
-  """Rotation matrix of a unit quaternion (w, x, y, z), MuJoCo's convention."""
-  w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-  return jnp.stack([
-      jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-      jnp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-      jnp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-  ], -2)
-
-
 def axis_angle_to_mat(axis: jax.Array, angle: jax.Array) -> jax.Array:
   """Rotation by ``angle`` about the unit ``axis`` (Rodrigues)."""
   k = jnp.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]],

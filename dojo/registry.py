@@ -35,7 +35,7 @@ Factory = Union[str, Callable[..., Env]]
 TASK_MODULES_ENV = "DOJO_TASK_MODULES"
 
 #: Keys of a task's ``data`` and their defaults, read by ``experiments/configs/wam.py``
-#: and ``experiments/recipe.py`` when they collect and train on the task.
+#: and ``experiments/lib/great_parallel_recipe.py`` when they collect and train on the task.
 DATA_DEFAULTS: Mapping[str, Any] = {
     # Action noise (action units) of the DART collection and of joint-space play.
     "dart_noise": 0.03,

@@ -427,6 +427,7 @@ def retarget_episode(keypoints, *, valid=None, episode: str = "episode",
 
 def _wrist_steps(wrist_step: Optional[float], yaw_step: Optional[float]) -> np.ndarray:
   if wrist_step is None or yaw_step is None:
+    # Imported here: dex_lift loads MuJoCo/MJX (seconds), needed only for these defaults.
     from dojo.tasks.dex_lift import DexLift  # pylint: disable=import-outside-toplevel
     cfg = DexLift.default_config()
     wrist_step = cfg.wrist_step if wrist_step is None else wrist_step

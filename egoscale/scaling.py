@@ -22,7 +22,9 @@ import dataclasses
 import itertools
 from typing import Callable, Optional, Sequence
 
+import matplotlib
 import numpy as np
+from matplotlib import ticker
 from scipy import optimize, special
 
 DEFAULT_HUBER_DELTA = 1e-3
@@ -360,7 +362,7 @@ def plot_fit(D, L, fits: Sequence[object] | object, path: str, *,
     band: a :class:`Bootstrap` whose ``at`` spans the curve (its interval is shaded).
     measured_extra: optional ``(D, L)`` of points not used by the fit (e.g. a larger run).
   """
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  # pyplot only after choosing Agg: importing this module leaves the backend alone.
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   fits = fits if isinstance(fits, (list, tuple)) else [fits]
@@ -382,7 +384,6 @@ def plot_fit(D, L, fits: Sequence[object] | object, path: str, *,
                label="measured, not fitted")
   ax.set_xscale("log")
   # Label the decades only: minor-tick labels of a narrow log range overlap.
-  from matplotlib import ticker  # pylint: disable=import-outside-toplevel
   ax.xaxis.set_minor_formatter(ticker.NullFormatter())
   ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:.3g}"))
   ax.set_xticks(D)

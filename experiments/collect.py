@@ -12,12 +12,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
+import imageio.v2 as imageio
 from absl import app, flags, logging
 from ml_collections import config_flags
+from tensorboardX import SummaryWriter
 
+import dojo
 from dojo import collect as collect_lib
+from dojo.datasets import dojo_robot
+from experiments.lib import stages
+from wam import visualize
+from wam.data.pipeline import DatasetRef, Pipeline
+from wam.data.reader import EpisodeDataset
+from wam.data.window import WindowConfig
+
+# Keys that decide which episodes are drawn: resuming with other values would mix data
+# (the other keys, such as num_episodes, may change between runs).
+DATA_KEYS = ("task", "policy", "noise", "seed", "batch_size", "num_steps", "env",
+             "val_fraction")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Collection config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
@@ -26,21 +39,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def run(config, workdir: str) -> dict:
   """Collects ``config.num_episodes`` episodes into ``workdir``; returns the summary."""
-  import dojo  # pylint: disable=import-outside-toplevel
-  from dojo import video  # pylint: disable=import-outside-toplevel
-
-  os.makedirs(workdir, exist_ok=True)
-  config_path = os.path.join(workdir, "config.json")
-  if os.path.exists(config_path):
-    _check_same_data_config(json.load(open(config_path)), json.loads(config.to_json()),
-                            config_path)
-  with open(config_path, "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  stages.check_workdir_config(config, workdir, keys=DATA_KEYS)
   env = dojo.load(config.task, **config.env.to_dict())
   num_steps = config.num_steps if config.num_steps > 0 else env.config.episode_length
   episode_dir = os.path.join(workdir, "episodes")
 
-  from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def progress(stats):
@@ -58,8 +61,8 @@ def run(config, workdir: str) -> dict:
   def write_video(index, episode):
     if index < config.videos:
       cams = sorted(k for k in episode["steps"]["observation"] if k.startswith("image_"))
-      frames = video.tile([episode["steps"]["observation"][c] for c in cams])
-      video.write_video(os.path.join(workdir, "videos", f"episode_{index:05d}.gif"),
+      frames = visualize.tile([episode["steps"]["observation"][c] for c in cams])
+      visualize.write_video(os.path.join(workdir, "videos", f"episode_{index:05d}.gif"),
                         frames, fps=episode["metadata"]["fps"])
 
   collect_lib.collect_to_dir(
@@ -87,37 +90,22 @@ def build_dataset(config, episode_dir: str, data_dir: str) -> str:
   The builder config is named ``<task>_collected``. A dataset already built there is reused
   if it holds ``num_episodes`` episodes, and rebuilt if more were collected since.
   """
-  from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
   env = config.env
-  builder_config = DojoRobotConfig(
-      name=f"{config.task}_collected", task=config.task, num_episodes=config.num_episodes,
-      cameras=tuple(env.cameras), image_size=(env.image_height, env.image_width),
-      policy=config.policy, noise=config.noise, seed=config.seed,
-      num_steps=config.num_steps, batch_size=config.batch_size,
-      val_fraction=config.val_fraction, impl=env.impl,
+  path = dojo_robot.build(
+      data_dir, config.task, num_episodes=config.num_episodes, cameras=tuple(env.cameras),
+      image_size=(env.image_height, env.image_width), policy=config.policy,
+      noise=config.noise, seed=config.seed, num_steps=config.num_steps,
+      batch_size=config.batch_size, val_fraction=config.val_fraction, impl=env.impl,
+      name=f"{config.task}_collected", episodes_dir=episode_dir,
       description=f"experiments.collect: {config.num_episodes} {config.task} episodes.")
-  builder = Builder(config=builder_config, data_dir=data_dir, episodes_dir=episode_dir)
-  metadata_path = os.path.join(builder.data_dir, "metadata.json")
-  if builder.is_prepared() and os.path.exists(metadata_path):
-    index = json.load(open(metadata_path))["episodes"]
-    if sum(len(split["length"]) for split in index.values()) != config.num_episodes:
-      logging.info("Rebuilding %s for %d episodes.", builder.data_dir, config.num_episodes)
-      shutil.rmtree(builder.data_dir)
-      builder = Builder(config=builder_config, data_dir=data_dir, episodes_dir=episode_dir)
-  builder.download_and_prepare()
-  logging.info("TFDS dataset: %s", builder.data_dir)
-  return os.fspath(builder.data_dir)
+  logging.info("TFDS dataset: %s", path)
+  return path
 
 
 def plot_windows(config, dataset_dir: str, workdir: str) -> str:
   """Reads one batch of training windows back through the wam.data pipeline and saves
   it as a PNG grid: a row per window and camera, 4 frames up to 4 steps apart (fewer
   for short episodes)."""
-  import imageio.v2 as imageio  # pylint: disable=import-outside-toplevel
-  from dojo import video  # pylint: disable=import-outside-toplevel
-  from wam.data.pipeline import DatasetRef, Pipeline  # pylint: disable=import-outside-toplevel
-  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
-  from wam.data.window import WindowConfig  # pylint: disable=import-outside-toplevel
   env = config.env
   longest = int(EpisodeDataset(dataset_dir).episode_lengths.max())
   chunk = max(1, min(4, longest // 4))
@@ -132,20 +120,8 @@ def plot_windows(config, dataset_dir: str, workdir: str) -> str:
   rows = frames.transpose(0, 2, 1, 3, 4, 5).reshape(b * v * t, *frames.shape[3:])
   path = os.path.join(workdir, "plots", "training_windows.png")
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  imageio.imwrite(path, video.grid(rows, columns=t))
+  imageio.imwrite(path, visualize.grid(rows, columns=t))
   return path
-
-
-# Keys that decide which episodes are drawn: resuming with other values would mix data.
-_DATA_KEYS = ("task", "policy", "noise", "seed", "batch_size", "num_steps", "env",
-              "val_fraction")
-
-
-def _check_same_data_config(old: dict, new: dict, path: str) -> None:
-  changed = [k for k in _DATA_KEYS if old.get(k) != new.get(k)]
-  if changed:
-    raise ValueError(f"{path} was written with other values of {changed}; resuming would "
-                     "mix episodes drawn differently. Use a new --workdir.")
 
 
 def main(argv):

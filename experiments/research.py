@@ -6,7 +6,7 @@ r"""The automated research loop: grid -> fit -> predict -> run larger -> compare
 The budget is in the config's ``run_cost`` units (training steps for the scaling
 config). Outputs in ``workdir``: ``runs/`` (the sweep: one directory per run,
 summary.md), ``decisions.jsonl`` (every decision with its reason), ``research.md`` and
-``fit.png``. Re-running reuses finished runs. See experiments/research_loop.py and
+``fit.png``. Re-running reuses finished runs. See experiments/lib/research.py and
 docs/experiments.md.
 """
 
@@ -16,7 +16,8 @@ import sys
 
 from absl import app, flags
 
-from experiments import research_loop, sweeps
+from experiments.lib import research as research_lib
+from experiments.lib import sweep as sweep_lib
 
 _CONFIG = flags.DEFINE_string("config", None, "Config FILE[:ARG] with the research knobs.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the loop.")
@@ -31,12 +32,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
   try:
-    spec = research_loop.load_spec(_CONFIG.value)
-    report = research_loop.run_research(
+    spec = research_lib.load_spec(_CONFIG.value)
+    report = research_lib.run_research(
         spec, _WORKDIR.value, _BUDGET.value, grid_points=_GRID_POINTS.value,
         grid_fraction=_GRID_FRACTION.value, workers=_WORKERS.value,
         progress=lambda line: print(line, flush=True))
-  except (research_loop.ResearchError, sweeps.SweepError) as e:
+  except (research_lib.ResearchError, sweep_lib.SweepError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(f"Report: {_WORKDIR.value}/research.md (predicted {report.predicted:.4g}, "

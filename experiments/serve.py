@@ -60,14 +60,14 @@ def main(argv):
   if _MALLOC_ARENAS.value and "MALLOC_ARENA_MAX" not in os.environ:
     memory.limit_arenas(_MALLOC_ARENAS.value)   # before JAX's threads allocate
   from wam.policy import Policy
-  from wam.serving import server
+  from wam.serving import runner
   policy = Policy.from_workdir(_WORKDIR.value, _STEP.value, flow_steps=_FLOW_STEPS.value,
                                dataset=_DATASET.value)
   logging.info("Loaded %s: %s", _WORKDIR.value, policy.describe())
   policy.warmup()   # compile now, not on the first client's request
   if _TRACE_MEMORY.value:   # after loading and compiling: what serving itself holds
     memory.start_tracing()
-  server.serve_until_signalled(
+  runner.serve_until_signalled(
       policy, host=_HOST.value, port=_PORT.value,
       on_ready=lambda url: print(f"Serving {_WORKDIR.value} at {url}", flush=True),
       max_connections=_MAX_CONNECTIONS.value, max_sessions=_MAX_SESSIONS.value,

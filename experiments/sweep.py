@@ -8,7 +8,7 @@ Each run is its own process (``experiments.train`` unless the config file sets
 finished runs (``result.json``) are read, unfinished ones resumed from their checkpoints;
 a failed run is retried once. Progress is one line per run; ``<workdir>/summary.md`` and
 ``summary.json`` hold the table. ``--emit_commands`` prints one launch command per
-unfinished run instead (for a cluster scheduler). See experiments/sweeps.py and
+unfinished run instead (for a cluster scheduler). See experiments/lib/sweep.py and
 docs/experiments.md.
 """
 
@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import sweeps
+from experiments.lib import sweep as sweep_lib
 
 _CONFIG = flags.DEFINE_string("config", None, "Sweep config: FILE[:ARG] with sweep(add).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (runs in <workdir>/<name>).")
@@ -34,16 +34,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
   try:
-    sweep = sweeps.load_sweep(_CONFIG.value)
+    sweep = sweep_lib.load_sweep(_CONFIG.value)
     if _EMIT.value:
-      sweeps.prepare_directory(sweep, _WORKDIR.value)
-      for line in sweeps.emit_commands(sweep, _WORKDIR.value, _PYTHON.value):
+      sweep_lib.prepare_directory(sweep, _WORKDIR.value)
+      for line in sweep_lib.emit_commands(sweep, _WORKDIR.value, _PYTHON.value):
         print(line)
       return 0
-    results = sweeps.run_sweep(sweep, _WORKDIR.value, workers=_WORKERS.value,
+    results = sweep_lib.run_sweep(sweep, _WORKDIR.value, workers=_WORKERS.value,
                                retries=_RETRIES.value,
                                progress=lambda line: print(line, flush=True))
-  except sweeps.SweepError as e:
+  except sweep_lib.SweepError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   failed = [r.name for r in results if r.status == "failed"]

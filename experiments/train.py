@@ -19,14 +19,14 @@ flags (``jax.distributed.initialize()`` finds the pod itself; also ``config.dist
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import console
+from experiments.lib import console
+from wam.files import atomic_write_json
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed if it exists).")
@@ -76,10 +76,8 @@ def initialize_distributed(config) -> None:
 def write_result(workdir: str, step: int, metrics: dict, num_steps: int) -> str:
   """Writes ``result.json`` atomically (a reader never sees half a file)."""
   path = os.path.join(workdir, RESULT_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump({"step": int(step), "num_steps": int(num_steps),
-               "metrics": {k: float(v) for k, v in metrics.items()}}, f, indent=1)
-  os.replace(path + ".tmp", path)
+  atomic_write_json(path, {"step": int(step), "num_steps": int(num_steps),
+                           "metrics": {k: float(v) for k, v in metrics.items()}}, indent=1)
   return path
 
 
@@ -88,10 +86,10 @@ def main(argv):
   # Hosts other than 0 get their own file: a shared workdir must not interleave them.
   console.configure(_WORKDIR.value, _CONSOLE.value,
                     f"train.{_PROCESS_ID.value}" if _PROCESS_ID.value else "train")
-  from experiments import dojo_data  # pylint: disable=import-outside-toplevel
+  from experiments.lib import train as train_lib  # pylint: disable=import-outside-toplevel
   from wam import trainer  # pylint: disable=import-outside-toplevel
   initialize_distributed(_CONFIG.value)
-  config = dojo_data.trainer_config(_CONFIG.value, _WORKDIR.value)
+  config = train_lib.trainer_config(_CONFIG.value, _WORKDIR.value)
   config.distributed = False  # initialised above, once
   result = trainer.train_and_evaluate(config, _WORKDIR.value)
   logging.info("Finished at step %d: %s", result.step, result.metrics)

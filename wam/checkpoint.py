@@ -4,11 +4,11 @@ A checkpoint directory holds one sub-directory per saved step, written by
 ``orbax.checkpoint.CheckpointManager``, plus the run's description beside them::
 
   <directory>/
-    config.json  statistics.json  example_batch.npz  extra.json   (write_run_metadata)
+    config.json  statistics.json  example_batch.npz  extra.json   (wam.run_metadata)
     1000/  2000/  3000/                                          (Checkpointer.save)
       state/         the training state (a pytree of arrays, nnx.State, typed PRNG keys)
-      data_state/    the data iterator's state (JSON), when one was given
-      fingerprints/  one checksum per array, checked on restore
+      data_state/    the data iterator's state (JSON, wam.checkpoint_data_state), if given
+      fingerprints/  one checksum per array, checked on restore (wam.checkpoint_fingerprints)
 
 Each step is written into ``<step>.orbax-checkpoint-tmp`` and renamed when complete, so a
 process killed mid-save (``kill -9``, preemption) leaves the previous steps untouched and
@@ -17,63 +17,45 @@ Old steps are garbage-collected (``max_to_keep``) only after a newer one is comm
 no save ever overwrites an existing step.
 
 On restore the stored tree is compared with the model's abstract state first: a changed
-model raises :class:`IncompatibleCheckpointError` listing every mismatched parameter
-instead of orbax's traceback. A step whose files are verifiably corrupt (checksum
-mismatch, missing files, a file that does not parse) raises :class:`CorruptCheckpointError`
-naming the step directory, or with ``fallback=True`` the next older step is restored (with
-a warning, recorded in :attr:`Checkpointer.last_fallback`; ``move_corrupt_aside=True`` also
-moves the corrupt steps into ``<directory>/corrupt/`` so that the step can be saved again).
+model raises ``IncompatibleCheckpointError`` listing every mismatched parameter instead
+of orbax's traceback (``wam.checkpoint_compatibility``). A step whose files are
+verifiably corrupt (checksum mismatch, missing files, a file that does not parse) raises
+``CorruptCheckpointError`` naming the step directory, or with ``fallback=True`` the next
+older step is restored (with a warning, recorded in :attr:`Checkpointer.last_fallback`;
+``move_corrupt_aside=True`` also moves the corrupt steps into ``<directory>/corrupt/`` so
+that the step can be saved again).
 Any other error (permission denied, an I/O error, a timeout) propagates as it is: a
-transient failure must not roll a run back to an older step.
+transient failure must not roll a run back to an older step (``wam.checkpoint_corruption``
+tells the two apart).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import logging
-import math
 import os
 import uuid
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from wam.data import schema
-from wam.files import atomic_write
+from wam import checkpoint_data_state, checkpoint_fingerprints
+from wam.checkpoint_data_state import DataState
+from wam.checkpoint_compatibility import IncompatibleCheckpointError, check_compatible
+from wam.checkpoint_corruption import (CorruptCheckpointError, deepest,
+                                       raise_if_not_corrupt)
 
 PyTree = Any
-DataState = Union[dict, bytes, str]
 
 STATE_ITEM = "state"
 DATA_STATE_ITEM = "data_state"
 FINGERPRINTS_ITEM = "fingerprints"
-FINGERPRINT_VERSION = 1
 # orbax (0.12) names an unfinished step "<step>.orbax-checkpoint-tmp[-<timestamp>]".
 TMP_MARKER = ".orbax-checkpoint-tmp"
 # Corrupt steps moved aside (not a number, so orbax's step discovery ignores it).
 CORRUPT_DIR = "corrupt"
-
-CONFIG_FILE = "config.json"
-STATISTICS_FILE = "statistics.json"
-EXAMPLE_BATCH_FILE = "example_batch.npz"
-EXTRA_FILE = "extra.json"
-RUN_METADATA_FILES = (CONFIG_FILE, STATISTICS_FILE, EXAMPLE_BATCH_FILE, EXTRA_FILE)
-
-_MAX_LISTED = 200  # mismatches listed in an IncompatibleCheckpointError
-
-
-class IncompatibleCheckpointError(ValueError):
-  """The stored tree (structure, shapes or dtypes) differs from the model's."""
-
-
-class CorruptCheckpointError(RuntimeError):
-  """A checkpoint step cannot be read back (missing, truncated or garbled files)."""
 
 
 @dataclasses.dataclass
@@ -204,9 +186,10 @@ class Checkpointer:
       return False
     items = {STATE_ITEM: ocp.args.StandardSave(state),
              FINGERPRINTS_ITEM: ocp.args.JsonSave(
-                 {"version": FINGERPRINT_VERSION, "leaves": _fingerprints(state)})}
+                 {"version": checkpoint_fingerprints.VERSION,
+                  "leaves": checkpoint_fingerprints.fingerprints(state)})}
     if data_state is not None:
-      items[DATA_STATE_ITEM] = ocp.args.JsonSave(_encode_data_state(data_state))
+      items[DATA_STATE_ITEM] = ocp.args.JsonSave(checkpoint_data_state.encode(data_state))
     self._manager.wait_until_finished()
     self._pending_step = step
     saved = self._manager.save(step, args=ocp.args.Composite(**items), force=True)
@@ -312,10 +295,10 @@ class Checkpointer:
       item_metadata = self._manager.item_metadata(step)
       tree_metadata = item_metadata[STATE_ITEM] if STATE_ITEM in item_metadata else None
     except Exception as e:  # pylint: disable=broad-except
-      _raise_if_not_corrupt(e, where)
+      raise_if_not_corrupt(e, where)
       raise CorruptCheckpointError(
           f"Corrupt checkpoint step {where}: cannot read its metadata "
-          f"({_deepest(e)})") from e
+          f"({deepest(e)})") from e
     if tree_metadata is None:
       raise CorruptCheckpointError(f"Corrupt checkpoint step {where}: no '{STATE_ITEM}' item.")
     check_compatible(getattr(tree_metadata, "tree", tree_metadata), abstract_state,
@@ -329,20 +312,20 @@ class Checkpointer:
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
       state = restored[STATE_ITEM]
-      data_state = (_decode_data_state(restored[DATA_STATE_ITEM])
+      data_state = (checkpoint_data_state.decode(restored[DATA_STATE_ITEM])
                     if DATA_STATE_ITEM in items else None)
       stored = restored[FINGERPRINTS_ITEM] if FINGERPRINTS_ITEM in items else None
     except IncompatibleCheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      _raise_if_not_corrupt(e, where)
+      raise_if_not_corrupt(e, where)
       raise CorruptCheckpointError(
-          f"Corrupt checkpoint step {where}: restore failed ({_deepest(e)})") from e
+          f"Corrupt checkpoint step {where}: restore failed ({deepest(e)})") from e
     if stored is not None:
       if not isinstance(stored, Mapping) or not isinstance(stored.get("leaves"), Mapping):
         raise CorruptCheckpointError(
             f"Corrupt checkpoint step {where}: unreadable '{FINGERPRINTS_ITEM}'.")
-      bad = [path for path, value in _fingerprints(state).items()
+      bad = [path for path, value in checkpoint_fingerprints.fingerprints(state).items()
              if path in stored["leaves"] and stored["leaves"][path] != value]
       if bad:
         raise CorruptCheckpointError(
@@ -352,333 +335,8 @@ class Checkpointer:
     return state, data_state
 
 
-# tensorstore raises ValueError("<STATUS>: ..."). These statuses say the bytes on disk are
-# missing or do not decode; others (PERMISSION_DENIED, UNAVAILABLE, DEADLINE_EXCEEDED,
-# UNKNOWN for an EIO, ...) may pass on a retry, so they must not roll a run back.
-_CORRUPT_STATUSES = ("DATA_LOSS:", "NOT_FOUND:", "OUT_OF_RANGE:", "FAILED_PRECONDITION:")
-_CORRUPT_TYPES = (CorruptCheckpointError, FileNotFoundError, NotADirectoryError,
-                  json.JSONDecodeError, UnicodeDecodeError, EOFError)
-_MISSING_FILE_TYPES = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
-
-
-def _chain(e: BaseException) -> list[BaseException]:
-  """``e`` and its causes (orbax wraps tensorstore's errors in a bare ``Exception``)."""
-  out = []
-  while e is not None and e not in out:
-    out.append(e)
-    e = e.__cause__ or e.__context__
-  return out
-
-
-def _deepest(e: BaseException) -> str:
-  """The innermost error of the chain (the informative one), one line."""
-  root = _chain(e)[-1]
-  return f"{type(root).__name__}: {_first_line(root)}"
-
-
-def is_corruption(e: BaseException) -> bool:
-  """Whether a restore error shows the step's files to be corrupt (not a transient error).
-
-  Corrupt: a checksum mismatch, a missing file, a file that does not parse (JSON, or
-  tensorstore's DATA_LOSS / NOT_FOUND / OUT_OF_RANGE / FAILED_PRECONDITION). Not: any
-  other OSError (permission denied, EIO, ...), a timeout, or an error not recognised.
-  """
-  chain = _chain(e)
-  for x in chain:
-    if isinstance(x, OSError) and not isinstance(x, _MISSING_FILE_TYPES):
-      return False  # PermissionError, TimeoutError, EIO, ...
-  return any(isinstance(x, _CORRUPT_TYPES)
-             or (isinstance(x, ValueError) and str(x).startswith(_CORRUPT_STATUSES))
-             for x in chain)
-
-
-def _raise_if_not_corrupt(e: Exception, where: str) -> None:
-  """Re-raises ``e`` (noting the step) unless it shows the step to be corrupt."""
-  if not is_corruption(e):
-    e.add_note(f"While restoring checkpoint step {where}: not a sign of corruption, so "
-               "no fallback to an older step; retry once the error is fixed.")
-    raise e
-
-
 def _absolute(directory: Union[str, os.PathLike]) -> epath.Path:
   directory = os.fspath(directory)
   if "://" not in directory:
     directory = os.path.abspath(directory)
   return epath.Path(directory)
-
-
-def _first_line(e: BaseException, limit: int = 500) -> str:
-  text = str(e).strip().splitlines()
-  text = text[0] if text else ""
-  return text if len(text) <= limit else text[:limit] + "..."
-
-
-# ----------------------------------------------------------------------------------------
-# Compatibility of a stored tree with the model's abstract state
-
-
-def _is_key(dtype: Any) -> bool:
-  return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-
-
-def _model_leaf(x: Any) -> tuple[Optional[tuple], Optional[np.dtype], bool]:
-  """(shape, dtype as stored, is a Python scalar) of a leaf of the abstract state."""
-  if isinstance(x, (bool, int, float)):
-    return (), np.dtype(type(x)), True
-  shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
-  if shape is None or dtype is None:
-    return None, None, False
-  if _is_key(dtype):  # orbax stores typed keys as their key data
-    data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
-    return tuple(data.shape), np.dtype(data.dtype), False
-  return tuple(shape), np.dtype(dtype), False
-
-
-def _describe(shape: Any, dtype: Any) -> str:
-  shape = "?" if shape is None else tuple(shape)
-  return f"{shape} {'?' if dtype is None else np.dtype(dtype).name}"
-
-
-def _same_kind(a: np.dtype, b: np.dtype) -> bool:
-  kinds = lambda d: "b" if d.kind == "b" else ("i" if d.kind in "iu" else d.kind)
-  return kinds(a) == kinds(b)
-
-
-def check_compatible(stored_tree: PyTree, abstract_state: PyTree, *, where: str) -> None:
-  """Raises IncompatibleCheckpointError listing how a stored tree differs from a model's.
-
-  Args:
-    stored_tree: Orbax's metadata tree of the stored state (leaves with shape, dtype).
-    abstract_state: The model's state (ShapeDtypeStructs, arrays or scalars).
-    where: The checkpoint (step) directory, named in the error.
-  """
-  stored = ocp.tree.to_flat_dict(stored_tree, sep="/")
-  model = ocp.tree.to_flat_dict(abstract_state, sep="/")
-  mismatched, missing, unexpected = [], [], []
-  for path, leaf in model.items():
-    if path not in stored:
-      missing.append(f"{path}: model {_describe(*_model_leaf(leaf)[:2])}")
-      continue
-    meta = stored[path]
-    s_shape = getattr(meta, "shape", None)
-    s_shape = None if s_shape is None else tuple(s_shape)
-    s_dtype = getattr(meta, "dtype", None)
-    s_dtype = None if s_dtype is None else np.dtype(s_dtype)
-    m_shape, m_dtype, m_scalar = _model_leaf(leaf)
-    if m_shape is None or s_shape is None or s_dtype is None:
-      continue  # not an array on one side (e.g. a string): nothing to compare
-    stored_scalar = type(meta).__name__ == "ScalarMetadata"
-    if m_scalar or stored_scalar:  # Python scalars: int/float/bool, width not kept
-      ok = m_shape == s_shape == () and _same_kind(m_dtype, s_dtype)
-    else:
-      ok = m_shape == s_shape and m_dtype == s_dtype
-    if not ok:
-      mismatched.append(f"{path}: checkpoint {_describe(s_shape, s_dtype)} "
-                        f"vs model {_describe(m_shape, m_dtype)}")
-  for path, meta in stored.items():
-    if path not in model:
-      unexpected.append(f"{path}: checkpoint "
-                        f"{_describe(getattr(meta, 'shape', None), getattr(meta, 'dtype', None))}")
-  if not (mismatched or missing or unexpected):
-    return
-  lines = [f"Checkpoint {where} does not match the model's state: {len(mismatched)} "
-           f"mismatched, {len(missing)} missing from the checkpoint, {len(unexpected)} "
-           "not in the model."]
-  for title, entries in (("Mismatched (shape/dtype)", mismatched),
-                         ("Missing from the checkpoint (model only)", missing),
-                         ("Unexpected in the checkpoint (not in the model)", unexpected)):
-    if entries:
-      lines.append(f"{title}:")
-      lines.extend(f"  {e}" for e in entries[:_MAX_LISTED])
-      if len(entries) > _MAX_LISTED:
-        lines.append(f"  ... and {len(entries) - _MAX_LISTED} more")
-  raise IncompatibleCheckpointError("\n".join(lines))
-
-
-# ----------------------------------------------------------------------------------------
-# Fingerprints: one order-sensitive checksum per array, computed where the array lives
-
-
-_UINT_OF_SIZE = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}
-
-
-def _fingerprintable(x: Any) -> bool:
-  if not isinstance(x, jax.Array):
-    return False
-  if _is_key(x.dtype):
-    return True
-  if x.dtype == jnp.bool_:
-    return True
-  if jnp.issubdtype(x.dtype, jnp.integer):
-    bits = jnp.iinfo(x.dtype).bits
-  elif jnp.issubdtype(x.dtype, jnp.floating):
-    bits = jnp.finfo(x.dtype).bits
-  else:
-    return False  # complex, strings...: not checked
-  # Sub-byte types (int4, float4) cannot be bitcast to a whole unsigned type.
-  return x.dtype.itemsize in _UINT_OF_SIZE and bits == 8 * x.dtype.itemsize
-
-
-def _leaf_fingerprint(x: jax.Array) -> jax.Array:
-  """Wrapping uint32 sum of the bits of ``x``, each weighted by its position."""
-  if _is_key(x.dtype):
-    x = jax.random.key_data(x)
-  if x.dtype == jnp.bool_:
-    bits = x.astype(jnp.uint32)
-  else:
-    bits = jax.lax.bitcast_convert_type(x, _UINT_OF_SIZE[x.dtype.itemsize])
-    bits = bits.astype(jnp.uint32)  # 8-byte types gained a trailing axis of 2
-  # Linear index from broadcast iotas: no reshape, so sharded arrays stay in place.
-  index = jnp.zeros((), jnp.uint32)
-  stride = 1
-  for axis in reversed(range(bits.ndim)):
-    iota = jax.lax.broadcasted_iota(jnp.uint32, bits.shape, axis)
-    index = index + iota * jnp.uint32(stride % 2**32)
-    stride *= bits.shape[axis]
-  mixed = (bits ^ (index * jnp.uint32(0x9E3779B9))) * (index * jnp.uint32(2) + jnp.uint32(1))
-  return jnp.sum(mixed, dtype=jnp.uint32)
-
-
-@jax.jit
-def _fingerprint_arrays(arrays: list) -> list:
-  return [_leaf_fingerprint(x) for x in arrays]
-
-
-_fingerprint_one: Callable[[jax.Array], jax.Array] = jax.jit(_leaf_fingerprint)
-
-
-def _fingerprints(state: PyTree) -> dict[str, int]:
-  """``{path: checksum}`` of the JAX arrays of ``state`` (other leaves are skipped)."""
-  flat = ocp.tree.to_flat_dict(state, sep="/")
-  paths = [p for p, x in flat.items() if _fingerprintable(x) and math.prod(x.shape) > 0]
-  arrays = [flat[p] for p in paths]
-  if not arrays:
-    return {}
-  try:
-    values = _fingerprint_arrays(arrays)
-  except ValueError:  # arrays committed to different devices: one computation each
-    values = [_fingerprint_one(x) for x in arrays]
-  return {p: int(v) for p, v in zip(paths, jax.device_get(values))}
-
-
-# ----------------------------------------------------------------------------------------
-# Data iterator state
-
-
-def _encode_data_state(data_state: DataState) -> dict:
-  if isinstance(data_state, (bytes, bytearray)):
-    return {"type": "bytes", "value": base64.b64encode(bytes(data_state)).decode("ascii")}
-  if isinstance(data_state, str):
-    return {"type": "str", "value": data_state}
-  if isinstance(data_state, Mapping):
-    value = dict(data_state)
-    try:
-      json.dumps(value)
-    except (TypeError, ValueError) as e:
-      raise TypeError(f"data_state must be JSON-serialisable: {e}") from e
-    return {"type": "dict", "value": value}
-  raise TypeError(f"data_state must be a dict, bytes or str, not {type(data_state).__name__}")
-
-
-def _decode_data_state(stored: Any) -> DataState:
-  if not isinstance(stored, Mapping) or stored.get("type") not in ("bytes", "str", "dict"):
-    raise ValueError(f"unreadable data state: {str(stored)[:200]}")
-  if stored["type"] == "bytes":
-    return base64.b64decode(stored["value"])
-  return stored["value"]
-
-
-# ----------------------------------------------------------------------------------------
-# Run metadata: what a checkpoint is of (config, normalisation statistics, a batch)
-
-
-@dataclasses.dataclass
-class RunMetadata:
-  """The description of a run stored beside its checkpoints.
-
-  Attributes:
-    config: The run's configuration (parsed ``config.json``).
-    statistics: Normalisation statistics (JSON), or None.
-    example_batch: A batch as the model saw it: name -> array (nested mappings are
-      stored with ``/``-joined names and read back nested).
-    extra: Anything else given to :func:`write_run_metadata`, or None.
-  """
-
-  config: dict
-  statistics: Optional[dict]
-  example_batch: dict
-  extra: Optional[dict] = None
-
-
-def _json_default(x: Any) -> Any:
-  if isinstance(x, (np.ndarray, jax.Array)):
-    return np.asarray(x).tolist()
-  if isinstance(x, np.generic):
-    return x.item()
-  raise TypeError(f"{type(x).__name__} is not JSON-serialisable")
-
-
-def _flatten_batch(batch: Mapping) -> dict[str, np.ndarray]:
-  flat = {name: np.asarray(value) for name, value in schema.flatten(batch).items()}
-  for name, array in flat.items():
-    if array.dtype == object:
-      raise TypeError(f"example_batch[{name!r}] has dtype object (not storable without "
-                      "pickle); convert it to a numeric or fixed-width string array.")
-  return flat
-
-
-def write_run_metadata(directory: str, *, config_json: str, statistics: Optional[dict],
-                       example_batch: Mapping[str, np.ndarray],
-                       extra: Optional[dict] = None) -> None:
-  """Writes the run's description into its checkpoint directory.
-
-  Writes ``config.json``, ``statistics.json``, ``example_batch.npz`` (no pickle) and
-  ``extra.json``, each atomically (temporary file, then rename); rewriting replaces them.
-
-  Args:
-    directory: The checkpoint root directory (created when missing).
-    config_json: The run's configuration as JSON text (must parse).
-    statistics: Normalisation statistics (JSON-serialisable; numpy values converted).
-    example_batch: name -> array, possibly nested mappings.
-    extra: Anything else JSON-serialisable.
-  """
-  try:
-    json.loads(config_json)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f"config_json is not valid JSON: {e}") from e
-  os.makedirs(directory, exist_ok=True)
-  flat_batch = _flatten_batch(example_batch)
-  statistics_text = json.dumps(statistics, default=_json_default, indent=1)
-  extra_text = json.dumps(extra, default=_json_default, indent=1)
-  # config.json last: a directory with a config has the rest.
-  atomic_write(os.path.join(directory, STATISTICS_FILE),
-               lambda f: f.write(statistics_text), "w")
-  atomic_write(os.path.join(directory, EXAMPLE_BATCH_FILE),
-               lambda f: np.savez(f, **flat_batch), "wb")
-  atomic_write(os.path.join(directory, EXTRA_FILE), lambda f: f.write(extra_text), "w")
-  atomic_write(os.path.join(directory, CONFIG_FILE), lambda f: f.write(config_json), "w")
-
-
-def read_run_metadata(directory: str) -> RunMetadata:
-  """Reads what :func:`write_run_metadata` wrote.
-
-  Raises:
-    FileNotFoundError: ``directory`` is missing or lacks some of the files (named).
-  """
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"Checkpoint directory {directory} does not exist.")
-  missing = [f for f in RUN_METADATA_FILES if not os.path.isfile(os.path.join(directory, f))]
-  if missing:
-    raise FileNotFoundError(
-        f"{directory} is not a checkpoint directory with run metadata: missing "
-        f"{', '.join(missing)} (written by wam.checkpoint.write_run_metadata).")
-  with open(os.path.join(directory, CONFIG_FILE)) as f:
-    config = json.load(f)
-  with open(os.path.join(directory, STATISTICS_FILE)) as f:
-    statistics = json.load(f)
-  with open(os.path.join(directory, EXTRA_FILE)) as f:
-    extra = json.load(f)
-  with np.load(os.path.join(directory, EXAMPLE_BATCH_FILE), allow_pickle=False) as npz:
-    example_batch = schema.nest({name: npz[name] for name in npz.files})
-  return RunMetadata(config=config, statistics=statistics, example_batch=example_batch,
-                     extra=extra)

@@ -3,7 +3,7 @@
 A model trained on expert data alone can predict the next state from the state and the
 instruction and ignore the action (docs/controllability.md). These measures say whether
 it follows actions, and are logged during training (``wam.evaluation``) and in closed-loop
-evaluation (``dojo.controllability``):
+evaluation (``dojo.neural.controllability``):
 
 - ``motion_gain``: least-squares slope (through the origin) of the dreamed change of a
   state on its real change under the same actions: 1 follows the actions, 0 predicts

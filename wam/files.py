@@ -1,12 +1,13 @@
 """Writing a file atomically, with the permissions of any new file.
 
-Shared by the run metadata beside checkpoints (``wam.checkpoint``) and the rewritten
-``metrics.jsonl`` (``wam.metric_writer``): a reader (or a process killed mid-write)
-sees the old file or the new one, never half of one.
+The one home of atomic writes in the project (run metadata beside checkpoints, the
+rewritten ``metrics.jsonl``, run configs, results and stage markers): a reader (or a
+process killed mid-write) sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from typing import IO, Any, Callable, Optional
@@ -41,3 +42,15 @@ def atomic_write(path: str, write: Callable[[IO[Any]], None], mode: str = "w",
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def atomic_write_json(path: str, value: Any, **json_kwargs: Any) -> None:
+  """Writes ``value`` as JSON to ``path`` atomically (see ``atomic_write``).
+
+  Args:
+    path: the file to write (replaced when it exists).
+    value: what to write.
+    **json_kwargs: passed to ``json.dump`` (``indent``, ``sort_keys``, ``default``...):
+      each caller keeps its own format.
+  """
+  atomic_write(path, lambda f: json.dump(value, f, **json_kwargs), "w")

@@ -12,7 +12,7 @@ observations of blocks ``0..t`` (``wam.sequence`` lays out the tokens and the ma
 
 Dimensions come from the data (``Dims.from_batch``): the number of cameras, image size,
 joint/proprio/action vector sizes and chunk length; checkpoints store an example batch so
-``wam.checkpoint`` / ``wam.trainer.load`` rebuild the same model from a directory.
+``wam.run_metadata`` / ``wam.loading.load`` rebuild the same model from a directory.
 """
 
 from __future__ import annotations

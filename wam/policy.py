@@ -8,17 +8,15 @@ instructions, the action layout) and two jitted functions over the model's param
 observation, denoise the next action chunk in policy mode, ``wam.dream.act``). Each is
 traced once per policy: observations are checked and resized on the host, so every call
 has the same shapes. ``act_batch`` steps several sessions in one call (a server's
-clients acting at once), compiled once per padded batch size.
+clients acting at once), compiled once per padded batch size. The conversions
+themselves (vector codecs, model inputs, the instruction prefix, the window restart)
+are ``wam.model_io.ModelIO``'s, as in the Dojo's neural simulator.
 
 A ``Session`` is one episode's state (the cache, the block position, the step count and
 its noise key). It is an immutable value: ``act`` returns a new one, so sessions are
-independent and a session can be replayed from any point. As in the Dojo's
-``WamPolicy``, the model was trained on windows of ``num_frames`` blocks: when they are
-used up, the context starts over from the instruction prefix and the current
-observation.
-
-The Dojo's ``ModelIO`` does the same conversions for a (model, Dojo task) pair; both use
-``wam.vectors`` for normalisation and ``wam.data.images`` for resizing.
+independent and a session can be replayed from any point. The model was trained on
+windows of ``num_frames`` blocks: when they are used up, the context starts over from
+the instruction prefix and the current observation (``ModelIO.restart``).
 """
 
 from __future__ import annotations
@@ -37,11 +35,9 @@ from wam import dream
 from wam.data import images
 from wam.data import text as text_lib
 from wam.data.layout import Layout
-from wam.data.statistics import VectorStatistics
 from wam.model import WorldActionModel
-from wam.vectors import vector_codec
+from wam.model_io import VECTORS, ModelIO
 
-VECTORS = ("joints", "proprio", "action")
 # Instructions are the byte tokens of ``wam.data.text`` (what the data pipeline writes,
 # whatever text encoder reads them): the only encoding a WAM knows.
 INSTRUCTION_ENCODING = "bytes"
@@ -167,7 +163,7 @@ class Policy:
     """Builds the policy.
 
     Args:
-      model: a trained model (``wam.trainer.load``).
+      model: a trained model (``wam.loading.load``).
       metadata: its ``RunMetadata`` (config, statistics, layouts, embodiments).
       flow_steps: Euler steps per chunk (1 is the fastest; more refine the flow).
       dataset: whose statistics normalise the vectors (default: the run's first).
@@ -191,19 +187,10 @@ class Policy:
                        f"{model.dims.image_size}.")
     robot = _robot(metadata, dataset, embodiment, layouts)
     self.dataset, self.embodiment_id = robot.dataset, robot.embodiment_id
-    model_layouts = (metadata.extra or {})["layouts"]
-    statistics = (metadata.statistics or {}).get(robot.dataset, {})
-    normalization = data_config.get("normalization", "mean_std")
-    codecs = {}
-    for name in VECTORS:
-      stats = statistics.get(name)
-      stats = VectorStatistics.from_json(stats) if isinstance(stats, Mapping) else stats
-      try:
-        codecs[name] = vector_codec(robot.layouts[name], Layout.of(model_layouts[name]),
-                                    stats, normalization)
-      except ValueError as e:
-        raise ValueError(f"The robot's {name} does not fit the model: {e}") from None
-    self.joints, self.proprio, self.action = (codecs[n] for n in VECTORS)
+    self.io = ModelIO.for_robot(
+        model, metadata, robot.dataset, robot.layouts, robot.embodiment_id,
+        mismatch=lambda name, e: ValueError(f"The robot's {name} does not fit the model: {e}"))
+    self.joints, self.proprio, self.action = self.io.joints, self.io.proprio, self.io.action
     d = model.dims
     if (self.joints.model_dim, self.proprio.model_dim, self.action.model_dim) != (
         d.joints, d.proprio, d.action):
@@ -224,9 +211,9 @@ class Policy:
   @classmethod
   def from_workdir(cls, path: str, step: Optional[int] = None, *, flow_steps: int = 1,
                    **kwargs) -> "Policy":
-    """Loads a run (``wam.trainer.load``) as a policy; ``kwargs`` go to ``Policy``."""
-    from wam import trainer  # pylint: disable=import-outside-toplevel  (heavy imports)
-    model, metadata = trainer.load(path, step)
+    """Loads a run (``wam.loading.load``) as a policy; ``kwargs`` go to ``Policy``."""
+    from wam import loading  # pylint: disable=import-outside-toplevel  (heavy imports)
+    model, metadata = loading.load(path, step)
     return cls(model, metadata, flow_steps=flow_steps, **kwargs)
 
   # ------------------------------------------------------------------ description
@@ -247,9 +234,7 @@ class Policy:
   # ------------------------------------------------------------------ jitted functions
 
   def _start_fn(self, params, tokens, mask):
-    model = nnx.merge(self._graphdef, params)
-    return dream.start(model, tokens[None], mask[None],
-                       jnp.ones((1, len(self.cameras)), bool), num_blocks=self.window)
+    return self.io.start(nnx.merge(self._graphdef, params), tokens, mask)
 
   def _act_fn(self, params, cache, block, frames, joints, proprio, has_proprio, rng):
     self.traces += 1  # runs at trace time only
@@ -271,17 +256,10 @@ class Policy:
 
   def _act_body(self, params, cache, block, frames, joints, proprio, has_proprio, rng):
     """One session's step: traced by ``act`` as it is, by ``act_batch`` under vmap."""
-    model = nnx.merge(self._graphdef, params)
-    j, j_mask = self.joints.to_model(joints)
-    p, p_mask = self.proprio.to_model(proprio)
-    # A robot without a proprio reading this step: padded and masked, never invented.
-    p, p_mask = jnp.where(has_proprio, p, 0.0), p_mask & has_proprio
-    obs = {"frames": frames, "joints": j, "joints_mask": j_mask, "proprio": p,
-           "proprio_mask": p_mask, "camera_mask": jnp.ones((len(self.cameras),), bool),
-           "embodiment": jnp.asarray(self.embodiment_id, jnp.int32)}
-    obs = jax.tree.map(lambda x: x[None], obs)
-    actions, _, cache = dream.act(model, cache, block, obs, rng, flow_steps=self.flow_steps)
-    return self.action.to_env(actions[0]), cache
+    actions, _, cache = self.io.act(nnx.merge(self._graphdef, params), cache, block,
+                                    self.io.inputs(frames, joints, proprio, has_proprio),
+                                    rng, flow_steps=self.flow_steps)
+    return self.action.to_env(actions), cache
 
   # ------------------------------------------------------------------ sessions
 
@@ -388,9 +366,7 @@ class Policy:
       ObservationError: the observation does not fit (the session is unchanged).
     """
     frames, joints, proprio, has_proprio = self.check_observation(observation)
-    # The window is used up: start over from the instruction prefix (as in training).
-    full = session.block >= self.window
-    cache, block = (session.prefix, 0) if full else (session.cache, session.block)
+    cache, block = self.io.restart(session.cache, session.prefix, session.block)
     actions, cache = self._act(self._params, cache, jnp.asarray(block, jnp.int32),
                                jnp.asarray(frames), jnp.asarray(joints), jnp.asarray(proprio),
                                jnp.asarray(has_proprio),
@@ -426,8 +402,7 @@ class Policy:
     if size < n:
       raise ValueError(f"size={size} is smaller than the batch of {n}.")
     checked = [self.check_observation(o) for o in observations]
-    starts = [(s.prefix, 0) if s.block >= self.window else (s.cache, s.block)
-              for s in sessions]
+    starts = [self.io.restart(s.cache, s.prefix, s.block) for s in sessions]
     pad = lambda xs: list(xs) + [xs[0]] * (size - n)
     caches, blocks = pad([c for c, _ in starts]), pad([b for _, b in starts])
     checked, padded = pad(checked), pad(list(sessions))

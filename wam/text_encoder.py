@@ -87,4 +87,4 @@ def check_importable(name: str, allow_code_import: Union[bool, Collection[str]],
       f"{where} names the text encoder {name!r}, which would import (run) module "
       f"{module!r}; only the registered encoders {sorted(ENCODERS)} load by default. If "
       "you trust this checkpoint, load it with allow_code_import=True (e.g. "
-      "wam.trainer.load(path, allow_code_import=True)).")
+      "wam.loading.load(path, allow_code_import=True)).")

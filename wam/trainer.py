@@ -4,7 +4,9 @@ One straight-line function in sections (config, mesh, input, model, sharding, up
 step, checkpoint, evaluation, loop), in the style of big_vision and the Flax examples.
 Running it again on the same ``workdir`` resumes from the latest checkpoint, parameters,
 optimizer, rng and the data iterator's position included, so an interrupted run and an
-uninterrupted one see the same batches and reach the same parameters.
+uninterrupted one see the same batches and reach the same parameters. The model and its
+training state are built by ``wam.train_state``; ``wam.loading.load`` rebuilds a trained
+model from the directory (inference never imports this module).
 
 Workdir layout::
 
@@ -22,29 +24,29 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import time
-from typing import Any, Collection, Mapping, Optional, Union
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.experimental import multihost_utils
 from ml_collections import config_dict
 
-from wam import checkpoint as checkpoint_lib
 from wam import config as config_lib
-from wam import evaluation, flops, sharding, text_encoder, transfer
+from wam import evaluation, flops, run_metadata, sharding, transfer
+from wam.checkpoint import Checkpointer
 from wam.data import config as data_config
 from wam.data import pipeline as data_pipeline
-from wam.data.layout import Layout
 from wam.data.reader import EpisodeDataset
 from wam.data.window import WindowSource
+from wam.files import atomic_write_json
 from wam.metric_writer import MetricWriter
-from wam.model import Dims, WorldActionModel, count_parameters
+from wam.model import WorldActionModel, count_parameters
 from wam.optimizer import learning_rate_schedule, make_optimizer
+from wam.preemption import PreemptionFlag
+from wam.train_state import build_model, initial_state, state_shardings
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -100,59 +102,7 @@ class Trained:
   metrics: dict
 
 
-# ----------------------------------------------------------------------------- model
-
-
-def build_model(config: config_dict.ConfigDict, example_batch: Mapping[str, Any],
-                seed: int = 0, layouts: Optional[Mapping[str, Layout]] = None
-                ) -> WorldActionModel:
-  """A model sized by ``example_batch`` (host arrays; the batch axis is ignored).
-
-  ``layouts`` (``{"joints": Layout, "proprio": Layout}``) resolve ``model.predict_only``
-  slot names; a model without predict-only slots needs none.
-  """
-  dims = dataclasses.replace(Dims.from_batch(example_batch),
-                             hidden_state=hidden_state(config.model, layouts))
-  return WorldActionModel(config.model, dims, rngs=nnx.Rngs(seed))
-
-
-def hidden_state(model_config, layouts: Optional[Mapping[str, Layout]]) -> tuple[int, ...]:
-  """Indices into joints + proprio of the ``model.predict_only`` slots.
-
-  Raises:
-    ValueError: a slot that neither layout has, or predict-only slots without layouts.
-  """
-  names = tuple(model_config.get("predict_only", ()))
-  if not names:
-    return ()
-  if layouts is None:
-    raise ValueError(f"model.predict_only {names} needs the data layouts to find them.")
-  joints, proprio = layouts["joints"], layouts["proprio"]
-  indices = []
-  for name in names:
-    if name in joints.names:
-      start, size = joints.offset(name), joints.slots[joints.names.index(name)].size
-    elif name in proprio.names:
-      start = joints.dim + proprio.offset(name)
-      size = proprio.slots[proprio.names.index(name)].size
-    else:
-      raise ValueError(f"model.predict_only names slot {name!r}, which the data does not "
-                       f"have; joints slots: {joints.names}, proprio slots: {proprio.names}.")
-    indices.extend(range(start, start + size))
-  return tuple(indices)
-
-
-def _layouts_of(meta: checkpoint_lib.RunMetadata) -> Optional[dict[str, Layout]]:
-  """The joints/proprio layouts a run recorded (None for runs from before layouts)."""
-  recorded = (meta.extra or {}).get("layouts")
-  return {k: Layout.of(recorded[k]) for k in ("joints", "proprio")} if recorded else None
-
-
-def _train_state(model: WorldActionModel, optimizer, rng) -> dict:
-  params = nnx.state(model, nnx.Param)
-  return {"params": params, "opt_state": optimizer.init(params),
-          "step": jnp.zeros((), jnp.int32), "rng": rng,
-          "nonfinite_step": jnp.full((), -1, jnp.int32)}
+# ----------------------------------------------------------------------------- step
 
 
 def make_train_step(graphdef, optimizer):
@@ -235,10 +185,10 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   abstract_model = nnx.eval_shape(lambda: build_model(config, example_batch, config.seed,
                                                       layouts))
   graphdef, _ = nnx.split(abstract_model)
-  abstract_state = jax.eval_shape(lambda: _train_state(
+  abstract_state = jax.eval_shape(lambda: initial_state(
       build_model(config, example_batch, config.seed, layouts), optimizer,
       jax.random.key(config.seed)))
-  state_shardings = _state_shardings(abstract_state, optimizer, mesh, rules)
+  shardings = state_shardings(abstract_state, optimizer, mesh, rules)
   num_params = count_parameters(abstract_model)
   logging.info("Model %s: %s parameters, dims %s.", config.model.variant,
                f"{num_params:,}", abstract_model.dims)
@@ -246,11 +196,11 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
 
   # -- Checkpoints ----------------------------------------------------------------------
   ckpt_dir = os.path.join(workdir, "checkpoints")
-  checkpointer = checkpoint_lib.Checkpointer(
+  checkpointer = Checkpointer(
       ckpt_dir, max_to_keep=config.max_checkpoints,
       save_interval_steps=config.checkpoint_every, async_save=config.async_checkpoints)
   if is_host0:
-    checkpoint_lib.write_run_metadata(
+    run_metadata.write_run_metadata(
         ckpt_dir, config_json=config.to_json_best_effort(),
         statistics=_statistics_json(data), example_batch=example_batch,
         extra={"num_params": num_params, "dims": dataclasses.asdict(abstract_model.dims),
@@ -264,7 +214,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
   data_iter = iter(data)
   if checkpointer.latest_step() is not None:
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            abstract_state, state_shardings)
+                            abstract_state, shardings)
     # A corrupt latest step is moved aside (kept, and saved again as training gets there);
     # a transient read error raises instead of rolling the run back.
     step, state, data_state = checkpointer.restore(abstract, fallback=True,
@@ -273,9 +223,9 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
       data_iter.set_state(data_state)
     logging.info("Resumed from step %d in %s.", step, ckpt_dir)
   else:
-    init = jax.jit(lambda: _train_state(
+    init = jax.jit(lambda: initial_state(
         build_model(config, example_batch, config.seed, layouts), optimizer,
-        jax.random.key(config.seed)), out_shardings=state_shardings)
+        jax.random.key(config.seed)), out_shardings=shardings)
     state = init()
     if config.init_from:
       # The source may name the text encoder this config names (the user wrote it).
@@ -285,13 +235,13 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
           allow_code_import=(config.model.text_encoder.name,))
       logging.info("%s", report.summary())
       state = dict(state, params=params, opt_state=jax.jit(
-          optimizer.init, out_shardings=state_shardings["opt_state"])(params))
+          optimizer.init, out_shardings=shardings["opt_state"])(params))
   start_step = int(state["step"])
 
   # -- Update step ----------------------------------------------------------------------
   train_step = jax.jit(make_train_step(graphdef, optimizer), donate_argnums=(0,),
-                       in_shardings=(state_shardings, batch_sharding),
-                       out_shardings=(state_shardings, None))
+                       in_shardings=(shardings, batch_sharding),
+                       out_shardings=(shardings, None))
   batch_spec = {k: jax.ShapeDtypeStruct((config.data.batch_size,) + v.shape[1:], v.dtype,
                                         sharding=batch_sharding)
                 for k, v in example_batch.items()}
@@ -316,7 +266,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str, *,
     writer.write_scalars(0, {"num_params": num_params})
 
   # -- Loop -----------------------------------------------------------------------------
-  preempted = _PreemptionFlag(config.preemption_sync_every)
+  preempted = PreemptionFlag(config.preemption_sync_every)
   last = {}
   step = start_step
   window_start, window_steps = time.perf_counter(), 0
@@ -387,18 +337,7 @@ def _write_config(config, workdir: str, is_host0: bool) -> None:
       raise ValueError(f"{workdir} holds a run with a different config.{changed[0]} "
                        f"(see {path}); use a new --workdir or restore the config.")
   if is_host0:
-    with open(path + ".tmp", "w") as f:
-      json.dump(new, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
-def _state_shardings(abstract_state, optimizer, mesh, rules) -> dict:
-  params = sharding.param_shardings(abstract_state["params"], mesh, rules)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  return {"params": params,
-          "opt_state": sharding.optimizer_shardings(optimizer, abstract_state["opt_state"],
-                                                    params, mesh),
-          "step": replicated, "rng": replicated, "nonfinite_step": replicated}
+    atomic_write_json(path, new, indent=2)
 
 
 def _check_finite(state, checkpointer) -> None:
@@ -442,91 +381,3 @@ def eval_batch(config, data) -> tuple[dict, bool]:
   picks = np.linspace(0, len(source) - 1, config.eval.batch_size).astype(int)
   windows = [source[int(i)] for i in picks]
   return {k: np.stack([w[k] for w in windows]) for k in windows[0]}, True
-
-
-class _PreemptionFlag:
-  """SIGTERM (preemption): the loop saves a checkpoint and exits cleanly.
-
-  The signal reaches each process on its own, possibly at different steps, while the
-  checkpoint save (and every train step) is collective: a host stopping alone would
-  leave the others waiting forever. With several processes, ``agreed`` therefore gathers
-  every host's flag each ``sync_every`` steps and all of them stop at the same step.
-  """
-
-  def __init__(self, sync_every: int = 1):
-    if sync_every < 1:
-      raise ValueError(f"config.preemption_sync_every must be >= 1, got {sync_every}.")
-    self.received = False   # this process got SIGTERM
-    self.stopped = False    # the hosts agreed to stop (some host got SIGTERM)
-    self._sync_every = sync_every
-    self._previous = None
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread (e.g. some notebook kernels)
-      self._previous = None
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    logging.warning("SIGTERM received: saving a checkpoint at the next agreed step.")
-    self.received = True
-
-  def agreed(self, step: int) -> bool:
-    """Whether to stop after ``step``; every process must call it at every step."""
-    if jax.process_count() == 1:   # nothing to agree on: no collective
-      self.stopped = self.received
-    elif step % self._sync_every == 0:
-      flags = multihost_utils.process_allgather(np.int32(self.received))
-      self.stopped = bool(np.any(flags))
-    return self.stopped
-
-  def restore(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
-# ----------------------------------------------------------------------------- load
-
-
-def load(path: str, step: Optional[int] = None, *,
-         allow_code_import: Union[bool, Collection[str]] = False
-         ) -> tuple[WorldActionModel, checkpoint_lib.RunMetadata]:
-  """Rebuilds a trained model from a work or checkpoint directory alone.
-
-  Args:
-    path: a workdir (holding ``checkpoints/``) or the checkpoint directory itself.
-    step: the step to load; None: the latest.
-    allow_code_import: whether the checkpoint's ``config.json`` may name a
-      ``module:Class`` text encoder, which imports (runs) that module: True for any, a
-      collection of encoder names for those only; False (default): registered ones only.
-
-  Returns:
-    The model (parameters restored) and the run metadata (config, statistics, example
-    batch, layouts).
-
-  Raises:
-    PermissionError: the config names a module to import and ``allow_code_import`` does
-      not allow it.
-  """
-  ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
-      os.path.join(path, "checkpoints")) else path
-  meta = checkpoint_lib.read_run_metadata(ckpt_dir)
-  # Before anything is built: building the model imports the encoder's module.
-  text_encoder.check_importable(
-      str(meta.config.get("model", {}).get("text_encoder", {}).get("name", "")),
-      allow_code_import, os.path.join(ckpt_dir, checkpoint_lib.CONFIG_FILE))
-  config = config_dict.ConfigDict(meta.config)
-  config.model.text_encoder.kwargs = dict(config.model.text_encoder.kwargs)
-  optimizer = make_optimizer(config.optimizer, config.num_steps)
-  layouts = _layouts_of(meta)
-  abstract_state = jax.eval_shape(lambda: _train_state(
-      build_model(config, meta.example_batch, config.seed, layouts), optimizer,
-      jax.random.key(config.seed)))
-  # Onto this process's first device, whatever mesh (or hosts) the run was trained on.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract_state = jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract_state)
-  checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, read_only=True)
-  _, state, _ = checkpointer.restore(abstract_state, step)
-  checkpointer.close()
-  graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_model(config, meta.example_batch,
-                                                               layouts=layouts)))
-  return nnx.merge(graphdef, state["params"]), meta

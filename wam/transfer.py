@@ -21,7 +21,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from wam import checkpoint as checkpoint_lib
+from wam import loading
+from wam.checkpoint import Checkpointer
 
 
 @dataclasses.dataclass
@@ -40,9 +41,9 @@ class TransferReport:
     return len(self.copied) / max(total, 1)
 
   def summary(self) -> str:
+    total = len(self.copied) + len(self.shape_mismatch) + len(self.missing)
     lines = [f"init_from {self.source} (step {self.source_step}): copied "
-             f"{len(self.copied)} of {len(self.copied) + len(self.shape_mismatch) + len(self.missing)} "
-             f"parameter arrays."]
+             f"{len(self.copied)} of {total} parameter arrays."]
     for path, new, old in self.shape_mismatch:
       lines.append(f"  fresh (shape {new} here, {old} stored): {path}")
     for path in self.missing:
@@ -58,11 +59,10 @@ def _flat(params: Any) -> dict[str, Any]:
 
 
 def _latest_step(path: str) -> int:
-  ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
-      os.path.join(path, "checkpoints")) else path
+  ckpt_dir = loading.checkpoint_directory(path)
   if not os.path.isdir(ckpt_dir):
     raise FileNotFoundError(f"init_from={path!r}: no such directory.")
-  with checkpoint_lib.Checkpointer(ckpt_dir, read_only=True) as checkpointer:
+  with Checkpointer(ckpt_dir, read_only=True) as checkpointer:
     step = checkpointer.latest_step()
   if step is None:
     raise FileNotFoundError(f"init_from={path!r}: the run has no checkpoint yet.")
@@ -79,7 +79,7 @@ def transfer_params(fresh_params: nnx.State, path: str, step: Optional[int] = No
     path: a workdir or checkpoint directory of a finished or running earlier run.
     step: the stored step; None: the latest.
     allow_code_import: which ``module:Class`` text encoders the source run's config may
-      import (``wam.trainer.load``).
+      import (``wam.loading.load``).
 
   Returns:
     The parameters (same tree and shardings as ``fresh_params``) and the report.
@@ -88,10 +88,9 @@ def transfer_params(fresh_params: nnx.State, path: str, step: Optional[int] = No
     FileNotFoundError: ``path`` holds no checkpoint.
     ValueError: nothing at all could be copied (almost surely the wrong run).
   """
-  from wam import trainer  # pylint: disable=import-outside-toplevel  (trainer imports us)
   if step is None:
     step = _latest_step(path)
-  model, _ = trainer.load(path, step, allow_code_import=allow_code_import)
+  model, _ = loading.load(path, step, allow_code_import=allow_code_import)
   stored = _flat(nnx.state(model, nnx.Param))
   leaves, treedef = jax.tree_util.tree_flatten_with_path(fresh_params)
   copied, mismatch, missing, out = [], [], [], []
@@ -110,7 +109,8 @@ def transfer_params(fresh_params: nnx.State, path: str, step: Optional[int] = No
       out.append(jax.device_put(value, sharding) if sharding is not None else value)
       copied.append(name)
   names = {jax.tree_util.keystr(p) for p, _ in leaves}
-  report = TransferReport(source=path, source_step=step, copied=copied, shape_mismatch=mismatch, missing=missing,
+  report = TransferReport(source=path, source_step=step, copied=copied,
+                          shape_mismatch=mismatch, missing=missing,
                           unused=sorted(set(stored) - names))
   if not copied:
     raise ValueError(f"init_from={path!r}: no parameter of that run matches this model by "

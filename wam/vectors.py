@@ -4,8 +4,8 @@ A model sees each vector normalised with its dataset's statistics and scattered 
 layout shared by every embodiment of the run (``wam.data.layout``); a robot reads and
 writes only its own slots, in its own units. ``VectorCodec`` holds that conversion for
 one (robot layout, model layout, statistics) triple as constants (numpy), so jitted
-functions can close over it. The Dojo's ``ModelIO`` and the task-free ``wam.policy``
-share it.
+functions can close over it. ``wam.model_io`` builds one per vector for ``wam.policy``
+and the Dojo's neural simulator.
 """
 
 from __future__ import annotations

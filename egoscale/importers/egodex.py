@@ -38,30 +38,31 @@ library defines no absl flags)::
   python -m egoscale.importers.egodex --root=raw/egodex/part1 --name=egodex_part1 \\
       --data_dir=data --image_size=135,240 --stride=3
 
-Two passes as in :mod:`wam.data.importers.importer`: a scan that opens every HDF5 and
-video (joint names, shapes, video size) before anything is written, then a write pass
-that decodes one episode at a time; the video's frame count is checked against the
-pose stream there. ``on_error="skip"`` logs, counts and leaves out a bad episode; every
-skip is listed in ``import_report.json`` next to the dataset.
+Two passes, :mod:`wam.data.importers.two_pass`'s: a scan that opens every HDF5 and
+video (joint names, shapes, video size; :mod:`egoscale.importers.egodex_files`) before
+anything is written, then a write pass that decodes one episode at a time; the video's
+frame count is checked against the pose stream there. ``on_error="skip"`` logs, counts
+and leaves out a bad episode; every skip is listed in ``import_report.json`` next to the
+dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
-import json
-import logging
 import os
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+from absl import flags
 
-from egoscale import actions
-from wam.data import builder, images
-from wam.data.importers.importer import REPORT_FILE, split_counts
-from wam.data.importers.mapping import SourceError, natural_key
+from egoscale import actions, retarget
+from egoscale.importers.egodex_files import (EGODEX_JOINTS, HANDS, EgoDexError, EpisodeInfo,
+                                             find_episodes, read_frames, read_transforms,
+                                             resize_plan, scan_episode, video_path)
+from wam.data.importers.sources import SourceError
+from wam.data.importers.two_pass import ON_ERROR, REPORT_FILE, Scan, Skips, import_two_pass
 from wam.data.layout import Layout
-from wam.data.schema import Episode, EpisodeSpec, as_text
+from wam.data.schema import Episode, EpisodeSpec
 
 CAMERA = "ego"                 # egoscale.scenes.CAMERA
 EMBODIMENT = "human_hand"      # egoscale.synthetic.EMBODIMENT
@@ -69,29 +70,8 @@ PROPRIO_LAYOUT = Layout.of([("camera_pose", 9), ("wrist_pose", 9)])  # as egosca
 HUMAN_ACTION = tuple((s.name, s.size) for s in actions.ACTION_LAYOUT.slots)  # 9 + 63
 RETARGETED_ACTION = (("wrist_delta", 4), ("hand_joint_targets", 20))  # dex_lift
 ACTIONS = ("human", "retargeted", "both", "none")
-HANDS = ("right", "left")
-# EgoDex (ARKit) joint names of the 21 MediaPipe keypoints, after the "left"/"right"
-# prefix. ARKit's thumb "Knuckle" is the CMC and a finger's "Knuckle" its MCP; the
-# ``...Metacarpal`` joints near the wrist have no MediaPipe counterpart.
-EGODEX_JOINTS = (
-    "Hand",
-    "ThumbKnuckle", "ThumbIntermediateBase", "ThumbIntermediateTip", "ThumbTip",
-    "IndexFingerKnuckle", "IndexFingerIntermediateBase", "IndexFingerIntermediateTip",
-    "IndexFingerTip",
-    "MiddleFingerKnuckle", "MiddleFingerIntermediateBase", "MiddleFingerIntermediateTip",
-    "MiddleFingerTip",
-    "RingFingerKnuckle", "RingFingerIntermediateBase", "RingFingerIntermediateTip",
-    "RingFingerTip",
-    "LittleFingerKnuckle", "LittleFingerIntermediateBase", "LittleFingerIntermediateTip",
-    "LittleFingerTip",
-)
 # ARKit world (y up) -> z-up world.
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]], np.float32)
-_FRAME_CHUNK = 64  # frames resized at a time
-
-
-class EgoDexError(SourceError):
-  """An EgoDex episode cannot be read or converted; the message names its file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,145 +127,6 @@ class EgoDexOptions:
                        image_size=tuple(image_size), proprio=PROPRIO_LAYOUT,
                        action=self.action_layout(), hand_keypoints=True,
                        fps=self.fps / self.stride)
-
-
-# ---------------------------------------------------------------------------- files
-def find_episodes(root: str, tasks: Optional[Sequence[str]] = None) -> list[str]:
-  """The ``<root>/<task>/<i>.hdf5`` files (naturally sorted), optionally of some tasks."""
-  root = os.path.expanduser(os.fspath(root))
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f"EgoDex root {root!r} is not a directory.")
-  paths = glob.glob(os.path.join(root, "*", "*.hdf5"))
-  if tasks is not None:
-    paths = [p for p in paths if os.path.basename(os.path.dirname(p)) in set(tasks)]
-  if not paths:
-    raise FileNotFoundError(f"No <task>/<i>.hdf5 files under {root!r}"
-                            f"{' for tasks ' + str(list(tasks)) if tasks else ''}.")
-  return sorted(paths, key=lambda p: natural_key(os.path.relpath(p, root)))
-
-
-def video_path(hdf5_path: str) -> str:
-  return os.path.splitext(hdf5_path)[0] + ".mp4"
-
-
-@dataclasses.dataclass(frozen=True)
-class EpisodeInfo:
-  """What the scan learned about one episode (no array read)."""
-
-  path: str
-  task: str
-  length: int                      # pose frames
-  video_size: tuple[int, int]      # (height, width)
-  intrinsic: Optional[list]        # 3x3, if the file has one
-
-
-def scan_episode(path: str, options: EgoDexOptions) -> EpisodeInfo:
-  """Checks one episode's HDF5 (joints, shapes) and video (opens, size); cheap."""
-  import h5py  # pylint: disable=import-outside-toplevel
-  try:
-    f = h5py.File(path, "r")
-  except Exception as e:  # OSError: not HDF5, truncated
-    raise EgoDexError(f"{path}: cannot open as HDF5 ({type(e).__name__}: {e}).") from e
-  with f:
-    n = _check_transforms(f, path, options)
-    intrinsic = None
-    if "camera/intrinsic" in f:
-      k = np.asarray(f["camera/intrinsic"], np.float64)
-      if k.shape != (3, 3):
-        raise EgoDexError(f"{path}: camera/intrinsic has shape {k.shape}, expected (3, 3).")
-      intrinsic = k.tolist()
-  size = _video_size(video_path(path), path)
-  return EpisodeInfo(path, os.path.basename(os.path.dirname(path)), n, size, intrinsic)
-
-
-def _check_transforms(f: Any, path: str, options: EgoDexOptions) -> int:
-  if "transforms" not in f:
-    raise EgoDexError(f"{path}: no 'transforms' group; the file's top level has "
-                      f"{sorted(f.keys())}.")
-  group = f["transforms"]
-  names = ("camera",) + options.joint_names()
-  missing = [j for j in names if j not in group]
-  if missing:
-    raise EgoDexError(f"{path}: missing joints {missing} in transforms/ (hand="
-                      f"{options.hand!r}); it has {sorted(group.keys())[:40]}. Pass "
-                      "joints=... if the file names them differently.")
-  lengths = set()
-  for j in names:
-    shape = group[j].shape
-    if len(shape) != 3 or shape[1:] != (4, 4):
-      raise EgoDexError(f"{path}: transforms/{j} has shape {shape}, expected [N, 4, 4].")
-    lengths.add(shape[0])
-  if len(lengths) != 1:
-    raise EgoDexError(f"{path}: transforms have different lengths {sorted(lengths)}.")
-  n = lengths.pop()
-  if n < 2:
-    raise EgoDexError(f"{path}: {n} pose frames; an episode needs at least 2.")
-  conf = f.get("confidences")
-  for j in options.joint_names():
-    if conf is not None and j in conf and conf[j].shape != (n,):
-      raise EgoDexError(f"{path}: confidences/{j} has shape {conf[j].shape}; expected "
-                        f"({n},), one value per pose frame.")
-  return n
-
-
-def _open_video(video: str, where: str) -> Any:
-  import imageio.v2 as imageio  # pylint: disable=import-outside-toplevel
-  if not os.path.exists(video):
-    raise EgoDexError(f"{where}: its video {video} does not exist.")
-  try:
-    return imageio.get_reader(video, format="FFMPEG")
-  except Exception as e:  # imageio raises OSError/RuntimeError for broken files
-    raise EgoDexError(f"{where}: cannot read the video {video} ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}); it is corrupt, "
-                      "truncated or not a video.") from e
-
-
-def _video_size(video: str, where: str) -> tuple[int, int]:
-  reader = _open_video(video, where)
-  try:
-    w, h = reader.get_meta_data()["size"]
-  finally:
-    reader.close()
-  return int(h), int(w)
-
-
-def read_frames(video: str, image_size: tuple[int, int], where: str) -> np.ndarray:
-  """All frames of ``video`` as uint8[N,H,W,3] at ``image_size`` (integer factors)."""
-  reader = _open_video(video, where)
-  out, chunk, plan = [], [], None
-  try:
-    for frame in reader:
-      frame = np.asarray(frame)
-      if plan is None:
-        plan = _plan(frame.shape[:2], image_size, where)
-      chunk.append(frame[..., :3])
-      if len(chunk) == _FRAME_CHUNK:
-        out.append(images.to_uint8(images.resize(np.stack(chunk), plan)))
-        chunk = []
-  except EgoDexError:
-    raise
-  except Exception as e:  # a stream that breaks part-way
-    raise EgoDexError(f"{where}: decoding {video} failed after "
-                      f"{sum(len(o) for o in out) + len(chunk)} frames ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}).") from e
-  finally:
-    reader.close()
-  if chunk:
-    out.append(images.to_uint8(images.resize(np.stack(chunk), plan)))
-  if not out:
-    raise EgoDexError(f"{where}: the video {video} has no frames.")
-  return np.concatenate(out)
-
-
-def _plan(size: tuple[int, int], target: tuple[int, int], where: str) -> images.Plan:
-  try:
-    return images.resize_plan(tuple(size), tuple(target))
-  except ValueError:
-    h, w = size
-    sizes = [(h // k, w // k) for k in (1, 2, 4, 8, 16) if h % k == 0 and w % k == 0]
-    raise EgoDexError(f"{where}: the video is {h}x{w}, image_size {target[0]}x{target[1]} "
-                      f"is not an integer-factor rescaling of each side; e.g. one of "
-                      f"{sizes}.") from None
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -353,7 +194,6 @@ def _human_actions(wrist_world: np.ndarray, kp_world: np.ndarray, where: str) ->
 
 def _retargeted_actions(kp_world: np.ndarray, valid: np.ndarray, options: EgoDexOptions,
                         where: str) -> np.ndarray:
-  from egoscale import retarget  # pylint: disable=import-outside-toplevel
   kp = kp_world.copy()
   if options.hand == "left":  # mirror into a right hand for the right-handed Dojo hand
     kp[..., 0] = -kp[..., 0]
@@ -366,17 +206,9 @@ def _retargeted_actions(kp_world: np.ndarray, valid: np.ndarray, options: EgoDex
 def read_episode(info: EpisodeInfo, options: EgoDexOptions,
                  image_size: tuple[int, int]) -> Episode:
   """One EgoDex episode in the schema (``options.spec(image_size).validate`` accepts it)."""
-  import h5py  # pylint: disable=import-outside-toplevel
   path = info.path
-  with h5py.File(path, "r") as f:
-    n = _check_transforms(f, path, options)
-    names = ("camera",) + options.joint_names()
-    transforms = {j: np.asarray(f["transforms"][j]) for j in names}
-    conf = f.get("confidences")
-    confidences = {j: np.asarray(conf[j]) for j in options.joint_names()
-                   if conf is not None and j in conf}
-    attrs = {k: as_text(v) if isinstance(v, (bytes, str, np.bytes_)) else v
-             for k, v in f.attrs.items()}
+  transforms, confidences, attrs = read_transforms(path, options.joint_names(), options.hand)
+  n = len(transforms["camera"])
   frames = read_frames(video_path(path), image_size, path)
   if len(frames) != n:
     if abs(len(frames) - n) > options.length_tolerance:
@@ -438,90 +270,54 @@ def import_egodex(root: str, *, name: str, data_dir: str,
   Returns:
     The dataset directory, readable with :class:`wam.data.reader.EpisodeDataset`.
   """
-  if on_error not in ("raise", "skip"):
-    raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
-  target = builder.dataset_dir(data_dir, name, version)
-  if os.path.exists(os.path.join(target, "dataset_info.json")) and not overwrite:
-    logging.info("%s exists; kept (pass overwrite=True to import again).", target)
-    return target
-  paths = find_episodes(root, tasks)
-  skipped: list[dict[str, str]] = []
+  image_size = options.image_size  # None: the first episode's video size (set by scan)
 
-  def failed(path: str, stage: str, error: Exception) -> None:
-    if on_error == "raise":
-      if isinstance(error, SourceError):
-        raise error
-      raise EgoDexError(f"{path}: {type(error).__name__}: {error}") from error
-    logging.warning("Skipping %s: %s", path, error)
-    skipped.append({"file": path, "stage": stage, "error": str(error)})
-
-  # ---------------------------------------------------------------- pass 1: scan
-  infos: list[EpisodeInfo] = []
-  for path in paths:
-    if max_episodes is not None and len(infos) >= max_episodes:
-      break
-    try:
-      infos.append(scan_episode(path, options))
-    except Exception as e:  # pylint: disable=broad-except
-      failed(path, "scan", e)
-  if not infos:
-    first = f" The first error: {skipped[0]['error']}" if skipped else ""
-    raise EgoDexError(f"No EgoDex episodes to import under {root} ({len(skipped)} "
-                      f"skipped).{first}")
-  image_size = options.image_size or infos[0].video_size
-  checked = []
-  for info in infos:  # every video must rescale to the one stored size
-    try:
-      _plan(info.video_size, image_size, info.path)
-      checked.append(info)
-    except EgoDexError as e:
-      failed(info.path, "scan", e)
-  infos = checked
-  if not infos:
-    raise EgoDexError(f"No EgoDex episodes to import under {root}: {skipped[0]['error']}")
-  spec = options.spec(image_size)
-  counts = split_counts(len(infos), dict(splits or {"train": 1.0}))
-  by_split, start = {}, 0
-  for split, count in counts.items():
-    by_split[split] = infos[start:start + count]
-    start += count
-
-  # ---------------------------------------------------------------- pass 2: write
-  written = {split: 0 for split in by_split}
-
-  def episodes(split: str) -> Iterator[Episode]:
-    for info in by_split[split]:
+  def scan(skips: Skips) -> Scan[EpisodeInfo]:
+    nonlocal image_size
+    paths = find_episodes(root, tasks)
+    infos: list[EpisodeInfo] = []
+    for path in paths:
+      if max_episodes is not None and len(infos) >= max_episodes:
+        break
       try:
-        episode = read_episode(info, options, image_size)
-        spec.validate(episode, where=info.path)
+        infos.append(scan_episode(path, options.joint_names(), options.hand))
       except Exception as e:  # pylint: disable=broad-except
-        failed(info.path, "write", e)
-        continue
-      written[split] += 1
-      yield episode
+        skips.failed(path, "scan", e, file=path)
+    if not infos:
+      raise EgoDexError(f"No EgoDex episodes to import under {root} ({len(skips)} "
+                        f"skipped).{skips.first_error()}")
+    image_size = image_size or infos[0].video_size
+    checked = []
+    for info in infos:  # every video must rescale to the one stored size
+      try:
+        resize_plan(info.video_size, image_size, info.path)
+        checked.append(info)
+      except EgoDexError as e:
+        skips.failed(info.path, "scan", e, file=info.path)
+    if not checked:
+      raise EgoDexError(f"No EgoDex episodes to import under {root}: "
+                        f"{skips.skipped[0]['error']}")
+    description = (f"{name}: {len(checked)} EgoDex episodes imported by "
+                   f"egoscale.importers.egodex from {root} (hand={options.hand}, "
+                   f"actions={options.actions}, stride={options.stride}); skips are listed "
+                   f"in {REPORT_FILE}.")
+    return Scan(checked, options.spec(image_size), where=lambda info: info.path,
+                source=lambda info: {"file": info.path}, description=description,
+                num_files=len(paths),
+                sources={"root": os.fspath(root), "files": [i.path for i in checked]},
+                settings={"options": {**dataclasses.asdict(options),
+                                      "image_size": list(image_size)},
+                          "intrinsics": {i.path: i.intrinsic for i in checked}})
 
-  description = (f"{name}: {len(infos)} EgoDex episodes imported by "
-                 f"egoscale.importers.egodex from {root} (hand={options.hand}, "
-                 f"actions={options.actions}, stride={options.stride}); skips are listed "
-                 f"in {REPORT_FILE}.")
-  out = builder.write_dataset(
-      name, spec, {split: (lambda s=split: episodes(s)) for split in by_split},
-      data_dir, version=version, description=description, overwrite=overwrite)
-  report = {"name": name, "kind": "EgoDex", "root": os.fspath(root),
-            "files": [i.path for i in infos], "episodes": written, "skipped": skipped,
-            "options": {**dataclasses.asdict(options), "image_size": list(image_size)},
-            "intrinsics": {i.path: i.intrinsic for i in infos},
-            "spec": spec.to_json(), "on_error": on_error}
-  with open(os.path.join(out, REPORT_FILE), "w") as f:
-    json.dump(report, f, indent=1)
-  logging.info("Imported %s into %s (%d skipped).", written, out, len(skipped))
-  return out
+  return import_two_pass(scan, lambda info: read_episode(info, options, image_size),
+                         name=name, data_dir=data_dir, kind="EgoDex", splits=splits,
+                         on_error=on_error, error_type=EgoDexError,
+                         passthrough=(SourceError,), version=version, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------------------- CLI
 def define_flags() -> None:
   """The command line's flags (called from ``__main__`` only: library code has none)."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
   flags.DEFINE_string("root", None, "EgoDex directory with <task>/<i>.hdf5 and .mp4.")
   flags.DEFINE_string("name", None, "Dataset name (lower_snake_case).")
   flags.DEFINE_string("data_dir", None, "Where the dataset goes: <data_dir>/<name>/<version>.")
@@ -535,14 +331,13 @@ def define_flags() -> None:
   flags.DEFINE_list("tasks", None, "Only these task directories.")
   flags.DEFINE_list("splits", ["train=1"], "Split fractions in episode order.")
   flags.DEFINE_integer("max_episodes", None, "Import only the first N episodes.")
-  flags.DEFINE_enum("on_error", "raise", ["raise", "skip"], "Bad episodes.")
+  flags.DEFINE_enum("on_error", "raise", list(ON_ERROR), "Bad episodes.")
   flags.DEFINE_string("version", "1.0.0", "Dataset version.")
   flags.DEFINE_bool("overwrite", False, "Replace an existing dataset.")
   flags.mark_flags_as_required(["root", "name", "data_dir"])
 
 
 def main(argv: Sequence[str]) -> None:
-  from absl import flags  # pylint: disable=import-outside-toplevel
   del argv
   f = flags.FLAGS
   options = EgoDexOptions(

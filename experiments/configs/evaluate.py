@@ -59,7 +59,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       image_size=(64, 64),    # the resolution the demonstrations were collected at
       flow_steps=1,
       # How dreams that only score joints and task state (dream_cem, PPO) render frames:
-      # "none" skips the frame decoder (dojo.neural_env's fast dynamics path).
+      # "none" skips the frame decoder (dojo.neural.env's fast dynamics path).
       plan_render="none",
       planner=config_dict.ConfigDict(dict(
           method="cem", horizon=3, num_samples=32 if runlocal else 128,
@@ -76,7 +76,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
           num_timesteps=50_000 if runlocal else 2_000_000, num_envs=64, unroll_length=6,
           batch_size=64, num_minibatches=4, num_updates_per_batch=4, learning_rate=1e-3,
           entropy_cost=1e-3, discounting=0.95)),
-      # The dream against MJX under play and random actions (dojo.controllability);
+      # The dream against MJX under play and random actions (dojo.neural.controllability);
       # episodes=0 skips it.
       controllability=config_dict.ConfigDict(dict(episodes=16 if runlocal else 64, chunks=3,
                                                   play_scale=0.2)),

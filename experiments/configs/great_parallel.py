@@ -5,7 +5,7 @@ Command (`make demo` runs it):
   python -m experiments.great_parallel \
       --config=experiments/configs/great_parallel.py:runlocal --workdir=workdir/demo
 
-Stages (experiments/recipe.py, experiments/acting.py): synthetic egocentric human video;
+Stages (experiments/lib/great_parallel.py): synthetic egocentric human video;
 Dojo data of three robot tasks (`reach`, `push`, `dex_lift`: scripted demonstrations,
 DART-perturbed experts and joint-space play, docs/controllability.md); pre-training the
 world action model on the human video; post-training one multi-task robot model from
@@ -23,7 +23,7 @@ Argument: `runlocal` (a toy model, minutes of video and 50 demonstrations per ta
 under 40 minutes on an idle 2-core CPU, docs/RESULTS.md) or nothing (the full size, for
 a GPU/TPU host); `latent` uses latent actions from a frame-pair VAE instead of the human
 hand actions; `recipe` adds the EgoScale mid-training and one-shot stages (see
-experiments/configs/egoscale.py); `baseline` keeps the from-scratch post-training that
+docs/egoscale_recipe.md); `baseline` keeps the from-scratch post-training that
 `runlocal` leaves out to stay within 40 minutes (the full size always has it).
 
 Expected at `runlocal`: every stage finishes; held-out human-video loss falls with
@@ -102,10 +102,10 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       num_steps=300 if runlocal else 5_000, robot_episodes=1, human_hours=0.02 if runlocal
       else 2.0, human_weight=0.5))
   # The ladder of controllers on every task, in MJX physics from the same initial states
-  # (experiments.acting): the scripted expert, state-only BC, the WAM in policy mode
-  # (post-trained, and from scratch), CEM inside the WAM's dream and the same CEM
-  # inside MJX (the oracle); how well the dream follows actions; policy evaluation and
-  # PPO in the dream of `rank_task`.
+  # (experiments/lib/great_parallel_acting.py): the scripted expert, state-only BC, the
+  # WAM in policy mode (post-trained, and from scratch), CEM inside the WAM's dream and
+  # the same CEM inside MJX (the oracle); how well the dream follows actions; policy
+  # evaluation and PPO in the dream of `rank_task`.
   c.acting = config_dict.ConfigDict(dict(
       tasks=("reach", "push", "dex_lift"),
       # scratch_policy (the model post-trained without human pre-training) is left out

@@ -1,7 +1,8 @@
 r"""Pre-training the world action model on human video, at several data scales.
 
-The scaling stage of the main job (experiments/recipe.py) launches these runs itself
-(one process each, through experiments.sweeps) on the dataset it built. By hand:
+The scaling stage of the main job (experiments/lib/great_parallel_recipe.py) launches
+these runs itself (one process each, through experiments.lib.sweep) on the dataset it
+built. By hand:
 
   python -m experiments.sweep --config=experiments/configs/human_pretrain.py:runlocal \
       --workdir=workdir/human_scaling \
@@ -22,7 +23,7 @@ import os
 
 from ml_collections import config_dict
 
-from experiments import recipe
+from experiments.lib import great_parallel_recipe as recipe
 from experiments.configs import great_parallel
 
 LAUNCHER = "experiments.train"

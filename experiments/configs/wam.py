@@ -116,7 +116,7 @@ def get_config(arg: str = "") -> config_dict.ConfigDict:
       collected=""))
   # Data that teaches what actions do (docs/controllability.md): perturbed experts
   # that recover (DART) and joint-space play, each a dataset of the mixture with its
-  # own weight (experiments.dojo_data; policies in dojo.play).
+  # own weight (experiments/lib/train.py; policies in dojo.play).
   config.dojo.mixture = config_dict.ConfigDict(dict(
       dart=dict(policy="dart", noise=PLAY_NOISE[task][0], num_episodes=1000, weight=1.0),
       play=dict(policy="waypoints", noise=PLAY_NOISE[task][1], num_episodes=2000,

@@ -24,10 +24,10 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import console
+from experiments.lib import console
 from experiments.configs import metaworld as metaworld_config
 from experiments.metaworld import pipeline, tasks as tasks_lib, venv
-from experiments.stages import StageError, run_stages
+from experiments.lib.stages import StageError, run_stages
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed if it exists).")
 _CONFIG = config_flags.DEFINE_config_file(

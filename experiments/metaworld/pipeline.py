@@ -1,4 +1,4 @@
-"""The stages of the Meta-World job (``experiments.stages``: each runs once, resumable).
+"""The stages of the Meta-World job (``experiments.lib.stages``: each runs once, resumable).
 
 | stage | runs | writes under ``<workdir>/<stage>/`` |
 |---|---|---|
@@ -26,8 +26,8 @@ from ml_collections import config_dict
 
 from experiments.configs import metaworld as metaworld_config
 from experiments.metaworld import commands, report, served, tasks as tasks_lib
-from experiments.stages import Stage
-from wam.data.importers import importer
+from experiments.lib.stages import Stage
+from wam.data.importers import two_pass
 
 Results = Mapping[str, dict]
 MODELS = ("wam", "bc")
@@ -218,7 +218,7 @@ def write_report(job: config_dict.ConfigDict, stage_dir: str, results: Results) 
                 for m in MODELS}
   seconds = {name: r.get("seconds") for name, r in results.items()}
   # The demonstrations trained on: the successful ones, less the val split.
-  splits = importer.read_report(results["dataset"]["path"])["episodes"]
+  splits = two_pass.read_report(results["dataset"]["path"])["episodes"]
   paths = report.write(workdir, models, job.tasks, {
       "size": job.size, "demos_per_task": job.demos_per_task,
       "train_demos_per_task": splits.get("train", 0) / len(job.tasks),

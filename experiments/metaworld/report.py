@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from dojo.closed_loop import success_interval
 from experiments.metaworld import published
-from experiments.stages import write_json
+from experiments.lib.stages import write_json
+from wam.files import atomic_write
 
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "results.md"
@@ -130,8 +131,6 @@ def write(workdir: str, models: Mapping[str, Mapping[str, Any]], tasks: Sequence
       lines.append(f"| {name} | {t.get('step')} | {'-' if rate is None else f'{rate:.2f}'} | "
                    f"{t.get('seconds', '-')} | {f'`{flags}`' if flags else 'none'} |")
     lines.append("")
-  tmp = f"{md_path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write("\n".join(lines))
-  os.replace(tmp, md_path)
+  text = "\n".join(lines)
+  atomic_write(md_path, lambda f: f.write(text))
   return json_path, md_path

@@ -21,7 +21,7 @@ from benchmarks.toy_runs import write_policy_run
 from dojo.closed_loop import success_interval
 from tests.clients import tiny_env
 from tests.clients.conftest import CLIENT, ROOT
-from tests.wam.test_serving import _inprocess
+from tests.wam.serving_fixtures import inprocess_actions
 from wam.data import images as wam_images
 from wam.data.importers import KeyMapping, npz
 from wam.data.reader import EpisodeDataset
@@ -407,7 +407,7 @@ def test_client_server_and_in_process_act_give_identical_actions(run_dir, run_po
     for obs in s["sent"]:   # what the client sent: the model's cameras at its size
       assert sorted(obs) == sorted(["image_front", "image_wrist", "joints", "proprio"])
       assert obs["image_front"].shape == (*spec["image_size"], 3)
-    expected = _inprocess(policy, s["instruction"], s["seed"], s["sent"])
+    expected = inprocess_actions(policy, s["instruction"], s["seed"], s["sent"])
     for got, want in zip(s["chunks"], expected, strict=True):
       if batching == "max_batch=1":
         np.testing.assert_array_equal(got, want)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from dojo import closed_loop, controllers, planners, play, wrappers
-from dojo.model_io import ModelIO
-from dojo.neural_env import NeuralEnv
-from tests.dojo import neural_fixtures as nf
+from dojo.neural import controllers as neural_controllers
+from dojo.neural.env import NeuralEnv
+from dojo.neural.model_io import ModelIO
+from tests.dojo.neural import fixtures as nf
 
 
 class ExpertController:
@@ -60,7 +61,7 @@ def test_runner_tells_a_good_controller_from_a_bad_one(setup):
 
 def test_policy_mode_runs_past_the_context_limit(setup):
   task, model, io = setup
-  policy = controllers.WamPolicy(model, io)
+  policy = neural_controllers.WamPolicy(model, io)
   chunks = 2 * model.dims.num_frames + 1   # the context starts over twice
   out = closed_loop.run_episodes(task, policy, jax.random.key(1), 2, chunks)
   assert out["return"].shape == (2,) and np.all(np.isfinite(out["return"]))
@@ -74,7 +75,7 @@ def test_planners_act_from_physics_and_from_dreams(setup):
   oracle = controllers.physics_planner(
       planners.make_planner(wrappers.ChunkWrapper(blind, nf.CHUNK), config,
                             planners.task_reward_cost()), nf.CHUNK)
-  dreaming = controllers.dream_planner(
+  dreaming = neural_controllers.dream_planner(
       planners.make_planner(NeuralEnv(model, io, task), config, planners.task_reward_cost()))
   for controller in (oracle, dreaming):
     out = closed_loop.run_episodes(task, controller, jax.random.key(2), 2, 3)
@@ -97,16 +98,16 @@ def test_planners_act_from_physics_and_from_dreams(setup):
 def test_policies_can_be_scored_inside_the_dream(setup):
   task, model, io = setup
   env = NeuralEnv(model, io, task, max_chunks=3)
-  out = closed_loop.run_episodes(env, controllers.WamPolicy(model, io), jax.random.key(3),
+  out = closed_loop.run_episodes(env, neural_controllers.WamPolicy(model, io), jax.random.key(3),
                                  2, 3)
   assert out["success"].shape == (2,) and np.all(np.isfinite(out["return"]))
 
 
 def test_episodes_beside_their_dreams(setup):
-  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
+  from experiments.lib import evaluate  # pylint: disable=import-outside-toplevel
   task, model, io = setup
   env = NeuralEnv(model, io, task, max_chunks=3)
-  video = closed_loop_eval.beside_reality_video(task, env, ExpertController(task, nf.CHUNK),
+  video = evaluate.beside_reality_video(task, env, ExpertController(task, nf.CHUNK),
                                                 camera="front", episodes=2, chunks=2)
   # chunks + 1 frames; two rows (reality, dream) of two episodes with white gaps.
   assert video.shape == (3, 2 * nf.IMAGE + 2, 2 * nf.IMAGE + 2, 3)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from dojo import collect, video
+from dojo import collect
 from tests.dojo.toy import Toy
+from wam import visualize
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +70,13 @@ def test_unknown_policy():
 
 def test_video_writers(episodes, tmp_path):
   eps, _ = episodes
-  frames = video.tile([eps[0]["steps"]["observation"]["image_front"],
+  frames = visualize.tile([eps[0]["steps"]["observation"]["image_front"],
                        eps[0]["steps"]["observation"]["image_wrist"]])
   assert frames.shape == (7, 16, 34, 3)
   assert (tmp_path / "a.gif").exists() is False
-  video.write_video(str(tmp_path / "a.gif"), frames)
-  video.write_video(str(tmp_path / "a.mp4"), frames)
+  visualize.write_video(str(tmp_path / "a.gif"), frames)
+  visualize.write_video(str(tmp_path / "a.mp4"), frames)
   assert (tmp_path / "a.gif").stat().st_size > 0 and (tmp_path / "a.mp4").stat().st_size > 0
   with pytest.raises(ValueError, match="unknown video extension"):
-    video.write_video(str(tmp_path / "a.avi"), frames)
-  assert video.grid(frames[:5], columns=3).shape == (2 * 18 - 2, 3 * 36 - 2, 3)
+    visualize.write_video(str(tmp_path / "a.avi"), frames)
+  assert visualize.grid(frames[:5], columns=3).shape == (2 * 18 - 2, 3 * 36 - 2, 3)

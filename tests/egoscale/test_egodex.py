@@ -10,6 +10,8 @@ import pytest
 
 from egoscale import hand
 from egoscale.importers import egodex
+from egoscale.importers.egodex_files import EGODEX_JOINTS, EgoDexError
+from wam.data.importers.two_pass import REPORT_FILE
 from wam.data.reader import EpisodeDataset
 
 # imageio runs ffmpeg in a subprocess (fork + exec), which JAX warns about.
@@ -55,7 +57,7 @@ def write_episode(directory, index, seed, *, video_frames=N, transform_shape=Non
     f.attrs["llm_description"] = f"pick up the cup {index}"
     f["camera/intrinsic"] = np.array([[20.0, 0, 16], [0, 20.0, 16], [0, 0, 1]], np.float32)
     f["transforms/camera"] = cam.astype(np.float32)
-    for k, name in enumerate(egodex.EGODEX_JOINTS):
+    for k, name in enumerate(EGODEX_JOINTS):
       if drop == "right" + name:
         continue
       m = np.tile(np.eye(4), (N, 1, 1))
@@ -160,32 +162,32 @@ def test_bad_episodes_name_their_file(tmp_path):
 
   # Video and poses of different lengths (found when decoding).
   write_episode(tmp_path / "short" / "t", 0, seed=0, video_frames=N - 3)
-  with pytest.raises(egodex.EgoDexError, match=r"t/0\.hdf5.*9 frames.*pose stream has 12"):
+  with pytest.raises(EgoDexError, match=r"t/0\.hdf5.*9 frames.*pose stream has 12"):
     run(tmp_path / "short")
   # A corrupt mp4.
   write_episode(tmp_path / "corrupt" / "t", 0, seed=0)
   with open(tmp_path / "corrupt" / "t" / "0.mp4", "wb") as f:
     f.write(b"\x00\x00\x00\x18ftypmp42 not a video at all" * 10)
-  with pytest.raises(egodex.EgoDexError, match=r"t/0\.hdf5.*cannot read the video"):
+  with pytest.raises(EgoDexError, match=r"t/0\.hdf5.*cannot read the video"):
     run(tmp_path / "corrupt")
   # A missing joint and a wrong transform shape (found by the scan).
   write_episode(tmp_path / "missing" / "t", 0, seed=0, drop="rightIndexFingerTip")
-  with pytest.raises(egodex.EgoDexError, match=r"t/0\.hdf5.*missing joints "
+  with pytest.raises(EgoDexError, match=r"t/0\.hdf5.*missing joints "
                      r"\['rightIndexFingerTip'\]"):
     run(tmp_path / "missing")
   write_episode(tmp_path / "shape" / "t", 0, seed=0, transform_shape=True)
-  with pytest.raises(egodex.EgoDexError, match=r"t/0\.hdf5.*transforms/rightThumbIntermediate"
+  with pytest.raises(EgoDexError, match=r"t/0\.hdf5.*transforms/rightThumbIntermediate"
                      r"Tip has shape \(12, 3, 4\)"):
     run(tmp_path / "shape")
   # With on_error="skip" the good episode is imported and the bad one reported.
   write_episode(tmp_path / "shape" / "t", 1, seed=1)
   path = run(tmp_path / "shape", on_error="skip")
   assert list(EpisodeDataset(path).episode_lengths) == [N]
-  with open(os.path.join(path, egodex.REPORT_FILE)) as f:
+  with open(os.path.join(path, REPORT_FILE)) as f:
     report = json.load(f)
   assert len(report["skipped"]) == 1 and report["skipped"][0]["file"].endswith("t/0.hdf5")
   # An image size that is no integer factor of the video's.
-  with pytest.raises(egodex.EgoDexError, match="integer-factor"):
+  with pytest.raises(EgoDexError, match="integer-factor"):
     egodex.import_egodex(str(tmp_path / "short"), name="bad2", data_dir=data_dir,
                          options=egodex.EgoDexOptions(image_size=(10, 10), actions="none"))
 

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from egoscale import latent_actions as lam
+from egoscale.latent_actions.model import LatentActionConfig
+from egoscale.latent_actions.pairs import FramePairs, frame_pairs
+from egoscale.latent_actions.probe import linear_probe
+from egoscale.latent_actions.relabel import LATENT_SLOT, label_dataset
+from egoscale.latent_actions.trainer import LatentActionTrainer
 from wam.data import builder
 from wam.data.layout import Layout
 from wam.data.reader import EpisodeDataset
@@ -43,18 +47,18 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
-  pairs = lam.frame_pairs(EpisodeDataset(dataset, "train"))
-  config = lam.LatentActionConfig(latent_dim=4, channels=(16, 32), hidden=64,
-                                  num_steps=400, batch_size=64, learning_rate=3e-3)
-  untrained = lam.LatentActionTrainer(config, (SIZE, SIZE))
-  vae = lam.LatentActionTrainer(config, (SIZE, SIZE))
+  pairs = frame_pairs(EpisodeDataset(dataset, "train"))
+  config = LatentActionConfig(latent_dim=4, channels=(16, 32), hidden=64,
+                              num_steps=400, batch_size=64, learning_rate=3e-3)
+  untrained = LatentActionTrainer(config, (SIZE, SIZE))
+  vae = LatentActionTrainer(config, (SIZE, SIZE))
   workdir = tmp_path_factory.mktemp("lam_run")
   vae.fit(pairs, workdir=str(workdir), log_every=100)
   return vae, untrained, pairs, workdir, config
 
 
 def test_frame_pairs_hold_consecutive_frames_and_their_actions(dataset):
-  pairs = lam.frame_pairs(EpisodeDataset(dataset, "train"), max_episodes=2)
+  pairs = frame_pairs(EpisodeDataset(dataset, "train"), max_episodes=2)
   assert pairs.prev.shape == (46, SIZE, SIZE, 3) and pairs.action.shape == (46, 2)
   np.testing.assert_array_equal(pairs.prev[1:23], pairs.next[:22])
 
@@ -63,15 +67,15 @@ def test_vae_beats_copying_and_a_linear_probe_recovers_the_actions(trained):
   vae, untrained, pairs, _, _ = trained
   last = vae.history[-1]
   assert last["recon"] < 0.7 * last["copy_mse"], last
-  trained_probe = lam.linear_probe(vae.encode_mean(pairs.prev, pairs.next), pairs.action)
-  random_probe = lam.linear_probe(untrained.encode_mean(pairs.prev, pairs.next), pairs.action)
+  trained_probe = linear_probe(vae.encode_mean(pairs.prev, pairs.next), pairs.action)
+  random_probe = linear_probe(untrained.encode_mean(pairs.prev, pairs.next), pairs.action)
   assert trained_probe.r2 > 0.6, trained_probe
   assert trained_probe.r2 > random_probe.r2 + 0.2, (trained_probe, random_probe)
 
 
 def test_training_resumes_from_its_checkpoint(trained):
   vae, _, pairs, workdir, config = trained
-  again = lam.LatentActionTrainer(config, (SIZE, SIZE))
+  again = LatentActionTrainer(config, (SIZE, SIZE))
   again.fit(pairs, workdir=str(workdir), log_every=100)  # already finished: restores only
   assert again.step == config.num_steps
   np.testing.assert_allclose(again.encode_mean(pairs.prev[:8], pairs.next[:8]),
@@ -80,9 +84,9 @@ def test_training_resumes_from_its_checkpoint(trained):
 
 def test_label_dataset_writes_latent_actions_as_the_action(trained, dataset, tmp_path):
   vae = trained[0]
-  path = lam.label_dataset(vae, dataset, data_dir=str(tmp_path), name="pointer_lam")
+  path = label_dataset(vae, dataset, data_dir=str(tmp_path), name="pointer_lam")
   labelled = EpisodeDataset(path, "val")
-  assert labelled.spec.action.names == (lam.LATENT_SLOT,)
+  assert labelled.spec.action.names == (LATENT_SLOT,)
   steps = labelled.read_steps(0, range(24))
   np.testing.assert_array_equal(steps["action_mask"], np.arange(24) < 23)
   expected = vae.encode_mean(steps["observation/image_ego"][:-1],
@@ -91,12 +95,12 @@ def test_label_dataset_writes_latent_actions_as_the_action(trained, dataset, tmp
 
 
 def test_bad_input_is_named():
-  trainer = lam.LatentActionTrainer(lam.LatentActionConfig(num_steps=1, channels=(8,), hidden=8),
-                                    (SIZE, SIZE))
-  bad = lam.FramePairs(np.zeros((4, 8, 8, 3), np.uint8), np.zeros((4, 8, 8, 3), np.uint8), None)
+  trainer = LatentActionTrainer(LatentActionConfig(num_steps=1, channels=(8,), hidden=8),
+                                (SIZE, SIZE))
+  bad = FramePairs(np.zeros((4, 8, 8, 3), np.uint8), np.zeros((4, 8, 8, 3), np.uint8), None)
   with pytest.raises(ValueError, match="FramePairs.prev"):
     trainer.fit(bad)
   with pytest.raises(ValueError, match="divisible"):
-    lam.LatentActionTrainer(lam.LatentActionConfig(channels=(8, 8, 8, 8, 8)), (SIZE, SIZE))
+    LatentActionTrainer(LatentActionConfig(channels=(8, 8, 8, 8, 8)), (SIZE, SIZE))
   with pytest.raises(ValueError, match="labelled pairs"):
-    lam.linear_probe(np.zeros((5, 2)), np.zeros((5, 2)))
+    linear_probe(np.zeros((5, 2)), np.zeros((5, 2)))

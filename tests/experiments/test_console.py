@@ -8,7 +8,7 @@ import pytest
 from absl import logging as absl_logging
 from ml_collections import config_dict
 
-from experiments import console, stages
+from experiments.lib import console, stages
 
 
 @pytest.fixture

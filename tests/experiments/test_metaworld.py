@@ -16,7 +16,7 @@ import pytest
 from dojo.closed_loop import success_interval
 from experiments.configs import metaworld as mw_config
 from experiments.metaworld import commands, pipeline, report, served, sim, tasks, venv
-from experiments.stages import StageError, run_stages
+from experiments.lib.stages import StageError, run_stages
 from wam import trainer
 
 # ----------------------------------------------------------------------------- configs

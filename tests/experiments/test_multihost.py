@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from benchmarks import toy_runs
-from wam import checkpoint, trainer
+from wam import checkpoint, loading
 
 # Three JAX processes compile a train step and the evaluation: ~3 CPU minutes.
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def test_two_processes_log_the_losses_of_one(runs):
 def test_two_processes_reach_the_parameters_of_one(runs):
   one, two = runs
   assert sorted(os.listdir(two / "checkpoints")) == sorted(os.listdir(one / "checkpoints"))
-  (m1, _), (m2, _) = trainer.load(str(one)), trainer.load(str(two))
+  (m1, _), (m2, _) = loading.load(str(one)), loading.load(str(two))
   a = jax.tree.leaves(nnx.state(m1, nnx.Param))
   b = jax.tree.leaves(nnx.state(m2, nnx.Param))
   diffs = [float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a, b)]
@@ -63,7 +63,7 @@ def test_two_processes_reach_the_parameters_of_one(runs):
 
 
 def _params(workdir):
-  model, _ = trainer.load(str(workdir))
+  model, _ = loading.load(str(workdir))
   return [np.asarray(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 

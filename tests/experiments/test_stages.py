@@ -6,8 +6,12 @@ import os
 import pytest
 from ml_collections import config_dict
 
-from experiments import jobs, stages
 from experiments.configs import great_parallel
+from experiments.lib import great_parallel as great_parallel_lib
+from experiments.lib import great_parallel_acting as acting
+from experiments.lib import great_parallel_recipe as recipe
+from experiments.lib import great_parallel_report as report
+from experiments.lib import stages
 
 
 def _job(calls, fail_at=None):
@@ -64,7 +68,7 @@ def test_only_runs_the_named_stages_and_checks_their_inputs(tmp_path):
 
 def test_main_job_configs_name_known_stages():
   for arg in ("runlocal", "runlocal,latent", "runlocal,recipe", "runlocal,baseline", ""):
-    names = [s.name for s in jobs.stages_of(great_parallel.get_config(arg))]
+    names = [s.name for s in great_parallel_lib.stages_of(great_parallel.get_config(arg))]
     assert names[0] == "human_data" and names[-1] == "report" and "acting" in names
     # The 40-minute CPU job leaves the from-scratch baseline out unless asked for.
     assert ("scratch" in names) == (arg != "runlocal" and arg != "runlocal,latent")
@@ -73,11 +77,10 @@ def test_main_job_configs_name_known_stages():
   config = great_parallel.get_config("runlocal")
   config.stages = ("human_data", "pretrian")
   with pytest.raises(KeyError, match="pretrian"):
-    jobs.stages_of(config)
+    great_parallel_lib.stages_of(config)
 
 
 def test_trainer_configs_of_the_recipe_name_their_datasets_and_starting_point():
-  from experiments import recipe  # pylint: disable=import-outside-toplevel
   config = great_parallel.get_config("runlocal")
   c = recipe.trainer_config(config, {"robot": ("r", 0.5, 0), "human": "h"}, num_steps=40,
                             init_from="workdir/pretrain")
@@ -90,7 +93,6 @@ def test_trainer_configs_of_the_recipe_name_their_datasets_and_starting_point():
 
 
 def test_report_lists_tables_and_the_stages_not_run(tmp_path):
-  from experiments import report  # pylint: disable=import-outside-toplevel
   config = great_parallel.get_config("runlocal")
   metrics = {"eval/loss": 0.5, "eval/loss/video": 0.1, "eval/psnr_h1": 25.0}
   results = {
@@ -121,7 +123,6 @@ def _cell(rate, n=10):
 
 
 def test_report_json_holds_the_acting_keys(tmp_path):
-  from experiments import report  # pylint: disable=import-outside-toplevel
   config = great_parallel.get_config("runlocal")
   control = {"play": {"motion_gain": 0.9, "tracking_ratio": 0.1},
              "random": {"motion_gain": 0.6, "tracking_ratio": 0.4}}
@@ -163,7 +164,6 @@ def test_report_json_holds_the_acting_keys(tmp_path):
 
 
 def test_robot_mixture_and_acting_settings_are_checked_before_compute():
-  from experiments import acting, recipe  # pylint: disable=import-outside-toplevel
   config = great_parallel.get_config("runlocal")
   mixture = recipe.robot_mixture(config)
   assert set(mixture) == {f"{t}{s}" for t in ("reach", "push", "dex_lift")
@@ -189,7 +189,6 @@ def test_robot_mixture_and_acting_settings_are_checked_before_compute():
 
 
 def test_acting_splits_each_task_into_work_units(tmp_path):
-  from experiments import acting  # pylint: disable=import-outside-toplevel
   config = great_parallel.get_config("runlocal")
   datasets = {}
   for task in config.robot.tasks:

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from experiments import sweeps
+from experiments.lib import sweep as sweep_lib
+from experiments.lib import sweep_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(ROOT, "tests", "experiments", "fake_config.py")
@@ -30,10 +31,10 @@ def _launches(directory, name) -> int:
 
 
 def test_runs_reads_back_and_summarises(tmp_path):
-  sweep = sweeps.load_sweep(f"{FAKE}:v")
+  sweep = sweep_lib.load_sweep(f"{FAKE}:v")
   out = str(tmp_path / "sw")
   lines = []
-  results = sweeps.run_sweep(sweep, out, workers=2, progress=lines.append)
+  results = sweep_lib.run_sweep(sweep, out, workers=2, progress=lines.append)
   assert [r.status for r in results] == ["finished"] * 3
   assert [r.metrics["loss"] for r in results] == pytest.approx(
       [1 + 4 * s ** -0.5 for s in (2, 8, 32)])
@@ -45,11 +46,11 @@ def test_runs_reads_back_and_summarises(tmp_path):
   assert "=== " in open(os.path.join(out, "s2", "log.txt")).read()
 
   # Again: finished runs are read, not rerun.
-  again = sweeps.run_sweep(sweep, out, workers=2, progress=lines.append)
+  again = sweep_lib.run_sweep(sweep, out, workers=2, progress=lines.append)
   assert all(r.reused for r in again) and _launches(out, "s2") == 1
   assert [r.metrics for r in again] == [r.metrics for r in results]
   # Nothing left to launch on a cluster either.
-  assert sweeps.emit_commands(sweep, out) == []
+  assert sweep_lib.emit_commands(sweep, out) == []
 
 
 def test_emit_commands_from_the_command_line(tmp_path):
@@ -70,7 +71,7 @@ def test_a_crash_is_retried_once_then_recorded(tmp_path):
                              'add("broken", scale=8, fail_times=5)\n'
                              'add("fine", scale=16)')
   out = str(tmp_path / "sw")
-  results = {r.name: r for r in sweeps.run_sweep(sweeps.load_sweep(config), out,
+  results = {r.name: r for r in sweep_lib.run_sweep(sweep_lib.load_sweep(config), out,
                                                   workers=1, progress=lambda _: None)}
   assert results["flaky"].status == "finished" and results["flaky"].attempts == 2
   assert results["broken"].status == "failed" and results["broken"].attempts == 2
@@ -81,7 +82,7 @@ def test_a_crash_is_retried_once_then_recorded(tmp_path):
   assert "1 failed" in table and "- broken: exit code 3" in table
   # A second sweep retries only the failed run; the finished ones are untouched.
   mtime = os.path.getmtime(os.path.join(out, "fine", "result.json"))
-  sweeps.run_sweep(sweeps.load_sweep(config), out, progress=lambda _: None)
+  sweep_lib.run_sweep(sweep_lib.load_sweep(config), out, progress=lambda _: None)
   assert _launches(out, "fine") == 1 and _launches(out, "broken") == 4
   assert os.path.getmtime(os.path.join(out, "fine", "result.json")) == mtime
 
@@ -89,35 +90,35 @@ def test_a_crash_is_retried_once_then_recorded(tmp_path):
 def test_bad_definitions_are_clear_errors(tmp_path):
   no_sweep = tmp_path / "nosweep.py"
   no_sweep.write_text("from tests.experiments.fake_config import get_config\n")
-  with pytest.raises(sweeps.SweepError, match="no sweep\\(add\\) function"):
-    sweeps.load_sweep(str(no_sweep))
-  with pytest.raises(sweeps.SweepError, match="does not exist"):
-    sweeps.load_sweep(str(tmp_path / "missing.py"))
-  with pytest.raises(sweeps.SweepError, match="overrides config.scael, but the config has no "
+  with pytest.raises(sweep_lib.SweepError, match="no sweep\\(add\\) function"):
+    sweep_lib.load_sweep(str(no_sweep))
+  with pytest.raises(sweep_lib.SweepError, match="does not exist"):
+    sweep_lib.load_sweep(str(tmp_path / "missing.py"))
+  with pytest.raises(sweep_lib.SweepError, match="overrides config.scael, but the config has no "
                                               "key 'scael'"):
-    sweeps.load_sweep(_config(tmp_path, 'add("a", scael=2)', "typo.py"))
-  with pytest.raises(sweeps.SweepError, match="config.scale='big'"):
-    sweeps.load_sweep(_config(tmp_path, 'add("a", scale="big")', "type.py"))
-  with pytest.raises(sweeps.SweepError, match="added twice"):
-    sweeps.load_sweep(_config(tmp_path, 'add("a", scale=2)\nadd("a", scale=3)', "dup.py"))
-  with pytest.raises(sweeps.SweepError, match="must be letters"):
-    sweeps.load_sweep(_config(tmp_path, 'add("../a", scale=2)', "name.py"))
+    sweep_lib.load_sweep(_config(tmp_path, 'add("a", scael=2)', "typo.py"))
+  with pytest.raises(sweep_lib.SweepError, match="config.scale='big'"):
+    sweep_lib.load_sweep(_config(tmp_path, 'add("a", scale="big")', "type.py"))
+  with pytest.raises(sweep_lib.SweepError, match="added twice"):
+    sweep_lib.load_sweep(_config(tmp_path, 'add("a", scale=2)\nadd("a", scale=3)', "dup.py"))
+  with pytest.raises(sweep_lib.SweepError, match="must be letters"):
+    sweep_lib.load_sweep(_config(tmp_path, 'add("../a", scale=2)', "name.py"))
 
 
 def test_refuses_a_directory_of_another_sweep(tmp_path):
   out = str(tmp_path / "sw")
   first = _config(tmp_path, 'add("a", scale=2)', "one.py")
-  sweeps.run_sweep(sweeps.load_sweep(first + ":x"), out, progress=lambda _: None)
+  sweep_lib.run_sweep(sweep_lib.load_sweep(first + ":x"), out, progress=lambda _: None)
   result = open(os.path.join(out, "a", "result.json")).read()
-  with pytest.raises(sweeps.SweepError, match="arg: 'x' there, 'y' here"):
-    sweeps.run_sweep(sweeps.load_sweep(first + ":y"), out)
+  with pytest.raises(sweep_lib.SweepError, match="arg: 'x' there, 'y' here"):
+    sweep_lib.run_sweep(sweep_lib.load_sweep(first + ":y"), out)
   changed = _config(tmp_path, 'add("a", scale=3)', "one.py")  # same file, new overrides
-  with pytest.raises(sweeps.SweepError, match="run 'a': overrides {'scale': 2} there"):
-    sweeps.run_sweep(sweeps.load_sweep(changed + ":x"), out)
+  with pytest.raises(sweep_lib.SweepError, match="run 'a': overrides {'scale': 2} there"):
+    sweep_lib.run_sweep(sweep_lib.load_sweep(changed + ":x"), out)
   assert open(os.path.join(out, "a", "result.json")).read() == result  # not lost
   # The same sweep may grow.
   grown = _config(tmp_path, 'add("a", scale=2)\nadd("b", scale=4)', "one.py")
-  results = sweeps.run_sweep(sweeps.load_sweep(grown + ":x"), out, progress=lambda _: None)
+  results = sweep_lib.run_sweep(sweep_lib.load_sweep(grown + ":x"), out, progress=lambda _: None)
   assert [r.reused for r in results] == [True, False]
 
 
@@ -167,9 +168,9 @@ def _alive(pid: int) -> bool:
 def test_runs_without_a_held_out_split_are_shown_and_named(tmp_path):
   """The trainer logs eval_train/* (not eval/*) when a run has no held-out split."""
   train_only = {"loss": 0.5, "eval_train/loss": 0.6}
-  result = sweeps.RunResult("a", "finished", {}, 10, train_only)
-  _, md = sweeps.write_summary(str(tmp_path), [result])
+  result = sweep_results.RunResult("a", "finished", {}, 10, train_only)
+  _, md = sweep_results.write_summary(str(tmp_path), [result])
   assert "| eval_train/loss |" in open(md).read()
-  assert sweeps.only_on_training_windows(train_only, "eval/loss")
-  assert not sweeps.only_on_training_windows({"eval/loss": 0.6}, "eval/loss")
-  assert not sweeps.only_on_training_windows(train_only, "loss")
+  assert sweep_results.only_on_training_windows(train_only, "eval/loss")
+  assert not sweep_results.only_on_training_windows({"eval/loss": 0.6}, "eval/loss")
+  assert not sweep_results.only_on_training_windows(train_only, "loss")

@@ -1,10 +1,10 @@
-"""experiments/configs/wam.py and experiments.dojo_data (the data wiring of experiments.train)."""
+"""experiments/configs/wam.py and experiments.lib.train (the data wiring of experiments.train)."""
 
 import pytest
 
 from dojo import registry
-from experiments import dojo_data
 from experiments.configs import wam as wam_config
+from experiments.lib import train as train_lib
 from wam import trainer
 
 
@@ -12,7 +12,7 @@ from wam import trainer
 def test_configs_pass_the_trainer_checks(arg, tmp_path):
   config = wam_config.get_config(arg)
   config.data.datasets.robot = {"path": str(tmp_path), "weight": 1.0, "split": "train"}
-  config = dojo_data.trainer_config(config, str(tmp_path))
+  config = train_lib.trainer_config(config, str(tmp_path))
   assert "dojo" not in config
   trainer.check_config(config)
   if "regression" in arg:
@@ -31,7 +31,7 @@ def test_every_instruction_of_the_task_fits(task, size):
 def test_runlocal_is_cpu_sized():
   config = wam_config.get_config("runlocal")
   assert config.model.variant == "toy" and config.data.image_size == (32, 32)
-  episodes = sum(e["num_episodes"] for e in dojo_data.mixture_entries(config.dojo).values())
+  episodes = sum(e["num_episodes"] for e in train_lib.mixture_entries(config.dojo).values())
   assert episodes <= 1000 and config.num_steps <= 5000
 
 
@@ -50,7 +50,7 @@ def test_acting_gives_policy_mode_its_data_views_and_actions():
   # reach: the target's position is predicted, never read; actions start from the state.
   assert reach.dojo.observe_target and reach.model.predict_only == ("reach_target",)
   assert reach.model.action_prior == "state"
-  assert dojo_data.task_overrides(reach.dojo) == (("observe_target", True),)
+  assert train_lib.task_overrides(reach.dojo) == (("observe_target", True),)
   push = wam_config.get_config("runlocal,acting,push")
   assert push.dojo.cameras == ("front",) and push.dojo.joint_actions == "relative"
   assert push.model.action_prior == "state" and push.model.predict_only == ()
@@ -59,23 +59,23 @@ def test_acting_gives_policy_mode_its_data_views_and_actions():
   plain = wam_config.get_config("runlocal")
   assert plain.dojo.joint_actions == "" and plain.model.action_prior == "zero"
   assert wam_config.get_config("wrist").dojo.cameras == ("front", "wrist")  # once only
-  assert dojo_data.task_overrides(plain.dojo) == ()
+  assert train_lib.task_overrides(plain.dojo) == ()
 
 
 def test_mixture_entries_name_their_policies_and_what_to_imitate():
   config = wam_config.get_config("runlocal")
-  entries = dojo_data.mixture_entries(config.dojo)
+  entries = train_lib.mixture_entries(config.dojo)
   assert entries["demos"]["policy"] == "noisy_expert" and entries["demos"]["imitate"]
   assert not entries["play"]["imitate"] and entries["play"]["policy"] == "waypoints"
   assert len({e["seed"] for e in entries.values()}) == len(entries)  # distinct scenes
   # The BC baseline learns from the demonstrations alone.
-  assert list(dojo_data.mixture_entries(wam_config.get_config("runlocal,bc").dojo)) == ["demos"]
+  assert list(train_lib.mixture_entries(wam_config.get_config("runlocal,bc").dojo)) == ["demos"]
   # The hand also plays over its whole action range.
-  hand = dojo_data.mixture_entries(wam_config.get_config("runlocal,dex_lift").dojo)
+  hand = train_lib.mixture_entries(wam_config.get_config("runlocal,dex_lift").dojo)
   assert hand["wide"]["noise"] == 1.0 and not hand["wide"]["imitate"]
   assert "wide" not in entries
   # `scenes`: many short play episodes (more scenes for perception), full-length others.
-  scenes = dojo_data.mixture_entries(wam_config.get_config("runlocal,acting,scenes").dojo)
+  scenes = train_lib.mixture_entries(wam_config.get_config("runlocal,acting,scenes").dojo)
   assert scenes["scenes"]["num_steps"] == 20 and not scenes["scenes"]["imitate"]
   assert scenes["play"]["num_steps"] == -1 and "scenes" not in entries
 
@@ -84,15 +84,15 @@ def test_bad_mixture_entries_are_named_before_any_collection(tmp_path):
   config = wam_config.get_config("runlocal")
   config.dojo.mixture.play.policy = "wander"
   with pytest.raises(ValueError, match="mixture.play.policy is 'wander'"):
-    dojo_data.trainer_config(config, str(tmp_path))
+    train_lib.trainer_config(config, str(tmp_path))
   config = wam_config.get_config("runlocal")
   config.dojo.mixture.play.num_episode = 3
   with pytest.raises(ValueError, match=r"mixture.play has unknown key\(s\) \['num_episode'\]"):
-    dojo_data.mixture_entries(config.dojo)
+    train_lib.mixture_entries(config.dojo)
   config.dojo.mixture = {}
   config.dojo.num_episodes = 0
   with pytest.raises(ValueError, match="collects nothing"):
-    dojo_data.mixture_entries(config.dojo)
+    train_lib.mixture_entries(config.dojo)
 
 
 def test_unknown_argument_and_missing_data_are_clear(tmp_path):
@@ -101,7 +101,7 @@ def test_unknown_argument_and_missing_data_are_clear(tmp_path):
   config = wam_config.get_config("runlocal")
   del config["dojo"]
   with pytest.raises(ValueError, match="names no datasets"):
-    dojo_data.trainer_config(config, str(tmp_path))
+    train_lib.trainer_config(config, str(tmp_path))
 
 
 def test_collected_datasets_are_trained_on_as_they_are(tmp_path):
@@ -110,10 +110,10 @@ def test_collected_datasets_are_trained_on_as_they_are(tmp_path):
   config = wam_config.get_config("runlocal")
   config.dojo.collected = str(path)
   with pytest.raises(FileNotFoundError, match="not a built dataset.*_collected/1.0.0"):
-    dojo_data.trainer_config(config, str(tmp_path))
+    train_lib.trainer_config(config, str(tmp_path))
   path.mkdir(parents=True)
   (path / "dataset_info.json").write_text("{}")
-  config = dojo_data.trainer_config(config, str(tmp_path / "work"))
+  config = train_lib.trainer_config(config, str(tmp_path / "work"))
   assert list(config.data.datasets) == ["reach_collected"]
   assert config.data.datasets.reach_collected.path == str(path)
   assert config.data.datasets.reach_collected.imitate

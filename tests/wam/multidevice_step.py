@@ -11,7 +11,7 @@ jax.config.update("jax_num_cpu_devices", 8)
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from wam import sharding, trainer  # noqa: E402
+from wam import sharding, train_state, trainer  # noqa: E402
 from wam.data.synthetic import synthetic_batch  # noqa: E402
 from wam.optimizer import make_optimizer  # noqa: E402
 
@@ -20,13 +20,13 @@ def run(mesh_shape, devices, batch, config, steps=2):
   mesh = sharding.make_mesh(mesh_shape, devices)
   optimizer = make_optimizer(config.optimizer, 10)
   example = {k: v[:1] for k, v in batch.items()}
-  build = lambda: trainer._train_state(trainer.build_model(config, example), optimizer,
-                                       jax.random.key(0))
+  build = lambda: train_state.initial_state(train_state.build_model(config, example),
+                                            optimizer, jax.random.key(0))
   abstract = jax.eval_shape(build)
-  shardings = trainer._state_shardings(abstract, optimizer, mesh,
-                                       sharding.rules_from_config(config.sharding_rules))
+  shardings = train_state.state_shardings(abstract, optimizer, mesh,
+                                          sharding.rules_from_config(config.sharding_rules))
   state = jax.jit(build, out_shardings=shardings)()
-  graphdef, _ = nnx.split(nnx.eval_shape(lambda: trainer.build_model(config, example)))
+  graphdef, _ = nnx.split(nnx.eval_shape(lambda: train_state.build_model(config, example)))
   batch_sharding = sharding.batch_sharding(mesh)
   step = jax.jit(trainer.make_train_step(graphdef, optimizer), donate_argnums=(0,),
                  in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None))

@@ -1,4 +1,5 @@
-"""wam.checkpoint: round trips, incompatible models, kill -9 mid-save, corruption."""
+"""wam.checkpoint (and its compatibility check, fingerprints and data state): round trips,
+incompatible models, kill -9 mid-save, corruption."""
 
 import glob
 import logging
@@ -17,8 +18,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wam import checkpoint
-from wam.checkpoint import (Checkpointer, CorruptCheckpointError, IncompatibleCheckpointError,
-                            read_run_metadata, write_run_metadata)
+from wam.checkpoint import Checkpointer
+from wam.checkpoint_compatibility import IncompatibleCheckpointError
+from wam.checkpoint_corruption import CorruptCheckpointError
+from tests.wam.checkpoint_fixtures import garble_largest_data_file, largest_data_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint_kill_helper.py")
@@ -141,61 +144,6 @@ def test_max_to_keep_and_never_overwrite(tmp_path):
   np.testing.assert_array_equal(restored["w"], [3.0, 3.0])
 
 
-def test_run_metadata_round_trip(tmp_path):
-  batch = {"observation": {"image": np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
-                           "joints": np.ones((2, 5), np.float32)},
-           "instruction": np.array(["pick", "place"])}
-  stats = {"action": {"mean": np.zeros(3, np.float32), "count": np.int64(5)}}
-  write_run_metadata(str(tmp_path), config_json='{"model": {"width": 64}}',
-                     statistics=stats, example_batch=batch, extra={"git": "abc"})
-  assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-  meta = read_run_metadata(str(tmp_path))
-  assert meta.config == {"model": {"width": 64}}
-  assert meta.statistics == {"action": {"mean": [0.0, 0.0, 0.0], "count": 5}}
-  assert meta.extra == {"git": "abc"}
-  np.testing.assert_array_equal(meta.example_batch["observation"]["image"],
-                                batch["observation"]["image"])
-  assert meta.example_batch["observation"]["joints"].dtype == np.float32
-  np.testing.assert_array_equal(meta.example_batch["instruction"], ["pick", "place"])
-
-  os.remove(tmp_path / "example_batch.npz")
-  with pytest.raises(FileNotFoundError, match="missing example_batch.npz"):
-    read_run_metadata(str(tmp_path))
-  with pytest.raises(FileNotFoundError, match="does not exist"):
-    read_run_metadata(str(tmp_path / "nope"))
-  with pytest.raises(ValueError, match="not valid JSON"):
-    write_run_metadata(str(tmp_path), config_json="{", statistics=None, example_batch={})
-
-
-@pytest.mark.parametrize("umask,expected", [(0o022, 0o644), (0o077, 0o600)])
-def test_run_metadata_files_honour_the_umask(tmp_path, umask, expected):
-  """Teammates on a shared filesystem can load a run (a temporary file's default is 0600)."""
-  old_umask = os.umask(umask)
-  try:
-    write_run_metadata(str(tmp_path), config_json="{}", statistics={"a": 1},
-                       example_batch={"x": np.zeros(2)}, extra={"b": 2})
-  finally:
-    os.umask(old_umask)
-  for name in ("config.json", "statistics.json", "extra.json", "example_batch.npz"):
-    assert os.stat(tmp_path / name).st_mode & 0o777 == expected, name
-  assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-
-
-def _largest_data_file(step_dir: str) -> str:
-  files = [p for p in glob.glob(os.path.join(step_dir, "state", "**", "*"), recursive=True)
-           if os.path.isfile(p) and os.sep + "d" + os.sep in p]
-  return max(files, key=os.path.getsize)
-
-
-def _garble_largest_data_file(step_dir: str) -> str:
-  path = _largest_data_file(step_dir)
-  size = os.path.getsize(path)
-  with open(path, "r+b") as f:
-    f.seek(size // 2)
-    f.write(b"\x13\x37garbage" * 8)
-  return path
-
-
 def _two_steps(directory: str):
   """Saves steps 1 and 2 of a small state; returns the state function."""
   def state(step):
@@ -212,12 +160,12 @@ def test_corrupt_latest_step_falls_back(tmp_path, corruption, caplog):
   state = _two_steps(str(tmp_path))
   step_dir = os.path.join(str(tmp_path), "2")
   if corruption == "garbled_data":  # orbax itself restores garbage silently
-    _garble_largest_data_file(step_dir)
+    garble_largest_data_file(step_dir)
   elif corruption == "truncated_metadata":
     path = os.path.join(step_dir, "state", "_METADATA")
     os.truncate(path, os.path.getsize(path) // 2)
   else:
-    os.remove(_largest_data_file(step_dir))
+    os.remove(largest_data_file(step_dir))
 
   abstract = jax.eval_shape(lambda: state(0))
   ckpt = Checkpointer(str(tmp_path), save_interval_steps=1)
@@ -239,7 +187,7 @@ def test_corrupt_latest_step_falls_back(tmp_path, corruption, caplog):
 
 def test_corrupt_step_moved_aside_is_saved_again(tmp_path):
   state = _two_steps(str(tmp_path))
-  _garble_largest_data_file(os.path.join(str(tmp_path), "2"))
+  garble_largest_data_file(os.path.join(str(tmp_path), "2"))
   abstract = jax.eval_shape(lambda: state(0))
   with Checkpointer(str(tmp_path), save_interval_steps=1) as ckpt:
     step, _, _ = ckpt.restore(abstract, fallback=True, move_corrupt_aside=True)

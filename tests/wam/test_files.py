@@ -1,10 +1,11 @@
-"""wam.files.atomic_write: all or nothing, with the umask's permissions."""
+"""wam.files.atomic_write(_json): all or nothing, with the umask's permissions."""
 
+import json
 import os
 
 import pytest
 
-from wam.files import atomic_write
+from wam.files import atomic_write, atomic_write_json
 
 
 @pytest.mark.parametrize("umask,expected", [(0o022, 0o644), (0o077, 0o600)])
@@ -33,3 +34,15 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     atomic_write(str(path), half_then_fail)
   assert path.read_text() == "old\n"
   assert os.listdir(tmp_path) == ["metrics.jsonl"]
+
+
+def test_json_is_written_exactly_as_json_dump_formats_it(tmp_path):
+  path = tmp_path / "result.json"
+  value = {"b": 1, "a": [1.5, None], "c": object}
+  kwargs = dict(indent=1, sort_keys=True, default=str)
+  atomic_write_json(str(path), value, **kwargs)
+  assert path.read_text() == json.dumps(value, **kwargs)
+  with pytest.raises(TypeError):   # not serialisable: the old file stays, no temporary
+    atomic_write_json(str(path), {"c": object})
+  assert json.loads(path.read_text())["b"] == 1
+  assert os.listdir(tmp_path) == ["result.json"]

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from wam import config as wam_config
-from wam import dream, model as wam_model, objective, policy_shortcut, trainer
+from wam import dream, model as wam_model, objective, policy_shortcut, train_state
 from wam.data.layout import Layout
 from wam.data.synthetic import synthetic_batch
 
@@ -289,7 +289,7 @@ def test_predict_only_state_is_never_read_but_is_learned(batch):
   cfg = tiny_config()
   cfg.predict_only = ("p",)
   layouts = {"joints": Layout.of([("q", 3)]), "proprio": Layout.of([("p", 2)])}
-  assert trainer.hidden_state(cfg, layouts) == (3, 4)
+  assert train_state.hidden_state(cfg, layouts) == (3, 4)
   m = wam_model.WorldActionModel(cfg, wam_model.Dims.from_batch(batch), rngs=nnx.Rngs(0))
   m = wam_model.WorldActionModel(cfg, dataclasses.replace(m.dims, hidden_state=(3, 4)),
                                  rngs=nnx.Rngs(0))
@@ -308,9 +308,9 @@ def test_predict_only_state_is_never_read_but_is_learned(batch):
   assert float(jnp.abs(_grads(m, batch).state_head.kernel[...][:, 3:]).sum()) > 0
   cfg.predict_only = ("target",)
   with pytest.raises(ValueError, match="does not have; joints slots: \\('q',\\)"):
-    trainer.hidden_state(cfg, layouts)
+    train_state.hidden_state(cfg, layouts)
   with pytest.raises(ValueError, match="needs the data layouts"):
-    trainer.hidden_state(cfg, None)
+    train_state.hidden_state(cfg, None)
 
 
 def test_tokenizer_gradient_from_the_context(batch):

@@ -151,10 +151,10 @@ def test_metadata_that_does_not_describe_the_robot_fails_clearly(built):
 
 
 def test_same_actions_as_the_dojo_wam_policy():
-  """On a Dojo task, ``Policy`` acts exactly as ``dojo.controllers.WamPolicy`` (clipped)."""
-  from dojo.controllers import WamPolicy  # pylint: disable=import-outside-toplevel
-  from dojo.model_io import ModelIO  # pylint: disable=import-outside-toplevel
-  from tests.dojo import neural_fixtures as nf  # pylint: disable=import-outside-toplevel
+  """On a Dojo task, ``Policy`` acts exactly as ``dojo.neural.controllers.WamPolicy`` (clipped)."""
+  from dojo.neural.controllers import WamPolicy  # pylint: disable=import-outside-toplevel
+  from dojo.neural.model_io import ModelIO  # pylint: disable=import-outside-toplevel
+  from tests.dojo.neural import fixtures as nf  # pylint: disable=import-outside-toplevel
   task = nf.toy_task()
   model, metadata = nf.toy_model(task)
   reference = WamPolicy(model, ModelIO.create(model, metadata, task))

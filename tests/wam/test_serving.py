@@ -20,7 +20,8 @@ from benchmarks import serve_fuzz
 from wam.policy import BATCH_TOLERANCE, Policy
 from wam.serving import protocol
 from wam.serving.client import PolicyClient, PolicyServerError
-from wam.serving.server import BackgroundServer
+from wam.serving.runner import BackgroundServer
+from tests.wam.serving_fixtures import inprocess_actions, random_episode, wait_for
 from tests.wam.test_policy import write_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,21 +43,6 @@ def policy(built):
 def server(policy):
   with BackgroundServer(policy, log_every=5) as server:
     yield server
-
-
-def _episode(policy, seed, steps):
-  rng = np.random.default_rng(seed)
-  return [serve_benchmark.random_observation(policy, rng, scale=1 + seed % 2)
-          for _ in range(steps)]
-
-
-def _inprocess(policy, instruction, seed, observations):
-  session = policy.new_session(instruction, seed=seed)
-  out = []
-  for obs in observations:
-    session, actions = policy.act(session, obs)
-    out.append(actions)
-  return out
 
 
 def test_protocol_round_trips_arrays_and_refuses_objects():
@@ -89,7 +75,7 @@ def test_concurrent_clients_match_the_in_process_policy(policy, server):
   """Three clients at once, each with its own session: the actions Policy.act gives."""
   steps = policy.window + 2   # across a restart of the context
   specs = [("open the drawer", 1), ("close the drawer", 2), ("wave", 3)]
-  expected = {s: _inprocess(policy, i, s, _episode(policy, s, steps)) for i, s in specs}
+  expected = {s: inprocess_actions(policy, i, s, random_episode(policy, s, steps)) for i, s in specs}
   got, failures = {}, []
   start = threading.Barrier(len(specs))
 
@@ -98,7 +84,7 @@ def test_concurrent_clients_match_the_in_process_policy(policy, server):
       with PolicyClient(server.url) as c:
         c.reset(instruction, seed=seed)
         start.wait()
-        got[seed] = [c.act(obs) for obs in _episode(policy, seed, steps)]
+        got[seed] = [c.act(obs) for obs in random_episode(policy, seed, steps)]
         assert c.last_reply["step"] == steps
     except BaseException as e:  # pylint: disable=broad-except
       failures.append(e)
@@ -117,7 +103,7 @@ def test_concurrent_clients_match_the_in_process_policy(policy, server):
 
 
 def test_one_connection_interleaves_sessions(policy, server):
-  obs_a, obs_b = _episode(policy, 4, 2), _episode(policy, 5, 2)
+  obs_a, obs_b = random_episode(policy, 4, 2), random_episode(policy, 5, 2)
   with PolicyClient(server.url) as c:
     a = c.reset("pick", seed=4)
     b = c.reset("place", seed=5)
@@ -128,12 +114,12 @@ def test_one_connection_interleaves_sessions(policy, server):
     assert c.close_session(a) == [a]
     with pytest.raises(PolicyServerError, match="unknown_session"):
       c.act(obs_a[0], session_id=a)
-  np.testing.assert_allclose(got_a, _inprocess(policy, "pick", 4, obs_a), atol=1e-6)
-  np.testing.assert_allclose(got_b, _inprocess(policy, "place", 5, obs_b), atol=1e-6)
+  np.testing.assert_allclose(got_a, inprocess_actions(policy, "pick", 4, obs_a), atol=1e-6)
+  np.testing.assert_allclose(got_b, inprocess_actions(policy, "place", 5, obs_b), atol=1e-6)
 
 
 def _bad_requests(policy):
-  good = _episode(policy, 6, 1)[0]
+  good = random_episode(policy, 6, 1)[0]
   return [
       (b"\xc1 not msgpack", protocol.MALFORMED, "Not a msgpack message"),
       (protocol.encode({"type": "fly"}), protocol.UNKNOWN_TYPE, "Unknown message type 'fly'"),
@@ -167,8 +153,8 @@ def _bad_requests(policy):
 
 
 def test_bad_messages_get_error_replies_and_others_keep_being_served(policy, server):
-  observations = _episode(policy, 7, policy.window + 1)
-  expected = _inprocess(policy, "steady", 7, observations)
+  observations = random_episode(policy, 7, policy.window + 1)
+  expected = inprocess_actions(policy, "steady", 7, observations)
   with PolicyClient(server.url) as good, PolicyClient(server.url) as bad:
     good.reset("steady", seed=7)
     for i, (data, kind, match) in enumerate(_bad_requests(policy)):
@@ -192,7 +178,7 @@ def test_bad_messages_get_error_replies_and_others_keep_being_served(policy, ser
 def test_metrics_report_latencies(policy, server):
   with PolicyClient(server.url) as c:
     c.reset("measure me")
-    for obs in _episode(policy, 8, 3):
+    for obs in random_episode(policy, 8, 3):
       c.act(obs)
       assert c.last_reply["latency_ms"] > 0
     metrics = c.metrics()
@@ -217,7 +203,7 @@ def test_clean_shutdown_closes_clients(policy):
     with pytest.raises(ConnectionClosed):
       raw.recv(timeout=10)
   with pytest.raises(ConnectionClosed):
-    client.act(_episode(policy, 9, 1)[0])
+    client.act(random_episode(policy, 9, 1)[0])
   assert not background._thread.is_alive()  # pylint: disable=protected-access
   with pytest.raises(OSError):
     PolicyClient(url, timeout=5)
@@ -231,12 +217,12 @@ def test_server_trims_the_heap_periodically_and_stops_cleanly(policy):
   with BackgroundServer(policy, trim_every_s=0.05) as background:
     with PolicyClient(background.url) as c:
       c.reset("trim")
-      c.act(_episode(policy, 11, 1)[0])
+      c.act(random_episode(policy, 11, 1)[0])
       deadline = time.monotonic() + 30
       while c.metrics()["memory"]["trims"] < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
       assert c.metrics()["memory"]["trims"] >= 2
-      assert np.all(np.isfinite(c.act(_episode(policy, 11, 2)[1])))   # still serving
+      assert np.all(np.isfinite(c.act(random_episode(policy, 11, 2)[1])))   # still serving
 
 
 def test_benchmark_logic_at_tiny_size(policy):
@@ -268,11 +254,11 @@ def test_command_line_serves_a_run_until_sigterm(built, policy, tmp_path):
     line = proc.stdout.readline()   # blocks until the server is up (or has died)
     match = re.search(r"at (ws://\S+)", line)
     assert match, (line, proc.stderr.read()[-3000:] if proc.poll() is not None else "")
-    observations = _episode(policy, 10, 2)
+    observations = random_episode(policy, 10, 2)
     with PolicyClient(match.group(1)) as c:
       c.reset("served", seed=10)
       got = [c.act(obs) for obs in observations]
-    np.testing.assert_allclose(got, _inprocess(policy, "served", 10, observations), atol=1e-6)
+    np.testing.assert_allclose(got, inprocess_actions(policy, "served", 10, observations), atol=1e-6)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr[-3000:]
@@ -317,7 +303,7 @@ def _thread(target, *args, errors: list) -> threading.Thread:
 
 def test_model_calls_are_serialised_and_the_loop_stays_responsive(policy):
   slow = _SlowPolicy(policy, delay=0.4)
-  obs = _episode(policy, 11, 1)[0]
+  obs = random_episode(policy, 11, 1)[0]
   errors = []
   # max_batch 1: the three acts must not run as one batch (test_serving_batching does).
   with BackgroundServer(slow, max_batch=1) as server:
@@ -363,8 +349,8 @@ class _FirstActSlow:
 
 def test_a_timed_out_reply_is_discarded_not_returned_by_the_next_act(policy, caplog):
   """The late chunk of observation 0 must not come back as the answer to observation 1."""
-  observations = _episode(policy, 12, 2)
-  expected = _inprocess(policy, "late", 12, observations)   # the server ran both acts
+  observations = random_episode(policy, 12, 2)
+  expected = inprocess_actions(policy, "late", 12, observations)   # the server ran both acts
   with BackgroundServer(_FirstActSlow(policy, delay=1.5)) as server:
     with PolicyClient(server.url) as c:
       c.reset("late", seed=12)
@@ -428,14 +414,6 @@ def test_client_times_out_on_replies_to_other_requests(caplog):
 # ----------------------------------------------------------------------------- limits
 
 
-def _wait_for(condition, timeout: float = 30.0) -> None:
-  """Polls ``condition()`` (server-side state that changes after a client leaves)."""
-  deadline = time.monotonic() + timeout
-  while not condition():
-    assert time.monotonic() < deadline, "timed out"
-    time.sleep(0.02)
-
-
 def test_a_connection_over_max_connections_gets_an_error_then_is_closed(policy):
   with BackgroundServer(policy, max_connections=2) as background:
     a, b = PolicyClient(background.url), PolicyClient(background.url)
@@ -453,7 +431,7 @@ def test_a_connection_over_max_connections_gets_an_error_then_is_closed(policy):
         c.metrics()
       assert info.value.type == protocol.TOO_MANY_CONNECTIONS
     a.close()   # frees its place
-    _wait_for(lambda: background.server.connections == 1)
+    wait_for(lambda: background.server.connections == 1)
     with PolicyClient(background.url) as c:
       assert c.metrics()["errors"][protocol.TOO_MANY_CONNECTIONS] == 2
     assert b.metrics()["connections"] == 1
@@ -461,7 +439,7 @@ def test_a_connection_over_max_connections_gets_an_error_then_is_closed(policy):
 
 
 def test_session_limits_per_connection_and_in_total_closing_frees_them(policy):
-  obs = _episode(policy, 13, 1)[0]
+  obs = random_episode(policy, 13, 1)[0]
   with BackgroundServer(policy, max_sessions=3, max_sessions_per_connection=2) as background:
     a, b = PolicyClient(background.url), PolicyClient(background.url)
     first = a.reset("a1")
@@ -478,7 +456,7 @@ def test_session_limits_per_connection_and_in_total_closing_frees_them(policy):
     with pytest.raises(PolicyServerError, match=r"max_sessions=3\)"):
       a.reset("a3")
     a.close()                # ... and so does a closed connection
-    _wait_for(lambda: background.server.sessions == 2)
+    wait_for(lambda: background.server.sessions == 2)
     with PolicyClient(background.url) as c:
       c.reset("c1")
       assert c.act(obs).shape == (policy.action_chunk, 4)
@@ -488,7 +466,7 @@ def test_session_limits_per_connection_and_in_total_closing_frees_them(policy):
 
 
 def test_max_message_bytes_closes_only_that_connection_and_the_queue_is_bounded(policy):
-  obs = _episode(policy, 14, 2)[0]
+  obs = random_episode(policy, 14, 2)[0]
   limit = 2**16
   with BackgroundServer(policy, max_message_bytes=limit, max_queue=1) as background:
     with PolicyClient(background.url) as good, PolicyClient(background.url) as big:
@@ -498,7 +476,7 @@ def test_max_message_bytes_closes_only_that_connection_and_the_queue_is_bounded(
       with pytest.raises(ConnectionClosed) as closed:
         big.act({**obs, "image_front": image})
       assert closed.value.rcvd.code == 1009   # message too big
-      _wait_for(lambda: background.server.errors["message_too_big"] == 1)
+      wait_for(lambda: background.server.errors["message_too_big"] == 1)
       assert good.act(obs).shape == (policy.action_chunk, 4)
       # websockets buffers max_queue frames per connection (not its default 16), then
       # stops reading: requests sent without waiting are still answered, in order.
@@ -527,8 +505,8 @@ class _CountingPolicy:
 
 def test_bad_observations_are_refused_before_the_model_thread(policy):
   counting = _CountingPolicy(policy)
-  observations = _episode(policy, 15, 2)
-  expected = _inprocess(policy, "careful", 15, observations)
+  observations = random_episode(policy, 15, 2)
+  expected = inprocess_actions(policy, "careful", 15, observations)
   obs = observations[0]
   bad = [
       ({**obs, "joints": np.array([np.nan, 0, 0], np.float32)}, "joints has non-finite"),
@@ -559,7 +537,7 @@ def test_bad_observations_are_refused_before_the_model_thread(policy):
 def test_fuzzed_frames_leave_the_server_serving_identical_actions(policy):
   """Garbage of every kind, then a well-behaved client gets the very same actions."""
   rng = np.random.default_rng(0)
-  observations = _episode(policy, 16, 3)
+  observations = random_episode(policy, 16, 3)
   obs = observations[0]
   limit = 2**16
 
@@ -582,7 +560,7 @@ def test_fuzzed_frames_leave_the_server_serving_identical_actions(policy):
       with PolicyClient(background.url) as big, pytest.raises(ConnectionClosed):
         big.request_bytes(frame)
     after = episode(background.url)
-    _wait_for(lambda: background.server.connections == 0)
+    wait_for(lambda: background.server.connections == 0)
     assert background.server.sessions == 0
   for a, b in zip(before, after):
     np.testing.assert_array_equal(a, b)

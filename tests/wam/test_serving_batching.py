@@ -12,9 +12,9 @@ from benchmarks import serve as serve_benchmark
 from wam.policy import BATCH_TOLERANCE, Policy
 from wam.serving import batching, protocol
 from wam.serving.client import PolicyClient, PolicyServerError
-from wam.serving.server import BackgroundServer
+from wam.serving.runner import BackgroundServer
 # The same episodes and in-process reference as the serving tests.
-from tests.wam.test_serving import _episode, _inprocess, _wait_for
+from tests.wam.serving_fixtures import inprocess_actions, random_episode, wait_for
 
 MAX_BATCH = 4   # compiles sizes 2 and 4 only: the tests' CPU is slow to compile
 
@@ -38,10 +38,10 @@ def _close_to(got, expected, exact: bool) -> None:
 def test_act_batch_matches_act_one_compile_per_padded_size(policy):
   # Sessions at different window positions, one about to start its context over.
   sessions = [policy.new_session(f"task {i}", seed=i) for i in range(4)]
-  for i, obs in enumerate(_episode(policy, 1, policy.window)):
+  for i, obs in enumerate(random_episode(policy, 1, policy.window)):
     sessions[i + 1:] = [policy.act(s, obs)[0] for s in sessions[i + 1:]]
   assert [s.block for s in sessions] == [0, 1, 2, policy.window]
-  observations = _episode(policy, 2, len(sessions))
+  observations = random_episode(policy, 2, len(sessions))
   alone = [policy.act(s, o) for s, o in zip(sessions, observations)]
   traces = policy.batch_traces
   for n, size in ((4, 4), (3, 4), (2, None), (3, None)):
@@ -156,8 +156,8 @@ def test_concurrent_clients_get_what_the_in_process_policy_gives(policy, max_bat
   ``BATCH_TOLERANCE`` when batched, bit for bit when every act runs alone."""
   steps = policy.window + 2   # across a restart of the context
   seeds = [21, 22, 23, 24]
-  episodes = {s: _episode(policy, s, steps) for s in seeds}
-  expected = {s: _inprocess(policy, f"task {s}", s, episodes[s]) for s in seeds}
+  episodes = {s: random_episode(policy, s, steps) for s in seeds}
+  expected = {s: inprocess_actions(policy, f"task {s}", s, episodes[s]) for s in seeds}
   held = _Held(policy)
   got = {s: [] for s in seeds}
   with BackgroundServer(held, max_batch=max_batch) as background:
@@ -172,7 +172,7 @@ def test_concurrent_clients_get_what_the_in_process_policy_gives(policy, max_bat
       first = pool.submit(run, seeds[0])
       assert held.entered.wait(60)
       others = [pool.submit(run, s) for s in seeds[1:]]
-      _wait_for(lambda: background.server._batcher.waiting == 3)  # pylint: disable=protected-access
+      wait_for(lambda: background.server._batcher.waiting == 3)  # pylint: disable=protected-access
       held.release.set()
       assert [f.result(timeout=120) for f in [first] + others] == [steps] * len(seeds)
     metrics = clients[seeds[0]].metrics()["batch_size"]
@@ -192,8 +192,8 @@ def test_a_bad_observation_is_refused_alone_and_its_batch_is_unharmed(policy):
   """While the model thread is held, two good acts queue and three bad ones of another
   session are answered at once: they never join the batch, which runs the two."""
   seeds = [31, 32, 33, 34]
-  episodes = {s: _episode(policy, s, 2) for s in seeds}
-  expected = {s: _inprocess(policy, f"task {s}", s, episodes[s]) for s in seeds}
+  episodes = {s: random_episode(policy, s, 2) for s in seeds}
+  expected = {s: inprocess_actions(policy, f"task {s}", s, episodes[s]) for s in seeds}
   good = episodes[seeds[3]][0]
   bad = [({**good, "joints": np.array([np.nan, 0, 0], np.float32)}, "joints has non-finite"),
          ({**good, "image_front": good["image_front"][:15]}, "does not rescale"),
@@ -208,7 +208,7 @@ def test_a_bad_observation_is_refused_alone_and_its_batch_is_unharmed(policy):
       first = pool.submit(clients[seeds[0]].act, episodes[seeds[0]][0])
       assert held.entered.wait(60)
       queued = [pool.submit(clients[s].act, episodes[s][0]) for s in seeds[1:3]]
-      _wait_for(lambda: batcher.waiting == 2)
+      wait_for(lambda: batcher.waiting == 2)
       for observation, match in bad:   # answered while the model thread is still held
         with pytest.raises(PolicyServerError, match=re.escape(match)) as info:
           clients[seeds[3]].request({"type": "act", "observation": observation})

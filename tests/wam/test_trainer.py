@@ -1,4 +1,5 @@
-"""The trainer: resume, preemption, NaN handling, self-describing checkpoints, bad input."""
+"""The trainer and the loader: resume, preemption, NaN handling, self-describing
+checkpoints, ``wam.loading.load``, ``init_from``, bad input."""
 
 import json
 import logging
@@ -14,13 +15,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from wam import checkpoint, dream, sharding, text_encoder, trainer
+from wam import checkpoint, dream, loading, run_metadata, sharding, text_encoder, trainer
+from wam import train_state
+from wam.checkpoint_compatibility import IncompatibleCheckpointError
 from wam.data import builder, synthetic
 from wam.data.config import dataset_config
 from wam.data.layout import Layout
 from wam.data.schema import EpisodeSpec
 from wam.metric_writer import read_metrics
-from tests.wam.test_checkpoint import _garble_largest_data_file
+from tests.wam.checkpoint_fixtures import garble_largest_data_file
 
 SPEC = EpisodeSpec(
     embodiment="toy_arm", source="sim", cameras=("front",), image_size=(16, 16),
@@ -123,13 +126,13 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(dataset, tmp_
   with pytest.raises(trainer.NonFiniteLossError, match=r"NaN/inf at step 4.*step 4 \(intact\)"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
   monkeypatch.setattr(trainer, "make_train_step", original)
-  model, _ = trainer.load(str(tmp_path / "run"))
+  model, _ = loading.load(str(tmp_path / "run"))
   assert all(np.isfinite(np.asarray(p)).all() for p in _params(model))
 
 
 def test_load_rebuilds_the_model_from_the_directory_alone(uninterrupted):
   result, workdir, _ = uninterrupted
-  model, meta = trainer.load(workdir)
+  model, meta = loading.load(workdir)
   for a, b in zip(_params(result.model), _params(model)):
     np.testing.assert_array_equal(a, b)
   assert meta.statistics and "robot" in meta.statistics
@@ -156,18 +159,18 @@ def test_load_refuses_a_checkpoint_config_that_imports_code(uninterrupted, tmp_p
   sys.modules.pop(PROBE, None)
   with pytest.raises(PermissionError, match=rf"would import \(run\) module '{PROBE}'.*"
                                             "allow_code_import=True"):
-    trainer.load(ckpt_dir)
+    loading.load(ckpt_dir)
   assert PROBE not in sys.modules
   with pytest.raises(PermissionError, match="module 'os'"):
     text_encoder.check_importable("os:system", ("other:Encoder",), "config.json")
   # The user's own training config may still name a module (building does not check).
-  meta = checkpoint.read_run_metadata(ckpt_dir)
+  meta = run_metadata.read_run_metadata(ckpt_dir)
   config = tiny_config(config.data.datasets.robot.path, "unused")
   config.model.text_encoder.name = f"{PROBE}:Encoder"
-  nnx.eval_shape(lambda: trainer.build_model(config, meta.example_batch))
+  nnx.eval_shape(lambda: train_state.build_model(config, meta.example_batch))
   assert PROBE in sys.modules
   sys.modules.pop(PROBE)
-  trainer.load(ckpt_dir, allow_code_import=True)
+  loading.load(ckpt_dir, allow_code_import=True)
   assert PROBE in sys.modules
 
 
@@ -178,7 +181,7 @@ def test_rerun_replaces_a_corrupt_final_step(uninterrupted, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   shutil.copytree(source, workdir)
   ckpt_dir = os.path.join(workdir, "checkpoints")
-  _garble_largest_data_file(os.path.join(ckpt_dir, "6"))
+  garble_largest_data_file(os.path.join(ckpt_dir, "6"))
   with caplog.at_level(logging.WARNING):
     result = trainer.train_and_evaluate(config, workdir)
   assert result.step == 6
@@ -218,13 +221,13 @@ def test_incompatible_checkpoint_lists_the_mismatched_parameters(uninterrupted):
   _, workdir, config = uninterrupted
   config = tiny_config(config.data.datasets.robot.path, "unused")
   config.model.width = 48
-  meta = checkpoint.read_run_metadata(os.path.join(workdir, "checkpoints"))
+  meta = run_metadata.read_run_metadata(os.path.join(workdir, "checkpoints"))
   from wam.optimizer import make_optimizer
   optimizer = make_optimizer(config.optimizer, config.num_steps)
-  abstract = jax.eval_shape(lambda: trainer._train_state(
-      trainer.build_model(config, meta.example_batch), optimizer, jax.random.key(0)))
+  abstract = jax.eval_shape(lambda: train_state.initial_state(
+      train_state.build_model(config, meta.example_batch), optimizer, jax.random.key(0)))
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-  with pytest.raises(checkpoint.IncompatibleCheckpointError,
+  with pytest.raises(IncompatibleCheckpointError,
                      match=r"params.*backbone.*checkpoint \(32,?.*vs model \(48"):
     ckpt.restore(abstract)
 
@@ -272,14 +275,14 @@ def test_init_from_copies_matching_params_into_a_new_action_space(uninterrupted,
       str(tmp_path / "data"))
   config = tiny_config(new_data, tmp_path / "stats", num_steps=2)
   config.init_from = source_dir
-  source, _ = trainer.load(source_dir)
+  source, _ = loading.load(source_dir)
   stored = {jax.tree_util.keystr(p): v for p, v in
             jax.tree_util.tree_flatten_with_path(nnx.state(source, nnx.Param))[0]}
 
   from wam import transfer  # pylint: disable=import-outside-toplevel
   from wam.data import pipeline  # pylint: disable=import-outside-toplevel
   example = pipeline.from_config(config.data).example_batch()
-  fresh = nnx.state(trainer.build_model(config, example), nnx.Param)
+  fresh = nnx.state(train_state.build_model(config, example), nnx.Param)
   params, report = transfer.transfer_params(fresh, source_dir)
   assert report.source_step == 6
   assert report.shape_mismatch, "the action projections change size"
@@ -304,29 +307,3 @@ def test_init_from_a_run_without_checkpoints_is_a_clear_error(tmp_path):
     transfer.transfer_params({}, str(tmp_path / "empty"))
   with pytest.raises(FileNotFoundError, match="no such directory"):
     transfer.transfer_params({}, str(tmp_path / "missing"))
-
-
-def test_preemption_flag_is_local_alone_and_agreed_every_n_steps_with_hosts(monkeypatch):
-  """One process: its own SIGTERM flag, no collective. Several: the flags of all hosts,
-  gathered only every ``preemption_sync_every`` steps, so that every host stops at the
-  same step (tests/experiments/test_multihost.py runs it on two real processes)."""
-  gathered = []
-
-  def fake_allgather(flag):
-    gathered.append(int(flag))
-    return np.array([int(flag), 0])   # the other host got no signal
-  monkeypatch.setattr(trainer.multihost_utils, "process_allgather", fake_allgather)
-  flag = trainer._PreemptionFlag(sync_every=3)  # pylint: disable=protected-access
-  try:
-    assert not flag.agreed(1)
-    os.kill(os.getpid(), signal.SIGTERM)
-    assert flag.received and flag.agreed(2) and gathered == []
-    monkeypatch.setattr(jax, "process_count", lambda: 2)
-    flag.stopped = False
-    assert [flag.agreed(step) for step in (4, 5, 6)] == [False, False, True]
-    assert gathered == [1]   # step 6 only
-  finally:
-    flag.restore()
-  assert signal.getsignal(signal.SIGTERM) != flag._handle  # pylint: disable=protected-access
-  with pytest.raises(ValueError, match="preemption_sync_every"):
-    trainer._PreemptionFlag(sync_every=0)  # pylint: disable=protected-access

@@ -1,4 +1,4 @@
-"""Dream grids and videos, metric plots, and dojo.video's re-exports."""
+"""Dream grids and videos, metric plots."""
 
 import json
 
@@ -85,11 +85,7 @@ def test_plot_horizon(tmp_path):
   assert imageio.imread(out).ndim == 3
 
 
-def test_dojo_video_reexports(tmp_path):
-  from dojo import video  # pylint: disable=import-outside-toplevel
-  assert video.tile is visualize.tile and video.grid is visualize.grid
-  assert video.write_video is visualize.write_video
-  assert set(video.__all__) == {"tile", "grid", "write_video"}
+def test_write_video_gif(tmp_path):
   frames = np.stack([np.full((6, 6, 3), 40 * i, np.uint8) for i in range(3)])
-  video.write_video(str(tmp_path / "v.gif"), frames, fps=5)
+  visualize.write_video(str(tmp_path / "v.gif"), frames, fps=5)
   assert len(imageio.mimread(str(tmp_path / "v.gif"))) == 3

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from wam.data.reader import EpisodeDataset
+from wam.files import atomic_write_json
 
 VECTOR_KEYS = {"joints": "observation/joints", "proprio": "observation/proprio",
                "action": "action"}
@@ -206,10 +207,9 @@ def load_or_compute(dataset: EpisodeDataset, cache_dir: Optional[str] = None, *,
                max_steps)
   stats = compute(dataset, max_steps=max_steps, seed=seed)
   os.makedirs(cache_dir, exist_ok=True)
-  tmp = f"{path}.{os.getpid()}.partial"  # hosts sharing a cache never see half a file
-  with open(tmp, "w") as f:
-    json.dump({"dataset": dataset.path, "split": dataset.split,
-               "fingerprint": dataset.fingerprint(), "max_steps": max_steps, "seed": seed,
-               "vectors": {k: v.to_json() for k, v in stats.items()}}, f, indent=1)
-  os.replace(tmp, path)
+  # Atomically: hosts sharing a cache never see half a file.
+  atomic_write_json(path, {"dataset": dataset.path, "split": dataset.split,
+                           "fingerprint": dataset.fingerprint(), "max_steps": max_steps,
+                           "seed": seed, "vectors": {k: v.to_json() for k, v in stats.items()}},
+                    indent=1)
   return stats

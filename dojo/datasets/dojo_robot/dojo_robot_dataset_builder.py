@@ -4,12 +4,11 @@ Build from the command line (no TensorFlow needed):
 
     tfds build dojo/datasets/dojo_robot --config=reach_small --data_dir=~/tensorflow_datasets
 
-or from Python with any size::
+or from Python with any size (``build``: the one way the experiments build it)::
 
-    from dojo.datasets.dojo_robot import Builder, DojoRobotConfig
-    config = DojoRobotConfig(name="push_128px", task="push", num_episodes=200,
-                             image_size=(128, 128), noise=0.2)
-    Builder(config=config, data_dir="data").download_and_prepare()
+    from dojo.datasets import dojo_robot
+    path = dojo_robot.build("data", "push", num_episodes=200, image_size=(128, 128),
+                            noise=0.2)   # <data_dir>/dojo_robot/<config name>/1.0.0
 
 Episodes are first collected into ``<data_dir>/downloads/dojo_robot/<config>/episodes/``
 as ``.npz`` files (an interrupted build resumes there: re-run the same command), then
@@ -23,10 +22,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
+import json
 import logging
 import math
 import os
-from typing import Any, Iterator, Optional
+import shutil
+from typing import Any, Iterator, Optional, Sequence
 
 import tensorflow_datasets as tfds
 
@@ -144,3 +145,65 @@ class Builder(EpisodeBuilder):
   def _episodes(self, paths: list[str]) -> Iterator[dict]:
     for path in paths:  # one episode in memory at a time
       yield collect_lib.read_npz(path)
+
+
+def config_name(task: str, num_episodes: int, cameras: Sequence[str],
+                image_size: Sequence[int], policy: str, noise: float, seed: int,
+                num_steps: int = -1, instructions: str = "all",
+                task_overrides: Sequence[tuple[str, Any]] = ()) -> str:
+  """The config name ``build`` gives a dataset: every knob spelt out, so that another
+  size never reuses it (the noisy expert's data keep the names they always had)."""
+  kind = "noise" if policy == "noisy_expert" else policy
+  # A string override by itself (``_relative``), a flag by its key (``_observe_target``).
+  overrides = "".join(f"_{key}" if value is True else f"_{value}"
+                      for key, value in task_overrides)
+  return (f"{task}_{num_episodes}ep_{'_'.join(cameras)}_{image_size[0]}px_{kind}{noise}"
+          f"_seed{seed}" + (f"_{num_steps}steps" if num_steps > 0 else "")
+          + ("" if instructions == "all" else f"_{instructions}") + overrides
+          ).replace(".", "p")
+
+
+def build(data_dir: str, task: str, *, num_episodes: int,
+          cameras: Sequence[str] = ("front", "wrist"), image_size: Sequence[int] = (64, 64),
+          policy: str = "noisy_expert", noise: float = 0.1, seed: int = 0,
+          num_steps: int = -1, batch_size: int = 64, val_fraction: float = 0.05,
+          impl: str = "auto", instructions: str = "all",
+          task_overrides: Sequence[tuple[str, Any]] = (), name: Optional[str] = None,
+          description: str = "", episodes_dir: Optional[str] = None) -> str:
+  """Builds (or reuses) a ``dojo_robot`` dataset; returns its versioned directory.
+
+  Args:
+    data_dir: the TFDS data directory.
+    task, num_episodes, cameras, image_size, policy, noise, seed, num_steps, batch_size,
+      val_fraction, impl, instructions, task_overrides: see :class:`DojoRobotConfig`.
+    name: the config name (default: :func:`config_name`, every knob spelt out).
+    description: the config's description.
+    episodes_dir: episodes collected there already (``experiments.collect``) instead of
+      collecting into the download directory.
+  Returns:
+    ``<data_dir>/dojo_robot/<name>/1.0.0``, readable with
+    ``wam.data.reader.EpisodeDataset``. A complete dataset already there is reused if it
+    holds ``num_episodes`` episodes, and rebuilt if not (more were collected since).
+  """
+  name = name or config_name(task, num_episodes, cameras, image_size, policy, noise, seed,
+                             num_steps, instructions, task_overrides)
+  config = DojoRobotConfig(
+      name=name, task=task, num_episodes=num_episodes, num_steps=num_steps,
+      cameras=tuple(cameras), image_size=tuple(image_size), policy=policy, noise=noise,
+      seed=seed, val_fraction=val_fraction, instructions=instructions,
+      task_overrides=tuple(task_overrides), batch_size=batch_size, impl=impl,
+      description=description)
+  builder = Builder(config=config, data_dir=data_dir, episodes_dir=episodes_dir)
+  metadata_path = os.path.join(builder.data_dir, "metadata.json")
+  if builder.is_prepared() and os.path.exists(metadata_path):
+    with open(metadata_path) as f:
+      index = json.load(f)["episodes"]
+    if sum(len(split["length"]) for split in index.values()) != num_episodes:
+      logging.info("Rebuilding %s for %d episodes.", builder.data_dir, num_episodes)
+      shutil.rmtree(builder.data_dir)
+      builder = Builder(config=config, data_dir=data_dir, episodes_dir=episodes_dir)
+  if not builder.is_prepared():
+    logging.info("Building the %s dataset (%d %s episodes) in %s.", task, num_episodes,
+                 policy, builder.data_dir)
+  builder.download_and_prepare()
+  return os.fspath(builder.data_dir)

@@ -12,7 +12,8 @@ import pytest
 from wam.data.importers import (KeyMapping, SourceError, VectorKey, read_report,
                                 split_counts)
 from wam.data.importers import hdf5, npz
-from wam.data.importers.mapping import natural_key, to_frames
+from wam.data.importers.convert import to_frames
+from wam.data.importers.sources import natural_key
 from wam.data.reader import EpisodeDataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(

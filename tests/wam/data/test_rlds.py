@@ -157,7 +157,7 @@ def _tfds_steps(dataset_dir, split):
   """Every episode of ``split`` as TFDS decodes it, stacked: ``[{flat key: [N, ...]}]``."""
   out = []
   for example in tfds.builder_from_directory(dataset_dir).as_data_source(split):
-    steps = [rlds._flatten(s) for s in example["steps"]]  # pylint: disable=protected-access
+    steps = [rlds.flatten(s) for s in example["steps"]]
     out.append({f"steps/{k}": np.stack([np.asarray(s[k]) for s in steps]) for k in steps[0]})
     out[-1].update({f"episode_metadata/{k}": v
                     for k, v in example.get("episode_metadata", {}).items()})

@@ -12,9 +12,11 @@ torch): :func:`import_lerobot` (``python -m wam.data.importers.lerobot``) and, b
 LeRobot v3.0, :func:`export_lerobot` (``python -m wam.data.importers.lerobot_export``).
 """
 
-from wam.data.importers.importer import REPORT_FILE, read_report, split_counts
-from wam.data.importers.mapping import (KeyMapping, Preset, SourceError, VectorKey,
-                                        natural_key)
+import importlib
+
+from wam.data.importers.mapping import KeyMapping, Preset, VectorKey
+from wam.data.importers.sources import SourceError, natural_key
+from wam.data.importers.two_pass import REPORT_FILE, read_report, split_counts
 
 # The format modules load on first use: ``python -m wam.data.importers.hdf5`` then runs
 # the module once (as __main__), not also as an import of this package.
@@ -30,6 +32,5 @@ __all__ = ["KeyMapping", "Preset", "REPORT_FILE", "SourceError", "VectorKey", "n
 
 def __getattr__(name: str):
   if name in _LAZY:
-    import importlib  # pylint: disable=import-outside-toplevel
     return getattr(importlib.import_module(f"wam.data.importers.{_LAZY[name]}"), name)
   raise AttributeError(f"module 'wam.data.importers' has no attribute {name!r}")

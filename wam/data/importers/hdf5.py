@@ -23,9 +23,11 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Optional, Sequence
 
+import h5py
+
 from wam.data.importers import importer
-from wam.data.importers.mapping import (EpisodeSource, KeyMapping, Preset, SourceError,
-                                        SourceFile, VectorKey, natural_key)
+from wam.data.importers.mapping import KeyMapping, Preset, VectorKey
+from wam.data.importers.sources import EpisodeSource, SourceError, SourceFile, natural_key
 
 
 # ---------------------------------------------------------------------------- presets
@@ -136,7 +138,6 @@ class _H5Episode(EpisodeSource):
     self._group = group
 
   def find(self, key: str) -> Any:
-    import h5py  # pylint: disable=import-outside-toplevel
     obj = self._group.get(key)
     if isinstance(obj, h5py.Dataset):
       # Datasets stay lazy (read on slicing); a scalar dataset is read now.
@@ -154,7 +155,6 @@ class _H5Episode(EpisodeSource):
     return None
 
   def keys(self) -> list[str]:
-    import h5py  # pylint: disable=import-outside-toplevel
     keys = list(self._group.attrs)
 
     def visit(name: str, obj: Any) -> None:
@@ -170,7 +170,6 @@ class H5File(SourceFile):
   """An HDF5 file opened read-only; an unreadable file raises naming itself."""
 
   def __init__(self, path: str):
-    import h5py  # pylint: disable=import-outside-toplevel
     self.path = path
     try:
       self._file = h5py.File(path, "r")
@@ -179,7 +178,6 @@ class H5File(SourceFile):
                         "is corrupt, truncated or not HDF5.") from e
 
   def groups(self, pattern: str) -> list[str]:
-    import h5py  # pylint: disable=import-outside-toplevel
     if pattern.strip("/") == "":
       return ["/"]
     # Walk only as deep as the pattern, one component at a time (not the whole file).

@@ -1,6 +1,9 @@
-"""The streaming import that the HDF5 and npz importers share, and their command line.
+"""The import of files that hold episode groups, through a key mapping, and its command line.
 
-An import makes two passes over the source files, one file open at a time:
+The HDF5, npz, RLDS and LeRobot importers share it: each opens its files as
+:class:`~wam.data.importers.sources.SourceFile` and passes a key mapping
+(:mod:`wam.data.importers.mapping`). The two passes are :mod:`wam.data.importers.two_pass`'s,
+one file open at a time:
 
 1. **scan**: open each file, list its episode groups, build the dataset spec from the
    first episode and check every episode's keys and shapes (metadata only, no array is
@@ -21,20 +24,17 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
-import logging
 import os
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
-import numpy as np
+from absl import flags
 
-from wam.data import builder
-from wam.data.importers.mapping import (KeyMapping, Preset, SourceError, SourceFile,
-                                        as_list, check_episode, describe, natural_key,
-                                        read_episode, resolve)
-from wam.data.schema import Episode, EpisodeError, EpisodeSpec
-
-ON_ERROR = ("raise", "skip")
-REPORT_FILE = "import_report.json"
+from wam.data.importers.convert import check_episode, read_episode, resolve
+from wam.data.importers.mapping import KeyMapping, Preset
+from wam.data.importers.sources import SourceError, SourceFile, as_list, natural_key
+from wam.data.importers.two_pass import (ON_ERROR, REPORT_FILE, Scan, Skips,
+                                         import_two_pass)
+from wam.data.schema import Episode, EpisodeSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,15 @@ class EpisodeRef:
   path: str
   group: str
   length: int
+
+  @property
+  def where(self) -> str:
+    return episode_where(self.path, self.group)
+
+
+def episode_where(path: str, group: str) -> str:
+  """How messages name an episode group of a file."""
+  return f"{path} (episode group {group!r})"
 
 
 def expand_files(files: str | Sequence[str]) -> list[str]:
@@ -59,26 +68,6 @@ def expand_files(files: str | Sequence[str]) -> list[str]:
       raise FileNotFoundError(f"No files match {pattern!r}{hint}.")
     paths.update(files_found)
   return sorted(paths, key=natural_key)
-
-
-def split_counts(n: int, fractions: Mapping[str, float]) -> dict[str, int]:
-  """Episodes per split: ``fractions`` (normalised) of ``n``, largest remainders first,
-  at least one episode per split."""
-  names = list(fractions)
-  weights = np.asarray([float(fractions[k]) for k in names])
-  if not names or (weights <= 0).any() or not np.isfinite(weights).all():
-    raise ValueError(f"Split fractions must be positive, got {dict(fractions)}.")
-  if n < len(names):
-    raise SourceError(f"{n} episodes cannot fill the {len(names)} splits {names}.")
-  exact = weights / weights.sum() * n
-  counts = np.floor(exact).astype(int)
-  # Stable sort: equal remainders go to the earlier split, so the result is deterministic.
-  for i in np.argsort(-(exact - counts), kind="stable")[:n - counts.sum()]:
-    counts[i] += 1
-  for i in np.flatnonzero(counts == 0):
-    counts[int(np.argmax(counts))] -= 1
-    counts[i] = 1
-  return dict(zip(names, (int(c) for c in counts)))
 
 
 def import_episodes(open_file: Callable[[str], SourceFile], files: str | Sequence[str],
@@ -114,119 +103,69 @@ def import_episodes(open_file: Callable[[str], SourceFile], files: str | Sequenc
   Returns:
     The dataset directory, readable with :class:`wam.data.reader.EpisodeDataset`.
   """
-  if on_error not in ON_ERROR:
-    raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}.")
   preset = mapping if isinstance(mapping, Preset) else Preset(mapping)
   pattern = episode_groups or preset.episode_groups
-  splits = dict(splits or {"train": 1.0})
-  target = builder.dataset_dir(data_dir, name, version)
-  if os.path.exists(os.path.join(target, "dataset_info.json")) and not overwrite:
-    logging.info("%s exists; kept (pass overwrite=True to import again).", target)
-    return target
-  paths = expand_files(files)
-  skipped: list[dict[str, str]] = []
-
-  def failed(path: str, group: Optional[str], stage: str, error: Exception) -> None:
-    where = path if group is None else f"{path} (episode group {group!r})"
-    if on_error == "raise":
-      if isinstance(error, (SourceError, EpisodeError)):  # these name the file already
-        raise error
-      raise SourceError(f"{where}: {type(error).__name__}: {error}") from error
-    logging.warning("Skipping %s: %s", where, error)
-    skipped.append({"file": path, "group": group, "stage": stage, "error": str(error)})
-
-  # ---------------------------------------------------------------- pass 1: scan
-  refs: list[EpisodeRef] = []
-  spec: Optional[EpisodeSpec] = None
   resolved = preset.mapping
-  for path in paths:
-    if max_episodes is not None and len(refs) >= max_episodes:
-      break
-    try:
-      handle = open_file(path)
-    except Exception as e:  # pylint: disable=broad-except
-      failed(path, None, "open", e)
-      continue
-    with handle:
+  spec: Optional[EpisodeSpec] = None
+
+  def scan(skips: Skips) -> Scan[EpisodeRef]:
+    nonlocal resolved, spec
+    paths = expand_files(files)
+    refs: list[EpisodeRef] = []
+    for path in paths:
+      if max_episodes is not None and len(refs) >= max_episodes:
+        break
       try:
-        groups = handle.groups(pattern)
+        handle = open_file(path)
       except Exception as e:  # pylint: disable=broad-except
-        failed(path, None, "open", e)
+        skips.failed(path, "open", e, file=path, group=None)
         continue
-      for group in groups:
-        if max_episodes is not None and len(refs) >= max_episodes:
-          break
+      with handle:
         try:
-          episode = handle.episode(group)
-          if spec is None:
-            resolved, spec = resolve(episode, preset, name=name,
-                                     embodiment=embodiment, source_kind=source,
-                                     cameras=cameras, image_size=image_size, fps=fps)
-          refs.append(EpisodeRef(path, group, check_episode(episode, resolved, spec)))
+          groups = handle.groups(pattern)
         except Exception as e:  # pylint: disable=broad-except
-          failed(path, group, "scan", e)
-  if not refs:
-    first = f" The first error: {skipped[0]['error']}" if skipped else ""
-    raise SourceError(f"No {kind} episodes to import from {len(paths)} files "
-                      f"({len(skipped)} skipped).{first}")
-  assert spec is not None
-  counts = split_counts(len(refs), splits)
-  by_split, start = {}, 0
-  for split, count in counts.items():
-    by_split[split] = refs[start:start + count]
-    start += count
-  logging.info("Importing %d %s episodes (%s) from %d files into %s: %s.", len(refs), kind,
-               counts, len(paths), target, describe(spec))
+          skips.failed(path, "open", e, file=path, group=None)
+          continue
+        for group in groups:
+          if max_episodes is not None and len(refs) >= max_episodes:
+            break
+          try:
+            episode = handle.episode(group)
+            if spec is None:
+              resolved, spec = resolve(episode, preset, name=name,
+                                       embodiment=embodiment, source_kind=source,
+                                       cameras=cameras, image_size=image_size, fps=fps)
+            refs.append(EpisodeRef(path, group, check_episode(episode, resolved, spec)))
+          except Exception as e:  # pylint: disable=broad-except
+            skips.failed(episode_where(path, group), "scan", e, file=path, group=group)
+    if not refs:
+      raise SourceError(f"No {kind} episodes to import from {len(paths)} files "
+                        f"({len(skips)} skipped).{skips.first_error()}")
+    assert spec is not None
+    description = (f"{name}: {len(refs)} episodes imported by wam.data.importers from "
+                   f"{len(paths)} {kind} files ({', '.join(as_list(files))}); "
+                   f"{len(skips)} files or episodes skipped while scanning "
+                   f"(on_error={on_error!r}); every skip, also any while writing, is "
+                   f"listed in {REPORT_FILE}.")
+    return Scan(refs, spec, where=lambda ref: ref.where,
+                source=lambda ref: {"file": ref.path, "group": ref.group},
+                description=description, num_files=len(paths),
+                sources={"files": paths, "episode_groups": pattern},
+                settings={"mapping": resolved.to_json()})
 
-  # ---------------------------------------------------------------- pass 2: write
-  written = {split: 0 for split in by_split}
+  def read(ref: EpisodeRef) -> Episode:
+    assert spec is not None
+    with open_file(ref.path) as handle:
+      return read_episode(handle.episode(ref.group), resolved, spec, task=task,
+                          default_task=name)
 
-  def episodes(split: str) -> Iterator[Episode]:
-    for ref in by_split[split]:
-      try:
-        with open_file(ref.path) as handle:
-          episode = read_episode(handle.episode(ref.group), resolved, spec, task=task,
-                                 default_task=name)
-        # Validated here as well as in the builder, so that a bad episode can be skipped.
-        spec.validate(episode, where=f"{ref.path} (episode group {ref.group!r})")
-      except Exception as e:  # pylint: disable=broad-except
-        failed(ref.path, ref.group, "write", e)
-        continue
-      written[split] += 1
-      yield episode
-
-  scan_skips = len(skipped)
-  description = (f"{name}: {len(refs)} episodes imported by wam.data.importers from "
-                 f"{len(paths)} {kind} files ({', '.join(as_list(files))}); "
-                 f"{scan_skips} files or episodes skipped while scanning "
-                 f"(on_error={on_error!r}); every skip, also any while writing, is listed in "
-                 f"{REPORT_FILE}.")
-  out = builder.write_dataset(
-      name, spec, {split: (lambda s=split: episodes(s)) for split in by_split},
-      data_dir, version=version, description=description, overwrite=overwrite)
-  if len(skipped) > scan_skips:
-    logging.warning("%d episodes failed while writing and were skipped; the dataset "
-                    "description counts only the %d skipped while scanning.",
-                    len(skipped) - scan_skips, scan_skips)
-  report = {"name": name, "kind": kind, "files": paths, "episode_groups": pattern,
-            "episodes": written, "skipped": skipped, "mapping": resolved.to_json(),
-            "spec": spec.to_json(), "on_error": on_error}
-  with open(os.path.join(out, REPORT_FILE), "w") as f:
-    json.dump(report, f, indent=1)
-  logging.info("Imported %s into %s (%d skipped).", written, out, len(skipped))
-  return out
-
-
-def read_report(dataset_dir: str) -> dict[str, Any]:
-  """The ``import_report.json`` of an imported dataset."""
-  with open(os.path.join(dataset_dir, REPORT_FILE)) as f:
-    return json.load(f)
+  return import_two_pass(scan, read, name=name, data_dir=data_dir, kind=kind, splits=splits,
+                         on_error=on_error, version=version, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------------------- CLI
 def define_flags(presets: Mapping[str, Callable[..., Preset]], example: str) -> None:
   """Defines the importer flags (call from ``__main__`` only: library code has none)."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
   flags.DEFINE_list("files", None, f"Source files: paths or globs, e.g. '{example}'.")
   flags.DEFINE_enum("preset", None, sorted(presets), "A preset key mapping.")
   flags.DEFINE_string("mapping", None, "A KeyMapping as JSON, or a .json file holding it "
@@ -255,7 +194,6 @@ def define_flags(presets: Mapping[str, Callable[..., Preset]], example: str) -> 
 def run_cli(import_fn: Callable[..., str], presets: Mapping[str, Callable[..., Preset]]
             ) -> str:
   """Runs ``import_fn`` with the flags of :func:`define_flags`."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
   if (f.preset is None) == (f.mapping is None):
     raise flags.UsageError("Give one of --preset or --mapping.")

@@ -36,7 +36,7 @@ import functools
 import glob
 import json
 import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import imageio.v3 as iio
 import numpy as np
@@ -45,16 +45,9 @@ import pyarrow.parquet as pq
 
 from wam.data.importers import importer
 from wam.data.importers import lerobot_format as fmt
-from wam.data.importers.mapping import (
-  EpisodeSource,
-  KeyMapping,
-  LazyArray,
-  Preset,
-  SourceError,
-  SourceFile,
-  VectorKey,
-  as_list,
-)
+from wam.data.importers.mapping import KeyMapping, Preset, VectorKey
+from wam.data.importers.sources import (EpisodeSource, LazyArray, SourceError, SourceFile,
+                                        as_list)
 
 TASK_KEY = "task"                   # per-frame task strings (from task_index)
 METADATA_KEY = "episode_metadata"   # JSON: fps, embodiment (robot_type)

@@ -46,6 +46,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from absl import flags
 
 from wam.data.importers import lerobot_format as fmt
 from wam.data.importers.lerobot import METADATA_KEY, TASK_KEY
@@ -388,7 +389,6 @@ def tasks_table(tasks: dict[str, int]) -> pa.Table:
 # ---------------------------------------------------------------------------- CLI
 def define_flags() -> None:
   """The exporter's flags (from ``__main__`` only: library code has none)."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
   flags.DEFINE_string("dataset", None, "Episode dataset directory (<data_dir>/<name>/<version>).")
   flags.DEFINE_string("out", None, "The LeRobot dataset root to write.")
   flags.DEFINE_list("splits", None, "Splits to export, in order (default: all).")
@@ -403,7 +403,6 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  from absl import flags  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
   print(export_lerobot(f.dataset, f.out, splits=f.splits, codec=f.codec, crf=f.crf,
                        robot_type=f.robot_type, episodes_per_file=f.episodes_per_file,

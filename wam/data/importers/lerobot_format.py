@@ -35,7 +35,7 @@ import imageio_ffmpeg
 import numpy as np
 import pyarrow as pa
 
-from wam.data.importers.mapping import SourceError
+from wam.data.importers.sources import SourceError
 
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"

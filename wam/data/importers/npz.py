@@ -27,8 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from wam.data.importers import importer
-from wam.data.importers.mapping import (EpisodeSource, KeyMapping, LazyArray, Preset,
-                                        SourceError, SourceFile, match_path, natural_key)
+from wam.data.importers.mapping import KeyMapping, Preset
+from wam.data.importers.sources import (EpisodeSource, LazyArray, SourceError, SourceFile,
+                                        match_path, natural_key)
 
 
 # ---------------------------------------------------------------------------- presets

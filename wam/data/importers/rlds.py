@@ -35,13 +35,14 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import flags
 from array_record.python import array_record_module
 from tensorflow_datasets.core import example_parser
 
-from wam.data.importers import importer, oxe
+from wam.data.importers import importer, oxe, two_pass
+from wam.data.importers.mapping import KeyMapping, Preset
+from wam.data.importers.sources import EpisodeSource, SourceError, SourceFile, natural_key
 from wam.data.importers.tfrecord import TFRecordFile
-from wam.data.importers.mapping import (EpisodeSource, KeyMapping, Preset, SourceError,
-                                        SourceFile, natural_key)
 
 SOURCE_SPLITS = "source"  # ``splits=SOURCE_SPLITS``: keep the dataset's own splits
 _FORMATS = ("array_record", "tfrecord")
@@ -214,7 +215,7 @@ class RldsEpisode(EpisodeSource):
     super().__init__(path, group)
     self._where = where
     self._leaves = leaves
-    self._raw = _flatten(parsed)
+    self._raw = flatten(parsed)
     self._values: dict[str, Any] = {}
 
   @property
@@ -241,11 +242,12 @@ class RldsEpisode(EpisodeSource):
     return self._values[key]
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """A nested feature dict as one level of ``/``-joined keys (``steps/action/x``)."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, Mapping):
-      out.update(_flatten(v, f"{prefix}{k}/"))
+      out.update(flatten(v, f"{prefix}{k}/"))
     else:
       out[f"{prefix}{k}"] = v
   return out
@@ -360,7 +362,7 @@ def import_rlds(dataset_dir: str, mapping: KeyMapping | Preset, *, name: str, da
                                  data_dir=data_dir, kind=f"RLDS ({dataset.name})",
                                  splits=splits, **kwargs)
   if keep:
-    written = importer.read_report(out)["episodes"]
+    written = two_pass.read_report(out)["episodes"]
     if {s: int(n) for s, n in written.items()} != {s: int(n) for s, n in splits.items()}:
       raise SourceError(f"{out}: wrote {written} episodes per split, the source has "
                         f"{ {s: int(n) for s, n in splits.items()} }.")
@@ -382,7 +384,6 @@ def _shard_patterns(dataset: RldsDataset, split: str) -> list[str]:
 # ---------------------------------------------------------------------------- CLI
 def _cli_import(files: Sequence[str], mapping: KeyMapping | Preset, *,
                 splits: Mapping[str, float], **kwargs: Any) -> str:
-  from absl import flags  # pylint: disable=import-outside-toplevel
   if len(files) != 1:
     raise flags.UsageError(f"--files is one TFDS dataset directory, got {list(files)}.")
   if list(splits) == [SOURCE_SPLITS]:
@@ -397,7 +398,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
   importer.define_flags(oxe.PRESETS, example="~/tensorflow_datasets/bridge_dataset/1.0.0")
   flags.FLAGS.set_default("splits", [SOURCE_SPLITS])
   flags.DEFINE_list("source_splits", None, "The dataset's splits to import (default all). "

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from wam.data.importers.mapping import SourceError
+from wam.data.importers.sources import SourceError
 
 _CRC_POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
 _CRC_LANE = 256         # bytes per lane of the vectorised CRC

@@ -1,12 +1,12 @@
 """How a trained world action model reads a Dojo task's observations and writes actions.
 
-A WAM sees normalised, padded vectors (``wam.data``: per-dataset statistics, layouts
-shared by a mixture of robots), frames at its own resolution and cameras, and byte
-tokens of the instruction. ``ModelIO`` holds those conversions for one (model, task)
-pair as pure JAX functions on *unbatched* values, so the neural simulator, the
-policy-mode controller and the planners share one definition of them, and a task that
-does not fit the model (another robot, a camera the model never saw, an image size
-that does not rescale by an integer factor) fails at construction with the reason.
+``ModelIO`` is ``wam.model_io.ModelIO`` (the task-free vector codecs, model inputs,
+instruction prefix and window restart, shared with ``wam.policy``) for one (model, task)
+pair: it reads the task's observation dicts and instruction ids and keeps actions in
+the task's [-1, 1], so the neural simulator, the policy-mode controller and the
+planners share one definition of them, and a task that does not fit the model (another
+robot, a camera the model never saw, an image size that does not rescale by an integer
+factor) fails at construction with the reason.
 """
 
 from __future__ import annotations
@@ -18,30 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wam import model_io
 from wam.data import images
 from wam.data import text as text_lib
 from wam.data.layout import Layout
-from wam.data.statistics import VectorStatistics
 from wam.model import WorldActionModel
-from wam.vectors import LayoutMismatchError, VectorCodec, vector_codec
+from wam.vectors import LayoutMismatchError
 
 
 class ModelTaskMismatchError(ValueError):
   """A task's observations or actions do not fit a model's inputs."""
-
-
-# The per-vector conversion is task-free and lives in wam (``wam.policy`` uses it too).
-_Vector = VectorCodec
-
-
-def _vector(name: str, env_layout: Layout, model_layout: Layout,
-            stats: Optional[VectorStatistics], normalization: str) -> _Vector:
-  try:
-    return vector_codec(env_layout, model_layout, stats, normalization)
-  except LayoutMismatchError as e:
-    raise ModelTaskMismatchError(
-        f"The task's {name} slots {env_layout.names} do not fit the model's {name} layout "
-        f"{model_layout.names}: {e}") from None
 
 
 def _dataset_of(task, names: list, extra: Mapping, statistics: Mapping) -> str:
@@ -82,21 +68,14 @@ def _dim(stats: Any) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelIO:
+class ModelIO(model_io.ModelIO):
   """Conversions between one Dojo task and one trained model (all unbatched, pure).
 
   Build with :meth:`create`. Attributes are constants (numpy), so a ``ModelIO`` can be
   closed over by jitted functions.
   """
 
-  cameras: tuple[str, ...]
-  image_size: tuple[int, int]
-  joints: _Vector
-  proprio: _Vector
-  action: _Vector
-  action_chunk: int
   env_action_size: int
-  embodiment_id: int
   instruction_tokens: np.ndarray    # [num_instructions, L] int32
   instruction_mask: np.ndarray      # [num_instructions, L] bool
 
@@ -106,7 +85,7 @@ class ModelIO:
     """Checks that ``task`` fits ``model`` and builds the conversions.
 
     Args:
-      model: a trained model (``wam.trainer.load``).
+      model: a trained model (``wam.loading.load``).
       metadata: its ``RunMetadata`` (statistics, layouts, embodiments, data config).
       task: an ``MjxTask`` (or anything with ``data_slots()``, ``embodiment``,
         ``instruction_space`` and ``observation_size``).
@@ -127,7 +106,6 @@ class ModelIO:
     names = list(extra.get("datasets", []))
     if dataset is None:
       dataset = _dataset_of(task, names, extra, metadata.statistics or {})
-    statistics = (metadata.statistics or {}).get(dataset, {})
     sizes = task.observation_size
     cameras = tuple(data_config["cameras"])
     image_size = tuple(data_config["image_size"])
@@ -142,14 +120,14 @@ class ModelIO:
       except ValueError as e:
         raise ModelTaskMismatchError(f"Camera {cam!r}: {e}") from None
     layouts = extra.get("layouts", {})
-    slots = task.data_slots()
-    normalization = data_config.get("normalization", "mean_std")
+    slots = {name: Layout.of(s) for name, s in task.data_slots().items()}
 
-    def vector(name):
-      stats = statistics.get(name)
-      stats = VectorStatistics.from_json(stats) if isinstance(stats, Mapping) else stats
-      return _vector(name, Layout.of(slots[name]), Layout.of(layouts[name]), stats,
-                     normalization)
+    def mismatch(name, e):
+      if not isinstance(e, LayoutMismatchError):
+        return None
+      return ModelTaskMismatchError(
+          f"The task's {name} slots {slots[name].names} do not fit the model's {name} "
+          f"layout {Layout.of(layouts[name]).names}: {e}")
 
     space = task.instruction_space
     texts = [space.text(i) for i in range(len(space.combinations))]
@@ -160,9 +138,9 @@ class ModelIO:
       raise ModelTaskMismatchError(str(e)) from None
     tokens, masks = zip(*(text_lib.encode(t, model.dims.instruction_length)
                           for t in texts))
-    io = cls(cameras, image_size, vector("joints"), vector("proprio"),
-             vector("action"), model.dims.action_chunk, task.action_size,
-             embodiments.index(task.embodiment), np.stack(tokens), np.stack(masks))
+    io = cls.for_robot(model, metadata, dataset, slots, embodiments.index(task.embodiment),
+                       mismatch=mismatch, env_action_size=task.action_size,
+                       instruction_tokens=np.stack(tokens), instruction_mask=np.stack(masks))
     if io.action.model_dim != model.dims.action:
       raise ModelTaskMismatchError(f"Model actions have {model.dims.action} dims, the "
                                    f"layout {io.action.model_dim}.")
@@ -175,7 +153,7 @@ class ModelIO:
     No normalisation; the layouts are the task's own. The model's ``dims`` must match
     the task (joints, proprio and action sizes).
     """
-    from wam.checkpoint import RunMetadata  # pylint: disable=import-outside-toplevel
+    from wam.run_metadata import RunMetadata  # pylint: disable=import-outside-toplevel
     slots = task.data_slots()
     d = model.dims
     metadata = RunMetadata(
@@ -204,22 +182,12 @@ class ModelIO:
 
   def observation(self, obs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     """One time step of model inputs (``wam.data`` field names, no batch/time axes)."""
-    joints, joints_mask = self.joints.to_model(obs["joints"])
-    proprio, proprio_mask = self.proprio.to_model(obs["proprio"])
-    return {"frames": self.frames(obs), "joints": joints, "joints_mask": joints_mask,
-            "proprio": proprio, "proprio_mask": proprio_mask,
-            "camera_mask": jnp.ones((len(self.cameras),), bool),
-            "embodiment": jnp.asarray(self.embodiment_id, jnp.int32)}
+    return self.inputs(self.frames(obs), obs["joints"], obs["proprio"])
 
   def instruction(self, instruction_id: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Byte tokens and mask [L] of an instruction id (``state.info["instruction"]``)."""
     return (jnp.asarray(self.instruction_tokens)[instruction_id],
             jnp.asarray(self.instruction_mask)[instruction_id])
-
-  def state_to_env(self, state: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """A predicted model state [S] (joints + proprio, normalised) -> env joints, proprio."""
-    j = self.joints.model_dim
-    return self.joints.to_env(state[..., :j]), self.proprio.to_env(state[..., j:])
 
   # ----------------------------------------------------------------- actions
 

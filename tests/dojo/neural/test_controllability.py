@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dojo import controllability, play, wrappers
+from dojo import play, wrappers
 from dojo.env import Env
+from dojo.neural import controllability
 from tests.dojo.toy import Toy
 from wam import controllability as measures
 

@@ -1,4 +1,29 @@
-"""The main job's stage table (no absl flags: tests import it)."""
+"""The library of ``experiments.great_parallel``, the main job: its stage table and
+``run_main_job`` (no absl flags: tests import it).
+
+Human video -> world action model -> robot, one resumable stage each
+(``experiments.lib.stages``):
+
+  human_data   synthetic egocentric human video (egoscale.synthetic), hours from config
+  robot_data   Dojo data of every robot task: scripted demonstrations, DART and play
+  latent       (optional) a latent-action VAE on the human video, its linear probe, and
+               the video relabelled with latent actions
+  pretrain     the world action model on human video (hand or latent actions)
+  midtrain     (optional) aligned human + robot data of the same task, from ``pretrain``
+  posttrain    one multi-task robot model, from ``midtrain`` (or ``pretrain``)
+  scratch      the same post-training without human pre-training: the baseline
+  oneshot      (optional) a task never seen in robot data, from one robot demonstration
+               plus human demonstrations of it, with and without human pre-training
+  acting       closed loop in MJX physics on every task: the ladder from the scripted
+               expert to planning in the dream, the dream against physics, policy
+               evaluation and PPO in the dream
+  scaling      pre-training at several hours of human video as a sweep of separate
+               processes (experiments.lib.sweep), fitted with egoscale.scaling
+  report       report.md (tables, plots) and report.json
+
+The stages are in ``great_parallel_recipe.py`` (data, training, scaling),
+``great_parallel_acting.py`` and ``great_parallel_report.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +31,10 @@ from typing import Optional, Sequence
 
 from ml_collections import config_dict
 
-from experiments import acting, recipe, report
-from experiments.stages import Stage, run_stages
+from experiments.lib import great_parallel_acting as acting
+from experiments.lib import great_parallel_recipe as recipe
+from experiments.lib import great_parallel_report as report
+from experiments.lib.stages import Stage, run_stages
 
 STAGES = {
     "human_data": Stage("human_data", recipe.human_data, "synthetic egocentric human video"),

@@ -6,8 +6,8 @@ import os
 import shutil
 from typing import Any, Mapping
 
-from experiments import acting
-from experiments import stages as stages_lib
+from experiments.lib import great_parallel_acting as acting
+from experiments.lib import stages as stages_lib
 
 Results = Mapping[str, dict]
 

@@ -1,4 +1,5 @@
-"""An automated research loop: spend a compute budget to learn a scaling law and test it.
+"""The library of ``experiments.research``, an automated research loop: spend a compute
+budget to learn a scaling law and test it.
 
 Given a budget (in the config's cost units, e.g. training steps), the loop
 
@@ -35,7 +36,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from egoscale import scaling
-from experiments import sweeps
+from experiments.lib import sweep as sweep_lib
+from experiments.lib import sweep_results
 
 
 class ResearchError(ValueError):
@@ -55,12 +57,12 @@ class ResearchSpec:
 
 def load_spec(config_spec: str) -> ResearchSpec:
   """Reads the research knobs of a config file (see the module docstring)."""
-  module, config_file, _ = sweeps.load_config_module(config_spec)
+  module, config_file, _ = sweep_lib.load_config_module(config_spec)
   missing = [n for n in ("RESEARCH_METRIC", "MIN_SCALE", "research_run", "run_cost")
              if not hasattr(module, n)]
   if missing:
     raise ResearchError(f"{config_file} lacks {missing} needed by the research loop "
-                        "(see experiments/research_loop.py).")
+                        "(see experiments/lib/research.py).")
   return ResearchSpec(config_spec, module.RESEARCH_METRIC, int(module.MIN_SCALE),
                       module.research_run, module.run_cost,
                       getattr(module, "MAX_SCALE", None))
@@ -148,7 +150,7 @@ def _fit_points(results, spec: ResearchSpec, scales: dict[str, int]):
     if r.status == "finished" and spec.metric in r.metrics:
       D.append(scales[r.name])
       L.append(r.metrics[spec.metric])
-    elif r.status == "finished" and sweeps.only_on_training_windows(r.metrics, spec.metric):
+    elif r.status == "finished" and sweep_results.only_on_training_windows(r.metrics, spec.metric):
       missing.append(f"{r.name} (no held-out split: only eval_train/*)")
     else:
       missing.append(r.name)
@@ -246,10 +248,10 @@ def run_research(spec: ResearchSpec, directory: str, budget: float, *,
 
   runs_dir = os.path.join(directory, "runs")
   scales = {f"d{d}": d for d in grid}
-  grid_sweep = sweeps.make_sweep(spec.config, [sweeps.Run(n, spec.run_overrides(d))
-                                               for n, d in scales.items()])
-  results = sweeps.run_sweep(grid_sweep, runs_dir, workers=workers, env=env,
-                             progress=progress)
+  grid_sweep = sweep_lib.make_sweep(spec.config, [sweep_lib.Run(n, spec.run_overrides(d))
+                                                   for n, d in scales.items()])
+  results = sweep_lib.run_sweep(grid_sweep, runs_dir, workers=workers, env=env,
+                                progress=progress)
   reused = [r.name for r in results if r.reused]
   D, L, missing = _fit_points(results, spec, scales)
   log.record("grid_done", f"{len(D)} of {len(grid)} grid runs give {spec.metric}"
@@ -276,9 +278,9 @@ def run_research(spec: ResearchSpec, directory: str, budget: float, *,
   # -- The larger run ------------------------------------------------------------------
   name = f"d{target}"
   scales[name] = target
-  big = sweeps.make_sweep(spec.config, [sweeps.Run(name, spec.run_overrides(target))])
+  big = sweep_lib.make_sweep(spec.config, [sweep_lib.Run(name, spec.run_overrides(target))])
   log.record("launch", f"test the prediction: run {name} is the largest the budget allows")
-  big_result = sweeps.run_sweep(big, runs_dir, workers=1, env=env, progress=progress)[0]
+  big_result = sweep_lib.run_sweep(big, runs_dir, workers=1, env=env, progress=progress)[0]
   actual = big_result.metrics.get(spec.metric) if big_result.status == "finished" else None
   if actual is None:
     log.record("compare", f"run {name} did not produce {spec.metric} ({big_result.status}: "

@@ -7,9 +7,9 @@ import pytest
 from flax import nnx
 
 from dojo import planners, wrappers
-from dojo.model_io import ModelIO, ModelTaskMismatchError
-from dojo.neural_env import NeuralEnv
-from tests.dojo import neural_fixtures as nf
+from dojo.neural.env import NeuralEnv
+from dojo.neural.model_io import ModelIO, ModelTaskMismatchError
+from tests.dojo.neural import fixtures as nf
 from wam import dream
 
 

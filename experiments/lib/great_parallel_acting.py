@@ -1,6 +1,6 @@
 """The main job's acting stage: the world action model acts on every robot task.
 
-For each task of ``config.acting.tasks`` the stage runs ``experiments.closed_loop_eval``
+For each task of ``config.acting.tasks`` the stage runs ``experiments.lib.evaluate``
 in ``<stage>/<task>/`` with the ladder of controllers, all in MJX physics from the same
 initial states, on seen and held-out instruction combinations:
 
@@ -33,11 +33,20 @@ from typing import Any
 from absl import logging
 from ml_collections import config_dict
 
-from experiments import console
+import dojo
+from experiments.lib import console, evaluate
+from experiments.lib import sweep as sweep_lib
+from experiments.lib import train as train_lib
+from experiments.lib.evaluate_controllers import SPLITS
 
 Results = Mapping[str, dict]
 
-# The ladder's names in reports -> experiments.closed_loop_eval's controller names.
+# The settings of experiments.evaluate's config file, read by path as the commands read
+# it (libraries never import experiments.configs: the configs import them).
+_EVALUATE_CONFIG = sweep_lib.load_config_module(os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "evaluate.py"))[0]
+
+# The ladder's names in reports -> experiments.lib.evaluate's controller names.
 CONTROLLERS = {"expert": "expert", "bc": "state_bc", "wam_policy": "policy",
                "scratch_policy": "scratch", "dream_planner": "dream_cem",
                "mjx_planner": "physics_cem"}
@@ -52,16 +61,15 @@ DESCRIPTIONS = {
 
 def check_config(config: config_dict.ConfigDict) -> None:
   """Names unknown controllers, splits and tasks before any compute."""
-  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
   a = config.acting
   unknown = [c for c in a.controllers if c not in CONTROLLERS]
   if unknown:
     raise KeyError(f"config.acting.controllers names unknown controller(s) {unknown}; "
                    f"choose from {list(CONTROLLERS)}.")
-  bad = [s for s in a.splits if s not in closed_loop_eval.SPLITS]
+  bad = [s for s in a.splits if s not in SPLITS]
   if bad:
     raise KeyError(f"config.acting.splits: unknown split(s) {bad}; choose from "
-                   f"{closed_loop_eval.SPLITS}.")
+                   f"{SPLITS}.")
   missing = [t for t in a.tasks if t not in config.robot.tasks]
   if missing:
     raise ValueError(f"config.acting.tasks {missing} are not in config.robot.tasks "
@@ -82,14 +90,11 @@ def check_config(config: config_dict.ConfigDict) -> None:
 
 def evaluate_config(config: config_dict.ConfigDict, task: str, results: Results
                     ) -> config_dict.ConfigDict:
-  """The ``experiments.closed_loop_eval`` config of ``task`` for the job's models: every
+  """The ``experiments.lib.evaluate`` config of ``task`` for the job's models: every
   controller on every split, controllability and, on ``rank_task``, policy evaluation
   and PPO (``work_units`` splits it into parts)."""
-  import dojo  # pylint: disable=import-outside-toplevel
-  from experiments import dojo_data  # pylint: disable=import-outside-toplevel
-  from experiments.configs import evaluate as evaluate_config_lib  # pylint: disable=import-outside-toplevel
   a = config.acting
-  c = evaluate_config_lib.get_config("runlocal")
+  c = _EVALUATE_CONFIG.get_config("runlocal")
   wam = results["posttrain"]["workdir"]
   chunks = a.num_chunks.get(task) if a.get("num_chunks") else None
   if not chunks:
@@ -102,7 +107,7 @@ def evaluate_config(config: config_dict.ConfigDict, task: str, results: Results
            image_size=tuple(config.image_size), batch_size=a.batch_size, video_episodes=4,
            seed=config.seed, dream_videos=4,
            controllers=tuple(CONTROLLERS[n] for n in a.controllers))
-  c.state_bc = tuple(dojo_data.episodes_dir(p) for p in demos)
+  c.state_bc = tuple(train_lib.episodes_dir(p) for p in demos)
   c.policies = config_dict.ConfigDict(
       {"scratch": results["scratch"]["workdir"]} if "scratch_policy" in a.controllers
       and "scratch" in results else {})
@@ -120,7 +125,7 @@ PLANNERS = ("dream_planner", "mjx_planner")
 
 def work_units(config: config_dict.ConfigDict, task: str, results: Results
                ) -> dict[str, config_dict.ConfigDict]:
-  """``task``'s evaluation as independent parts, ``{unit name: closed_loop_eval config}``:
+  """``task``'s evaluation as independent parts, ``{unit name: evaluate config}``:
   the ladder per split (the first also measures controllability and writes the GIFs of
   episodes beside their dreams), and on ``rank_task`` policy evaluation and PPO.
 
@@ -157,9 +162,8 @@ def work_units(config: config_dict.ConfigDict, task: str, results: Results
 
 def _evaluate(config: config_dict.ConfigDict, workdir: str) -> dict:
   """One unit's evaluation (in a worker process: its progress lines at INFO)."""
-  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.INFO)
-  return closed_loop_eval.evaluate(config, workdir)
+  return evaluate.evaluate(config, workdir)
 
 
 def _merge(parts: list[dict]) -> dict:
@@ -184,7 +188,6 @@ def acting(config, stage_dir: str, results: Results) -> dict:
   writes ``<stage>/<task>/<unit>/``; each task's merged results go to
   ``<stage>/<task>/results.{json,md}``.
   """
-  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
   check_config(config)
   units = {(task, name): c for task in config.acting.tasks
            for name, c in work_units(config, task, results).items()}
@@ -208,7 +211,7 @@ def acting(config, stage_dir: str, results: Results) -> dict:
   out: dict[str, Any] = {}
   for task in config.acting.tasks:
     out[task] = _merge([done[k] for k in units if k[0] == task])
-    closed_loop_eval.write_results(os.path.join(stage_dir, task), out[task])
+    evaluate.write_results(os.path.join(stage_dir, task), out[task])
   if "oneshot" in results:
     out["oneshot"] = _oneshot(config, os.path.join(stage_dir, "oneshot"), results)
   return out
@@ -216,7 +219,6 @@ def acting(config, stage_dir: str, results: Results) -> dict:
 
 def _oneshot(config, workdir: str, results: Results) -> dict:
   """The one-shot models (EgoScale recipe) in policy mode on the unseen instructions."""
-  from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
   shots = {f"oneshot_{k}": v["workdir"] for k, v in results["oneshot"].items()
            if isinstance(v, dict) and "workdir" in v}
   c = evaluate_config(config, config.robot.task, results)
@@ -225,7 +227,7 @@ def _oneshot(config, workdir: str, results: Results) -> dict:
   c.policies = config_dict.ConfigDict(shots)
   c.controllability.episodes = 0
   c.ppo.num_timesteps = 0
-  return closed_loop_eval.evaluate(c, workdir)
+  return evaluate.evaluate(c, workdir)
 
 
 def _rate(r: Mapping | None) -> float | None:
@@ -315,7 +317,6 @@ def markdown(config, results: Results) -> list[str]:
                f"MJX {rl['mjx']:.2f}."), ""]
   oneshot = (results.get("acting") or {}).get("oneshot")
   if oneshot:
-    from experiments import closed_loop_eval  # pylint: disable=import-outside-toplevel
     lines += ["### One-shot task (never in robot data)", "",
-              closed_loop_eval.markdown_table(oneshot)]
+              evaluate.markdown_table(oneshot)]
   return lines

@@ -8,9 +8,10 @@ resumes from its checkpoints, datasets are reused when complete).
 
 The job's config is stored in ``<workdir>/config.json``; a later run with a different
 config is refused, naming the keys that differ, so results of two configs never mix in
-one report.
+one report (``check_workdir_config``: the one such check of the commands; the collector
+uses it too).
 
-Progress is one ``[i/n] <stage>: ...`` log line per stage; with ``experiments.console``
+Progress is one ``[i/n] <stage>: ...`` log line per stage; with ``experiments.lib.console``
 configured, each stage's log records go to ``<workdir>/logs/<stage>.log``.
 """
 
@@ -25,7 +26,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from absl import logging
 from ml_collections import config_dict
 
-from experiments import console
+from experiments.lib import console
+from wam.files import atomic_write_json
 
 StageFn = Callable[[config_dict.ConfigDict, str, Mapping[str, dict]], dict]
 
@@ -45,10 +47,7 @@ class Stage:
 
 def write_json(path: str, value: Any) -> None:
   """Writes ``value`` as JSON atomically (a reader never sees half a file)."""
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True, default=_jsonable)
-  os.replace(tmp, path)
+  atomic_write_json(path, value, indent=1, sort_keys=True, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
@@ -69,8 +68,25 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def check_workdir_config(config: config_dict.ConfigDict, workdir: str) -> None:
-  """Stores the config in ``workdir``, or refuses a workdir made with another config."""
+class WorkdirConfigError(StageError, ValueError):
+  """The workdir holds a run of another config (also a ``ValueError``: a wrong value)."""
+
+
+def check_workdir_config(config: config_dict.ConfigDict, workdir: str, *,
+                         keys: Optional[Sequence[str]] = None) -> None:
+  """Stores the config in ``<workdir>/config.json``, or refuses a workdir made with
+  another config, naming the keys that differ.
+
+  Args:
+    config: this run's config.
+    workdir: the run's directory (created if needed).
+    keys: compare only these top-level keys (and what is under them); the others may
+      change between runs, and the stored config is replaced by this one. None: the
+      whole config must match, and the stored one is kept.
+
+  Raises:
+    WorkdirConfigError: a key differs; results of two configs would mix.
+  """
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json_best_effort())
@@ -78,15 +94,18 @@ def check_workdir_config(config: config_dict.ConfigDict, workdir: str) -> None:
     with open(path) as f:
       stored = json.load(f)
     a, b = _flat(stored), _flat(current)
-    differ = sorted(k for k in set(a) | set(b) if a.get(k, "<missing>") != b.get(k, "<missing>"))
+    differ = sorted(k for k in set(a) | set(b) if a.get(k, "<missing>") != b.get(k, "<missing>")
+                    and (keys is None or k.split(".")[0] in keys))
     if differ:
       shown = ", ".join(f"{k}: {a.get(k, '<missing>')!r} -> {b.get(k, '<missing>')!r}"
                         for k in differ[:8])
-      raise StageError(
+      raise WorkdirConfigError(
           f"{workdir} holds a job run with another config ({len(differ)} keys differ: "
           f"{shown}{', ...' if len(differ) > 8 else ''}). Its results would mix with this "
-          "run's: use a new --workdir, or the same config to resume.")
-    return
+          f"run's (other values of {differ[:8]}): use a new --workdir, or the same config "
+          "to resume.")
+    if keys is None:
+      return
   write_json(path, current)
 
 
@@ -137,5 +156,5 @@ def run_stages(stages: Sequence[Stage], config: config_dict.ConfigDict, workdir:
 
 
 def _progress(line: str) -> None:
-  # A "[i/n] " progress line: experiments.console shows it and keeps it in the main log.
+  # A "[i/n] " progress line: experiments.lib.console shows it and keeps it in the main log.
   logging.info("%s", line)

@@ -1,5 +1,6 @@
-"""Dream Dojo training data for experiment launchers: build ``dojo_robot`` datasets on
-demand and point a training config at them (no absl flags here, so tests can import it).
+"""The library of ``experiments.train``: build the ``dojo_robot`` datasets of
+``config.dojo`` on demand and point the trainer's config at them (no absl flags here, so
+tests can import it).
 
 ``config.dojo`` describes the demonstrations (task, cameras, size, the noisy expert's
 ``num_episodes`` and ``noise``); ``config.dojo.mixture`` adds collections made by other
@@ -24,12 +25,13 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from absl import logging
 from ml_collections import config_dict
 
 from dojo import collect as collect_lib
 from dojo import registry
+from dojo.datasets import dojo_robot
 from dojo.tasks import arm, reach
+from wam.data.config import dataset_config
 
 _MIXTURE_KEYS = ("policy", "noise", "num_episodes", "weight", "seed", "imitate", "num_steps")
 
@@ -43,36 +45,18 @@ def prepare_dojo_data(dojo_config, workdir: str, *, policy: str = "noisy_expert"
   (``noisy_expert``, ``dojo_config.noise``, ...); a mixture entry passes its own.
   ``num_steps`` > 0 cuts episodes to that many steps (-1: the task's length).
   """
-  from dojo.datasets.dojo_robot import Builder, DojoRobotConfig  # pylint: disable=import-outside-toplevel
   c = dojo_config
-  noise = c.noise if noise is None else noise
-  num_episodes = c.num_episodes if num_episodes is None else num_episodes
-  seed = c.seed if seed is None else seed
   if policy not in collect_lib.POLICIES:
     raise ValueError(f"Unknown collection policy {policy!r} in config.dojo; choose one of "
                      f"{collect_lib.POLICIES}.")
-  data_dir = os.path.expanduser(c.data_dir) if c.data_dir else os.path.join(workdir, "tfds")
-  cameras = "_".join(c.cameras)
-  instructions = c.get("instructions", "all")
-  overrides = task_overrides(c)
-  # The demonstrations keep the names they always had, so existing datasets are reused.
-  kind = "noise" if policy == "noisy_expert" else f"{policy}"
-  name = (f"{c.task}_{num_episodes}ep_{cameras}_{c.image_size[0]}px_{kind}{noise}"
-          f"_seed{seed}" + (f"_{num_steps}steps" if num_steps > 0 else "")
-          + ("" if instructions == "all" else f"_{instructions}")
-          + _override_suffix(overrides)).replace(".", "p")
-  builder = Builder(config=DojoRobotConfig(
-      name=name, task=c.task, num_episodes=num_episodes, num_steps=num_steps,
-      cameras=tuple(c.cameras),
-      image_size=tuple(c.image_size), policy=policy, noise=noise, seed=seed,
-      val_fraction=c.val_fraction, instructions=instructions, task_overrides=overrides,
-      batch_size=c.get("collect_batch_size", 64), description="experiments.train"),
-      data_dir=data_dir)
-  if not builder.is_prepared():
-    logging.info("Building the %s dataset (%d %s episodes) in %s.", c.task, num_episodes,
-                 policy, builder.data_dir)
-  builder.download_and_prepare()
-  return os.fspath(builder.data_dir)
+  return dojo_robot.build(
+      os.path.expanduser(c.data_dir) if c.data_dir else os.path.join(workdir, "tfds"),
+      c.task, num_episodes=c.num_episodes if num_episodes is None else num_episodes,
+      cameras=tuple(c.cameras), image_size=tuple(c.image_size), policy=policy,
+      noise=c.noise if noise is None else noise, seed=c.seed if seed is None else seed,
+      num_steps=num_steps, batch_size=c.get("collect_batch_size", 64),
+      val_fraction=c.val_fraction, instructions=c.get("instructions", "all"),
+      task_overrides=task_overrides(c), description="experiments.train")
 
 
 def task_overrides(config) -> tuple[tuple[str, str], ...]:
@@ -102,11 +86,6 @@ def task_overrides_of_model(task: str, layouts: Mapping[str, list] | None) -> di
   if "observe_target" in keys and reach.TARGET_SLOT in names["proprio"]:
     overrides["observe_target"] = True
   return overrides
-
-
-def _override_suffix(overrides) -> str:
-  """Dataset name suffix: a string value by itself (``_relative``), a flag by its key."""
-  return "".join(f"_{key}" if value is True else f"_{value}" for key, value in overrides)
 
 
 def episodes_dir(dataset_path: str) -> str:
@@ -161,7 +140,6 @@ def mixture_entries(dojo_config) -> dict[str, dict]:
 
 def trainer_config(config: config_dict.ConfigDict, workdir: str) -> config_dict.ConfigDict:
   """The library trainer's config: datasets filled in from ``config.dojo`` if needed."""
-  from wam.data.config import dataset_config  # pylint: disable=import-outside-toplevel
   config = config_dict.ConfigDict(config.to_dict())
   dojo_config = config.get("dojo")
   if "dojo" in config:

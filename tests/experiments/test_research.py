@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import research_loop
+from experiments.lib import research as research_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(ROOT, "tests", "experiments", "fake_config.py")
@@ -15,9 +15,9 @@ FAKE = os.path.join(ROOT, "tests", "experiments", "fake_config.py")
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("research"))
-  spec = research_loop.load_spec(FAKE)
+  spec = research_lib.load_spec(FAKE)
   # cost(d) = d: the grid 2, 4, 8, 16, 32 costs 62 of 140 (half is 70); the rest buys 78.
-  report = research_loop.run_research(spec, out, 140, workers=2, bootstrap_samples=40,
+  report = research_lib.run_research(spec, out, 140, workers=2, bootstrap_samples=40,
                                       progress=lambda _: None)
   return out, spec, report
 
@@ -55,7 +55,7 @@ def test_every_decision_is_logged_with_a_reason(loop):
 
 def test_rerun_reads_finished_runs(loop):
   out, spec, report = loop
-  again = research_loop.run_research(spec, out, 140, bootstrap_samples=10,
+  again = research_lib.run_research(spec, out, 140, bootstrap_samples=10,
                                      progress=lambda _: None)
   assert again.actual == report.actual
   for name in ("d2", "d78"):
@@ -65,12 +65,12 @@ def test_rerun_reads_finished_runs(loop):
 
 
 def test_budgets_too_small_are_clear_errors(tmp_path):
-  spec = research_loop.load_spec(FAKE)
-  with pytest.raises(research_loop.ResearchError, match="a fit needs 3"):
-    research_loop.run_research(spec, str(tmp_path), 10, progress=lambda _: None)
-  with pytest.raises(research_loop.ResearchError, match="nothing to extrapolate"):
-    research_loop.run_research(spec, str(tmp_path), 20, grid_fraction=0.9,
+  spec = research_lib.load_spec(FAKE)
+  with pytest.raises(research_lib.ResearchError, match="a fit needs 3"):
+    research_lib.run_research(spec, str(tmp_path), 10, progress=lambda _: None)
+  with pytest.raises(research_lib.ResearchError, match="nothing to extrapolate"):
+    research_lib.run_research(spec, str(tmp_path), 20, grid_fraction=0.9,
                                progress=lambda _: None)
   assert not os.path.exists(tmp_path / "runs")  # nothing was launched
-  with pytest.raises(research_loop.ResearchError, match="lacks"):
-    research_loop.load_spec(os.path.join(ROOT, "experiments", "configs", "wam.py"))
+  with pytest.raises(research_lib.ResearchError, match="lacks"):
+    research_lib.load_spec(os.path.join(ROOT, "experiments", "configs", "wam.py"))

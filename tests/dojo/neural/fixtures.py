@@ -13,7 +13,7 @@ from flax import nnx
 from tests.dojo.toy import Toy
 from wam import config as wam_config
 from wam import model as wam_model
-from wam.checkpoint import RunMetadata
+from wam.run_metadata import RunMetadata
 
 IMAGE = 32         # the toy task renders 32x32 ...
 MODEL_IMAGE = 16   # ... the model sees 16x16 (area down-sampling by 2)

@@ -1,4 +1,5 @@
-"""Closed-loop evaluation of trained models and planners in MJX physics (flag-free).
+"""The library of ``experiments.evaluate``: closed-loop evaluation of trained models and
+planners in MJX physics (flag-free; the controllers are in ``evaluate_controllers.py``).
 
 ``evaluate(config, workdir)`` runs every controller named in ``config.controllers`` for
 ``config.num_episodes`` episodes on each instruction split (``seen``: the combinations
@@ -16,7 +17,9 @@ baseline, same backbone, actions only), ``state_bc`` (behaviour cloning of the p
 state: robot and task state, no pixels; ``dojo.state_bc``, trained here in seconds on the
 demonstrations in ``config.state_bc``), ``dream_cem`` (CEM inside the neural
 simulator, i.e. dreaming), ``physics_cem`` (CEM inside MJX physics: the oracle),
-``expert`` (the scripted expert, a ceiling).
+``expert`` (the scripted expert, a ceiling). Also, by config: how well the dream
+follows actions (``measure_controllability``), policies ranked in the dream
+(``evaluate_policies_in_dreams``) and PPO trained in the dream (``rl_in_dreams``).
 """
 
 from __future__ import annotations
@@ -32,103 +35,23 @@ import numpy as np
 from absl import logging
 from ml_collections import config_dict
 
-import dojo
-from dojo import closed_loop, controllability, controllers, planners, play, state_bc, wrappers
-from dojo.env import State
-from dojo.model_io import ModelIO
-from dojo.neural_env import NeuralEnv
-from experiments import dojo_data
-from wam import trainer, visualize
-
-CONTROLLERS = ("policy", "bc", "state_bc", "dream_cem", "physics_cem", "expert")
-SPLITS = ("seen", "unseen")
-
-
-class _Stateless:
-  """A controller without memory between chunks (``init`` returns a dummy carry)."""
-
-  chunk: int
-
-  def init(self, state):
-    del state
-    return jnp.zeros(())
-
-
-class _Expert(_Stateless):
-  """The scripted expert (with action noise ``noise``), per step: it writes each chunk by
-  stepping a copy of the physics (it is privileged anyway) without cameras. Holding its
-  first action for the whole chunk overshoots the relative wrist moves of ``dex_lift``.
-  In a dream it reads the physics state the neural simulator keeps (the robot and
-  objects at their dreamed positions)."""
-
-  def __init__(self, task_name: str, chunk: int, noise: float = 0.0,
-               overrides: tuple[tuple[str, str], ...] = ()):
-    self.task = dojo.load(task_name, cameras=(), **dict(overrides))
-    self.chunk, self.noise = chunk, noise
-
-  def act(self, carry, state, rng):
-    if isinstance(state.data, dict):   # a NeuralEnv state
-      state = State(state.data["physics"], state.obs, state.reward, state.done,
-                    {k: v for k, v in state.metrics.items() if k != "dream_end"},
-                    {k: v for k, v in state.info.items() if k != "dream_rng"})
-    state = controllers.without_pixels(state)
-
-    def one(s, key):
-      action = self.task.expert_action(s, key, self.noise)
-      return self.task.step(s, action), action
-    _, actions = jax.lax.scan(one, state, jax.random.split(rng, self.chunk))
-    return actions, carry
-
-
-def load_task(config: config_dict.ConfigDict, **kwargs):
-  """``config.task`` with ``kwargs`` and the config's task overrides (joint actions)."""
-  return dojo.load(config.task, **kwargs, **dict(dojo_data.task_overrides(config)))
-
-
-def _planner_config(c: config_dict.ConfigDict) -> planners.PlannerConfig:
-  return planners.PlannerConfig(method=c.method, horizon=c.horizon, chunk=1,
-                                num_samples=c.num_samples, num_elites=c.num_elites,
-                                iterations=c.iterations, init_std=c.init_std,
-                                min_std=c.min_std, smoothing=c.smoothing)
-
-
-def build_controller(name: str, config: config_dict.ConfigDict, task, models: dict) -> Any:
-  """The controller ``name`` for ``task`` (models: name -> (model, metadata))."""
-  extra = tuple(config.get("policies", {}) or {})
-  if name not in CONTROLLERS + extra:
-    raise KeyError(f"Unknown controller {name!r}; choose from {CONTROLLERS + extra}.")
-  if name == "expert":
-    chunk = models["policy"][0].dims.action_chunk if "policy" in models else 4
-    return _Expert(config.task, chunk, overrides=dojo_data.task_overrides(config))
-  if name == "state_bc":
-    return models["state_bc"]
-  if name in ("policy", "bc") + extra:
-    model, metadata = models[name]
-    return controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
-                                 flow_steps=config.flow_steps)
-  model, metadata = models["policy"]
-  chunk = model.dims.action_chunk
-  cost = planners.task_reward_cost(discount=config.planner.discount)
-  # Both planners start each episode from "hold the current pose" (or zeros).
-  initial = ((lambda s: play.home_action(task, s))
-             if config.planner.get("start", "zeros") == "hold" else None)
-  if name == "dream_cem":
-    env = NeuralEnv(model, ModelIO.create(model, metadata, task),
-                    task, flow_steps=config.flow_steps, render=config.get("plan_render", "none"))
-    return controllers.dream_planner(planners.make_planner(env, _planner_config(config.planner),
-                                                           cost), initial)
-  blind = load_task(config, cameras=())
-  env = wrappers.ChunkWrapper(blind, chunk)
-  return controllers.physics_planner(planners.make_planner(env, _planner_config(config.planner),
-                                                           cost), chunk, initial)
-
+from dojo import closed_loop, state_bc, wrappers
+from dojo.brax_training import ppo_train
+from dojo.neural import controllability
+from dojo.neural import controllers as neural_controllers
+from dojo.neural.env import NeuralEnv
+from dojo.neural.model_io import ModelIO
+from experiments.lib.evaluate_controllers import (CONTROLLERS, SPLITS, BraxPolicy, Expert,
+                                                  build_controller, load_task)
+from experiments.lib import train as train_lib
+from wam import loading, visualize
 
 def _state_bc(config, workdir: str) -> state_bc.StateBC:
   """The state-only BC policy, trained on ``config.state_bc`` episodes (cached)."""
   path = os.path.join(workdir, "state_bc.npz")
   if os.path.exists(path):
     return state_bc.StateBC.load(path)
-  chunk = trainer.load(config.wam)[0].dims.action_chunk if config.wam else 4
+  chunk = loading.load(config.wam)[0].dims.action_chunk if config.wam else 4
   obs, chunks = state_bc.load_episodes(list(config.state_bc), chunk)
   policy = state_bc.train(obs, chunks, state_bc.StateBCConfig(chunk=chunk, seed=config.seed))
   logging.info("[evaluate %s] state BC trained on %d pairs from %s", config.task, len(obs),
@@ -144,7 +67,7 @@ def _load_models(config, workdir: str) -> dict:
   named = dict(config.get("policies", {}) or {})
   for name, path in (("policy", config.wam), ("bc", config.bc), *named.items()):
     if path:
-      models[name] = trainer.load(path)
+      models[name] = loading.load(path)
       logging.info("Loaded %s model from %s (%s).", name, path,
                    models[name][1].config["model"].get("variant", "?"))
   return models
@@ -158,7 +81,7 @@ def _with_the_models_task(config: config_dict.ConfigDict, models: dict
   if "policy" not in models:
     return config
   layouts = (models["policy"][1].extra or {}).get("layouts")
-  inherited = dojo_data.task_overrides_of_model(config.task, layouts)
+  inherited = train_lib.task_overrides_of_model(config.task, layouts)
   config = config.copy_and_resolve_references()
   for key, value in inherited.items():
     if not config.get(key):
@@ -223,7 +146,7 @@ def _seen_task_and_dream(config: config_dict.ConfigDict, render: str = "anchored
   """The task on its seen instructions and the neural simulator of ``config.wam``."""
   task = load_task(config, cameras=tuple(config.cameras), image_height=config.image_size[0],
                    image_width=config.image_size[1], instructions="seen")
-  engine, engine_meta = trainer.load(config.wam)
+  engine, engine_meta = loading.load(config.wam)
   dream_env = NeuralEnv(engine, ModelIO.create(engine, engine_meta, task), task,
                         flow_steps=config.flow_steps, render=render)
   return task, dream_env
@@ -232,7 +155,7 @@ def _seen_task_and_dream(config: config_dict.ConfigDict, render: str = "anchored
 def measure_controllability(config: config_dict.ConfigDict, workdir: str,
                             results: dict) -> dict:
   """The neural simulator against MJX under play and random actions
-  (``dojo.controllability``): motion gain, correlation and tracking ratio."""
+  (``dojo.neural.controllability``): motion gain, correlation and tracking ratio."""
   c = config.controllability
   task, dream_env = _seen_task_and_dream(config, render="none")
   physics = wrappers.ChunkWrapper(task, dream_env.chunk)
@@ -256,8 +179,8 @@ def dream_beside_reality(config: config_dict.ConfigDict, workdir: str,
   above the WAM's open-loop dream of the same action chunks from the same first states
   (bottom row). Returns the path."""
   task, dream_env = _seen_task_and_dream(config)
-  video = beside_reality_video(task, dream_env, _Expert(config.task, dream_env.chunk,
-                                                   overrides=dojo_data.task_overrides(config)),
+  video = beside_reality_video(task, dream_env, Expert(config.task, dream_env.chunk,
+                                                   overrides=train_lib.task_overrides(config)),
                                camera=config.cameras[0], episodes=episodes,
                                chunks=min(config.num_chunks, dream_env.max_chunks),
                                seed=config.seed)
@@ -334,11 +257,11 @@ def evaluate_policies_in_dreams(config: config_dict.ConfigDict, workdir: str,
   rows = []
   for label, path, value in specs:
     if path:
-      model, metadata = trainer.load(path, value)
-      policy = controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
-                                     flow_steps=config.flow_steps)
+      model, metadata = loading.load(path, value)
+      policy = neural_controllers.WamPolicy(model, ModelIO.create(model, metadata, task),
+                                            flow_steps=config.flow_steps)
     else:
-      policy = _Expert(config.task, dream_env.chunk, value, dojo_data.task_overrides(config))
+      policy = Expert(config.task, dream_env.chunk, value, train_lib.task_overrides(config))
     row = {"policy": label}
     for where, env in (("mjx", task), ("dream", dream_env)):
       out = closed_loop.run_episodes(env, policy, jax.random.key(config.seed),
@@ -376,17 +299,6 @@ def _plot_policy_evaluation(rows: list[dict], path: str) -> None:
   plt.close(fig)
 
 
-class _BraxPolicy(_Stateless):
-  """A brax PPO policy (flat ``chunk * A`` actions from ``obs``) as a chunk controller."""
-
-  def __init__(self, policy, chunk: int):
-    self.policy, self.chunk = policy, chunk
-
-  def act(self, carry, state, rng):
-    action, _ = self.policy(state.obs, rng)
-    return action.reshape(self.chunk, -1), carry
-
-
 def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) -> dict:
   """PPO trained inside the neural simulator vs the same PPO budget in MJX physics.
 
@@ -394,7 +306,6 @@ def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) ->
   observation: robot state from the dreamed joints and the target positions) and both
   are scored in MJX physics on the seen instructions.
   """
-  from dojo.brax_training import ppo_train  # pylint: disable=import-outside-toplevel
   c = config.ppo
   # PPO reads the privileged observation only: no frames need decoding.
   _, dream_env = _seen_task_and_dream(config, render=config.get("plan_render", "none"))
@@ -410,7 +321,7 @@ def rl_in_dreams(config: config_dict.ConfigDict, workdir: str, results: dict) ->
         num_minibatches=c.num_minibatches, num_updates_per_batch=c.num_updates_per_batch,
         learning_rate=c.learning_rate, entropy_cost=c.entropy_cost,
         discounting=c.discounting, normalize_observations=True, seed=config.seed)
-    policy = _BraxPolicy(make_policy(params, deterministic=True), chunk)
+    policy = BraxPolicy(make_policy(params, deterministic=True), chunk)
     episodes = closed_loop.run_episodes(blind, policy, jax.random.key(config.seed),
                                         config.num_episodes, episode,
                                         batch_size=config.batch_size)

@@ -1,4 +1,6 @@
-"""Resumable sweeps: the runs a config's ``sweep(add)`` lists, as separate processes.
+"""The library of ``experiments.sweep``: resumable sweeps, the runs a config's
+``sweep(add)`` lists, as separate processes (their results and the summary:
+``sweep_results.py``).
 
 A sweep config is an experiment config file with a ``sweep(add)`` function beside
 ``get_config(arg)``::
@@ -27,6 +29,7 @@ No absl flags here (``experiments.sweep`` is the command line).
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import dataclasses
 import importlib.util
 import json
@@ -40,8 +43,10 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from experiments.lib.sweep_results import (RunResult, format_value, read_result, short_metrics,
+                                           write_json, write_summary)
+
 DEFAULT_LAUNCHER = "experiments.train"
-RESULT_FILE = "result.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "log.txt"
 SWEEP_FILE = "sweep.json"
@@ -76,20 +81,6 @@ class Sweep:
             "runs": {r.name: _jsonable(dict(r.overrides)) for r in self.runs}}
 
 
-@dataclasses.dataclass
-class RunResult:
-  """The outcome of one run: ``status`` is finished, failed or pending."""
-  name: str
-  status: str
-  overrides: Mapping[str, Any]
-  step: Optional[int] = None
-  metrics: dict = dataclasses.field(default_factory=dict)
-  attempts: int = 0
-  seconds: float = 0.0
-  error: str = ""
-  reused: bool = False  # finished before this invocation (read, not rerun)
-
-
 # ----------------------------------------------------------------------------- loading
 
 
@@ -121,7 +112,7 @@ def load_sweep(config_spec: str) -> Sweep:
           **kwargs) -> None:
     merged = dict(overrides or {}, **kwargs)
     if name is None:  # e.g. the wam config's add(**{"model.variant": "toy"})
-      name = "-".join(f"{k.split('.')[-1]}={_format(v)}" for k, v in merged.items()) or "base"
+      name = "-".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in merged.items()) or "base"
     if any(r.name == name for r in runs):
       raise SweepError(f"Run name {name!r} is added twice by {config_file}:sweep.")
     runs.append(Run(name, merged))
@@ -182,13 +173,6 @@ def _check_override(config, key: str, value: Any, run: str, config_file: str) ->
     raise SweepError(f"Run {run!r} of {config_file}: config.{key}={value!r}: {e}") from None
 
 
-def _format(value: Any) -> str:
-  """A value as ``--config.a.b=`` parses it (ml_collections reads tuples as literals)."""
-  if isinstance(value, (list, tuple)):
-    return repr(tuple(value))
-  return str(value)
-
-
 def _jsonable(value: Any) -> Any:
   return json.loads(json.dumps(value, default=str))
 
@@ -219,7 +203,7 @@ def prepare_directory(sweep: Sweep, directory: str) -> None:
                        + "; ".join(differ) + ". Use another directory.")
     new["runs"] = dict(old["runs"], **new["runs"])  # keep runs this definition dropped
   os.makedirs(directory, exist_ok=True)
-  _write_json(path, new)
+  write_json(path, new)
 
 
 def command(sweep: Sweep, run: Run, directory: str,
@@ -227,7 +211,7 @@ def command(sweep: Sweep, run: Run, directory: str,
   """The launch command of one run (argv)."""
   spec = sweep.config_file + (f":{sweep.arg}" if sweep.arg else "")
   return ([python, "-m", sweep.launcher, f"--config={spec}"]
-          + [f"--config.{k}={_format(v)}" for k, v in run.overrides.items()]
+          + [f"--config.{k}={format_value(v)}" for k, v in run.overrides.items()]
           + [f"--workdir={os.path.join(directory, run.name)}"])
 
 
@@ -237,23 +221,6 @@ def emit_commands(sweep: Sweep, directory: str, python: str = "python") -> list[
           if read_result(os.path.join(directory, r.name)) is None]
 
 
-def read_result(workdir: str) -> Optional[dict]:
-  """The run's ``result.json``, or None when it has not finished (or is unreadable)."""
-  path = os.path.join(workdir, RESULT_FILE)
-  try:
-    with open(path) as f:
-      result = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return result if isinstance(result, dict) and "metrics" in result else None
-
-
-def _write_json(path: str, value: Any) -> None:
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1, default=str)
-  os.replace(path + ".tmp", path)
-
-
 # ------------------------------------------------------------------------------ running
 
 
@@ -261,7 +228,6 @@ def _die_with_parent() -> None:
   """In the child: SIGTERM when the sweep process dies (even by SIGKILL), so no run is
   left training unattended; the trainer treats SIGTERM as preemption and checkpoints."""
   try:
-    import ctypes  # pylint: disable=import-outside-toplevel
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
   except OSError:
     pass
@@ -340,13 +306,13 @@ def _run_one(sweep: Sweep, run: Run, directory: str, retries: int, children: _Ch
       break
     if result is not None:
       status["state"] = "finished"
-      _write_json(status_path, status)
+      write_json(status_path, status)
       return RunResult(run.name, "finished", run.overrides, result.get("step"),
                        result["metrics"], len(status["attempts"]), seconds)
   error = (f"exit code {rc}" if rc else "exited 0 without writing result.json")
   status.update(state="interrupted" if children.stopping else "failed", error=error,
                 log_tail=_log_tail(workdir))
-  _write_json(status_path, status)
+  write_json(status_path, status)
   return RunResult(run.name, "pending" if children.stopping else "failed", run.overrides,
                    attempts=len(status["attempts"]), seconds=seconds,
                    error=f"{error}; see {os.path.join(workdir, LOG_FILE)}")
@@ -378,7 +344,7 @@ def run_sweep(sweep: Sweep, directory: str, *, workers: int = 1, retries: int = 
   prepare_directory(sweep, directory)
   env = dict(os.environ if env is None else env)
   # The runs import the launcher by module name: from this repository, wherever run.
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
   results: dict[str, RunResult] = {}
   todo = []
@@ -405,7 +371,7 @@ def run_sweep(sweep: Sweep, directory: str, *, workers: int = 1, retries: int = 
       results[result.name] = result
       finished = sum(r.status == "finished" for r in results.values())
       failed = sum(r.status == "failed" for r in results.values())
-      detail = (_short_metrics(result.metrics, wanted) if result.status == "finished"
+      detail = (short_metrics(result.metrics, wanted) if result.status == "finished"
                 else result.error)
       progress(f"[{finished + failed}/{total}] {result.name} {result.status} after "
                f"{result.attempts} attempt(s), {result.seconds:.0f} s: {detail} "
@@ -422,54 +388,3 @@ def run_sweep(sweep: Sweep, directory: str, *, workers: int = 1, retries: int = 
   return ordered
 
 
-def _short_metrics(metrics: Mapping[str, float], wanted: Optional[Sequence[str]],
-                   limit: int = 4) -> str:
-  keys = [k for k in _metric_columns([metrics], wanted) if k in metrics][:limit]
-  return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys)
-
-
-# ------------------------------------------------------------------------------ summary
-
-
-def _metric_columns(metrics: Sequence[Mapping[str, float]],
-                    wanted: Optional[Sequence[str]]) -> list[str]:
-  if wanted:
-    return list(wanted)
-  keys = set().union(*(m.keys() for m in metrics)) if metrics else set()
-  # eval_train/*: runs without a held-out split (the trainer's names for training windows).
-  evals = sorted(k for k in keys if k.startswith(("eval/", "eval_train/")))[:6]
-  return [k for k in ("loss",) if k in keys] + evals
-
-
-def only_on_training_windows(metrics: Mapping[str, float], key: str) -> bool:
-  """Whether held-out ``key`` (``eval/...``) is missing because the run had no held-out
-  split: the trainer then logs the same metric on training windows as ``eval_train/...``."""
-  head, _, rest = key.partition("/")
-  return head == "eval" and key not in metrics and f"eval_train/{rest}" in metrics
-
-
-def write_summary(directory: str, results: Sequence[RunResult],
-                  metric_keys: Optional[Sequence[str]] = None) -> tuple[str, str]:
-  """Writes ``summary.json`` (everything) and ``summary.md`` (a table); returns paths."""
-  json_path = os.path.join(directory, "summary.json")
-  _write_json(json_path, {"runs": [dataclasses.asdict(r) for r in results]})
-  columns = _metric_columns([r.metrics for r in results if r.metrics], metric_keys)
-  counts = {s: sum(r.status == s for r in results) for s in ("finished", "failed", "pending")}
-  lines = [f"# Sweep {directory}", "",
-           f"{counts['finished']} finished, {counts['failed']} failed, "
-           f"{counts['pending']} pending.", "",
-           "| run | status | overrides | step | " + " | ".join(columns) + " |",
-           "|---|---|---|---|" + "---|" * len(columns)]
-  for r in results:
-    overrides = ", ".join(f"{k}={_format(v)}" for k, v in r.overrides.items())
-    values = [f"{r.metrics[c]:.4g}" if c in r.metrics else "" for c in columns]
-    lines.append(f"| {r.name} | {r.status} | {overrides} | "
-                 f"{'' if r.step is None else r.step} | " + " | ".join(values) + " |")
-  failed = [r for r in results if r.status == "failed"]
-  if failed:
-    lines += ["", "Failures:"] + [f"- {r.name}: {r.error}" for r in failed]
-  md_path = os.path.join(directory, "summary.md")
-  with open(md_path + ".tmp", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(md_path + ".tmp", md_path)
-  return json_path, md_path

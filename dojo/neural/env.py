@@ -11,11 +11,12 @@
   given), renders the frame, and appends the dreamed observation to the cache (open-loop
   dreaming: the model continues from its own imagination).
 - Reward, success and the ``privileged`` observation come from the task's own functions
-  applied to the dreamed state: the predicted joint angles (and velocities) and, for
-  tasks with ``object_joints`` (push, pick_place, dex_lift), the predicted object
-  positions (the proprio slot ``task.object_slot``, which simulated data records) are
-  written into the physics state of the reset, and forward kinematics places them
-  (``mjx.kinematics``: positions and orientations, no collisions or dynamics).
+  applied to the dreamed state (``task.score``, ``task.privileged``): the predicted
+  joint angles (and velocities) and, for tasks with ``object_joints`` (push,
+  pick_place, dex_lift), the predicted object positions (the proprio slot
+  ``task.object_slot``, which simulated data records) are written into the physics
+  state of the reset, and forward kinematics places them (``task.kinematic_state``:
+  positions and orientations, no collisions or dynamics).
   Object orientations stay as reset. A model trained without that slot (real-robot data
   has no object poses) cannot be built into a NeuralEnv for such a task:
   ``ModelIO.create`` names the missing slot before any compute.
@@ -26,10 +27,10 @@ and ``brax.training`` PPO and the planners use it exactly like the MJX env.
 
 Context: the model was trained on windows of ``model.dims.num_frames`` blocks, so the
 cache holds at most that many; when it is full the dream continues from its latest
-(dreamed) observation as block 0 (the instruction prefix is kept), never at block
-positions training did not see. A planner may plan ``max_plan_steps = num_frames - 1``
-chunks ahead (what one window covers); a dream ends after ``max_chunks`` chunks
-(``done``, ``metrics["dream_end"]``).
+(dreamed) observation as block 0 (the instruction prefix is kept, ``ModelIO.restart``),
+never at block positions training did not see. A planner may plan ``max_plan_steps =
+num_frames - 1`` chunks ahead (what one window covers); a dream ends after
+``max_chunks`` chunks (``done``, ``metrics["dream_end"]``).
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from mujoco import mjx
 
-from dojo.env import Env, State
-from dojo.model_io import ModelIO, ModelTaskMismatchError
+from dojo.env import Env, State, sanitize_action
+from dojo.neural.model_io import ModelIO, ModelTaskMismatchError
 from wam import dream
 from wam.model import WorldActionModel
 
@@ -84,17 +83,10 @@ class NeuralEnv(Env):
     self.model, self.io, self.task = model, io, task
     self.flow_steps, self.render, self.max_chunks = flow_steps, render, max_chunks
     self.chunk = model.dims.action_chunk
-    self._qpos_idx = task._qpos_idx   # pylint: disable=protected-access
-    self._qvel_idx = task._qvel_idx   # pylint: disable=protected-access
     # A dreamed joint beyond its range by more than this (or non-finite) ends the dream.
-    mj = task.mj_model
-    joint_ids = [mj.jnt_qposadr.tolist().index(int(a)) for a in self._qpos_idx]
-    limited = mj.jnt_limited[joint_ids].astype(bool)
-    ranges = mj.jnt_range[joint_ids]
-    self._joint_lo = jnp.asarray(np.where(limited, ranges[:, 0] - DIVERGENCE_MARGIN, -np.inf),
-                                 jnp.float32)
-    self._joint_hi = jnp.asarray(np.where(limited, ranges[:, 1] + DIVERGENCE_MARGIN, np.inf),
-                                 jnp.float32)
+    lo, hi = task.robot_joint_ranges()
+    self._joint_lo = jnp.asarray(lo - DIVERGENCE_MARGIN, jnp.float32)
+    self._joint_hi = jnp.asarray(hi + DIVERGENCE_MARGIN, jnp.float32)
 
   # ---------------------------------------------------------------- contract
 
@@ -124,10 +116,8 @@ class NeuralEnv(Env):
     """A dream starting from a real (physics) task state, e.g. mid-episode."""
     io, model = self.io, self.model
     obs = io.observation(real.obs)
-    tokens, mask = io.instruction(real.info["instruction"])
+    prefix = io.start(model, *io.instruction(real.info["instruction"]))
     b = lambda x: x[None]
-    prefix = dream.start(model, b(tokens), b(mask), b(obs["camera_mask"]),
-                         num_blocks=self.window)
     z = model.latents(obs["frames"][None, None])[:, 0]
     state, state_mask = model.state_of({k: b(b(obs[k])) for k in
                                         ("joints", "joints_mask", "proprio", "proprio_mask")})
@@ -146,12 +136,10 @@ class NeuralEnv(Env):
                  metrics, info)
 
   def step(self, state: State, action: jax.Array) -> State:
-    if action.shape != (self.action_size,):
-      raise ValueError(f"NeuralEnv.step: action has shape {action.shape}, expected "
-                       f"({self.action_size},) = chunk {self.chunk} x "
-                       f"{self.task.action_size} (batch with the vmap wrapper).")
-    invalid = ~jnp.all(jnp.isfinite(action))
-    action = jnp.where(invalid, 0.0, action).reshape(self.chunk, self.task.action_size)
+    action, invalid = sanitize_action(
+        action, self.action_size,
+        f"NeuralEnv.step (a chunk of {self.chunk} x {self.task.action_size} actions)")
+    action = action.reshape(self.chunk, self.task.action_size)
     model, io, d = self.model, self.io, state.data
     cam = jnp.ones((1, len(io.cameras)), bool)
     emb = jnp.full((1,), io.embodiment_id, jnp.int32)
@@ -170,9 +158,7 @@ class NeuralEnv(Env):
     new_state = jnp.where(diverged, d["state"], new_state)
     latents = jnp.where(diverged, d["latents"], out.frames[0])
     # A full window starts over from the dreamed observation (prefix kept).
-    full = d["block"] + 1 >= self.window
-    block = jnp.where(full, 0, d["block"] + 1)
-    base = jax.tree.map(lambda p, c: jnp.where(full, p, c), d["prefix"], d["cache"])
+    base, block = io.restart(d["cache"], d["prefix"], d["block"] + 1)
     cache = dream.observe(model, base, block, latents[None], new_state[None],
                           d["state_mask"][None], cam, emb)
     chunks = d["chunks"] + 1
@@ -184,9 +170,8 @@ class NeuralEnv(Env):
         frame = d["anchor"] + frame - d["base"]
     frames = jnp.clip(jnp.round(frame * 255.0), 0, 255).astype(jnp.uint8)
     joints, proprio = io.state_to_env(new_state)
-    physics_state = self._place_robot(d["physics"], joints, proprio)
-    reward, terms = self.task._reward(physics_state, state.info, action[-1])  # pylint: disable=protected-access
-    success = self.task._success(physics_state, state.info)  # pylint: disable=protected-access
+    physics_state = self.task.kinematic_state(d["physics"], joints, proprio)
+    reward, terms, success = self.task.score(physics_state, state.info, action[-1])
     end = chunks >= self.max_chunks
     terminate = self.task.config.terminate_on_success
     done = invalid | diverged | end | (success & terminate)
@@ -198,7 +183,7 @@ class NeuralEnv(Env):
                "dream_end": end.astype(jnp.float32)}
     info = {**state.info, "step": state.info["step"] + self.chunk}
     obs = self._obs(frames, {"joints": joints, "proprio": proprio,
-                             "privileged": self.task._privileged(physics_state, info)})  # pylint: disable=protected-access
+                             "privileged": self.task.privileged(physics_state, info)})
     return state.replace(data=data, obs=obs, reward=jnp.where(invalid | diverged, 0.0, reward),
                          done=done.astype(jnp.float32), metrics=metrics, info=info)
 
@@ -209,17 +194,3 @@ class NeuralEnv(Env):
     for key in ("joints", "proprio", "privileged"):
       obs[key] = jnp.asarray(real_obs[key], jnp.float32)
     return obs
-
-  def _place_robot(self, data, joints: jax.Array, proprio: jax.Array):
-    """The physics state with the robot at the dreamed joints and the objects at their
-    dreamed positions (the last ``3 * len(object_joints)`` proprio values)."""
-    qpos = data.qpos.at[self._qpos_idx].set(joints)
-    qvel = data.qvel.at[self._qvel_idx].set(proprio[:len(self._qvel_idx)])
-    data = data.replace(qpos=qpos, qvel=qvel)
-    objects = 3 * len(self.task.object_joints)
-    if objects:
-      data = self.task.with_object_positions(data, proprio[-objects:])
-    # Kinematics only: rewards, success and the privileged observation read positions
-    # and orientations, and a full forward pass (collisions, dynamics) costs 5x more
-    # (16.7 against 3.2 ms for 32 arms on the 2-core CPU), most of a dream planner's time.
-    return mjx.kinematics(self.task.mjx_model, data)

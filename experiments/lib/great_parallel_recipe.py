@@ -1,24 +1,5 @@
-"""The stages of the main job and of the EgoScale recipe (no absl flags; see
-experiments/great_parallel.py for the command).
-
-Human video -> world action model -> robot:
-
-  human_data   synthetic egocentric human video (egoscale.synthetic), hours from config
-  robot_data   Dojo data of every robot task: scripted demonstrations, DART and play
-  latent       (optional) a latent-action VAE on the human video, its linear probe, and
-               the video relabelled with latent actions
-  pretrain     the world action model on human video (hand or latent actions)
-  midtrain     (optional) aligned human + robot data of the same task, from ``pretrain``
-  posttrain    one multi-task robot model, from ``midtrain`` (or ``pretrain``)
-  scratch      the same post-training without human pre-training: the baseline
-  oneshot      (optional) a task never seen in robot data, from one robot demonstration
-               plus human demonstrations of it, with and without human pre-training
-  acting       closed loop in MJX physics on every task (experiments/acting.py): the
-               ladder from the scripted expert to planning in the dream, the dream
-               against physics, policy evaluation and PPO in the dream
-  scaling      pre-training at several hours of human video as a sweep of separate
-               processes (experiments.sweeps), fitted with egoscale.scaling
-  report       report.md (tables, plots) and report.json
+"""The main job's data, training and scaling stages (``experiments.lib.great_parallel``
+lists them all; no absl flags).
 
 Every model stage is a ``wam.trainer`` run in ``<workdir>/<stage>/`` (resumable); the
 transfer between stages is ``config.init_from`` (wam/transfer.py): parameters whose
@@ -34,6 +15,20 @@ import numpy as np
 from absl import logging
 from ml_collections import config_dict
 
+from dojo import registry
+from dojo.datasets import dojo_robot
+from egoscale import scaling as fits
+from egoscale.datasets import egocentric_human
+from egoscale.latent_actions.model import LatentActionConfig
+from egoscale.latent_actions.pairs import frame_pairs
+from egoscale.latent_actions.probe import linear_probe
+from egoscale.latent_actions.relabel import label_dataset
+from egoscale.latent_actions.trainer import LatentActionTrainer
+from experiments.lib import sweep as sweep_lib
+from experiments.lib import sweep_results
+from wam import trainer
+from wam.data.config import dataset_config
+from wam.data.reader import EpisodeDataset
 
 Results = Mapping[str, dict]
 
@@ -50,7 +45,6 @@ def data_dir(config: config_dict.ConfigDict, workdir: str) -> str:
 
 def human_dataset_name(config: config_dict.ConfigDict, hours: float) -> str:
   """The directory name ``build_human`` gives the pre-training video of ``hours``."""
-  from egoscale.datasets import egocentric_human  # pylint: disable=import-outside-toplevel
   h = config.human
   return egocentric_human.config_name(hours, tuple(config.image_size), float(h.fps),
                                       int(h.episode_length), tuple(h.tasks), "human",
@@ -60,8 +54,6 @@ def human_dataset_name(config: config_dict.ConfigDict, hours: float) -> str:
 def build_human(config: config_dict.ConfigDict, root: str, *, hours: float,
                 tasks: Optional[tuple] = None, seed: Optional[int] = None) -> dict:
   """Builds (or reuses) a synthetic human dataset of ``hours``; returns its description."""
-  from egoscale.datasets import egocentric_human  # pylint: disable=import-outside-toplevel
-  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
   h = config.human
   path = egocentric_human.build(
       root, hours=hours, image_size=tuple(config.image_size), fps=float(h.fps),
@@ -87,13 +79,12 @@ def robot_dataset(config: config_dict.ConfigDict, root: str, *, num_episodes: in
                   noise: Optional[float] = None) -> str:
   """Builds (or reuses) one Dojo dataset: ``policy``'s episodes of ``task`` (default
   ``config.robot.task``) at the job's camera and image size."""
-  from experiments import dojo_data  # pylint: disable=import-outside-toplevel
   r = config.robot
-  dojo_config = config_dict.ConfigDict(dict(
-      task=task or r.task, num_episodes=num_episodes, cameras=(config.camera,),
-      image_size=tuple(config.image_size), noise=r.noise, seed=seed,
-      val_fraction=r.val_fraction, data_dir=root, instructions=instructions))
-  return dojo_data.prepare_dojo_data(dojo_config, root, policy=policy, noise=noise)
+  return dojo_robot.build(
+      root, task or r.task, num_episodes=num_episodes, cameras=(config.camera,),
+      image_size=tuple(config.image_size), policy=policy,
+      noise=r.noise if noise is None else noise, seed=seed, val_fraction=r.val_fraction,
+      instructions=instructions, description="experiments.train")
 
 
 def robot_mixture(config: config_dict.ConfigDict) -> dict[str, dict]:
@@ -101,15 +92,16 @@ def robot_mixture(config: config_dict.ConfigDict) -> dict[str, dict]:
   robot data: per task of ``config.robot.tasks``, the noisy expert's demonstrations
   (``<task>``, imitated), DART (``<task>_dart``) and joint-space play (``<task>_play``),
   weighted 1:1:1 within a task and equally across tasks."""
-  from experiments.configs.wam import PLAY_NOISE  # pylint: disable=import-outside-toplevel
   r = config.robot
-  unknown = [t for t in r.tasks if t not in PLAY_NOISE]
+  known = registry.names()
+  unknown = [t for t in r.tasks if t not in known]
   if unknown:
     raise ValueError(f"config.robot.tasks names unknown task(s) {unknown}; known: "
-                     f"{list(PLAY_NOISE)}.")
+                     f"{list(known)}.")
   out = {}
   for task in r.tasks:
-    dart, play = PLAY_NOISE[task]
+    # The action noise of DART and play that the task registered (dojo.registry).
+    dart, play = registry.data(task)["dart_noise"], registry.data(task)["play_noise"]
     for suffix, policy, noise, n, imitate in (
         ("", "noisy_expert", r.noise, r.num_episodes, True),
         ("_dart", "dart", dart, r.dart_episodes, False),
@@ -125,7 +117,6 @@ def robot_mixture(config: config_dict.ConfigDict) -> dict[str, dict]:
 def robot_data(config, stage_dir: str, results: Results) -> dict:
   """Stage: the robot mixture (``robot_mixture``) on seen instruction combinations."""
   del results
-  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
   root = data_dir(config, os.path.dirname(stage_dir))
   datasets = {}
   for i, (name, entry) in enumerate(robot_mixture(config).items()):
@@ -153,8 +144,6 @@ def trainer_config(config: config_dict.ConfigDict, datasets: Mapping[str, Any], 
   ``datasets``: name -> path, name -> (path, weight, max_episodes), or name -> a dict
   of ``wam.data.config.dataset_config``'s arguments.
   """
-  from wam import trainer  # pylint: disable=import-outside-toplevel
-  from wam.data.config import dataset_config  # pylint: disable=import-outside-toplevel
   c = trainer.default_config()
   c.model = config_dict.ConfigDict(config.model.to_dict())
   c.seed = config.seed
@@ -184,7 +173,6 @@ def trainer_config(config: config_dict.ConfigDict, datasets: Mapping[str, Any], 
 def train(config, stage_dir: str, datasets: Mapping[str, Any], *, num_steps: int,
           init_from: str = "") -> dict:
   """Trains one stage's model in ``stage_dir``; returns its held-out metrics."""
-  from wam import trainer  # pylint: disable=import-outside-toplevel
   result = trainer.train_and_evaluate(
       trainer_config(config, datasets, num_steps=num_steps, init_from=init_from), stage_dir)
   metrics = {k: result.metrics[k] for k in EVAL_KEYS if k in result.metrics}
@@ -197,30 +185,28 @@ def train(config, stage_dir: str, datasets: Mapping[str, Any], *, num_steps: int
 
 def latent(config, stage_dir: str, results: Results) -> dict:
   """Stage: latent actions for the human video (used when ``human.actions='latent'``)."""
-  from egoscale import latent_actions as lam  # pylint: disable=import-outside-toplevel
-  from wam.data.reader import EpisodeDataset  # pylint: disable=import-outside-toplevel
   source = results["human_data"]["path"]
   c = config.latent
-  vae = lam.LatentActionTrainer(lam.LatentActionConfig(
+  vae = LatentActionTrainer(LatentActionConfig(
       latent_dim=c.latent_dim, num_steps=c.num_steps, batch_size=c.batch_size,
       seed=config.seed), tuple(config.image_size))
-  pairs = lam.frame_pairs(EpisodeDataset(source, "train"), camera=config.camera,
-                          max_episodes=c.max_episodes or None)
+  pairs = frame_pairs(EpisodeDataset(source, "train"), camera=config.camera,
+                      max_episodes=c.max_episodes or None)
   vae.fit(pairs, workdir=stage_dir)
   # The probe: true human actions of held-out pairs from the latent, against an
   # untrained encoder (what the architecture alone gives); the whole action, and the
   # wrist motion alone (the part a pair of frames shows best).
-  untrained = lam.LatentActionTrainer(vae.config, tuple(config.image_size))
+  untrained = LatentActionTrainer(vae.config, tuple(config.image_size))
   probes = {}
   for name, slots in (("", ("wrist_motion", "hand_keypoints")), ("_wrist", ("wrist_motion",))):
-    val = lam.frame_pairs(EpisodeDataset(source, "val"), camera=config.camera,
-                          action_slots=slots)
-    probe = lam.linear_probe(vae.encode_mean(val.prev, val.next), val.action)
-    baseline = lam.linear_probe(untrained.encode_mean(val.prev, val.next), val.action)
+    val = frame_pairs(EpisodeDataset(source, "val"), camera=config.camera,
+                      action_slots=slots)
+    probe = linear_probe(vae.encode_mean(val.prev, val.next), val.action)
+    baseline = linear_probe(untrained.encode_mean(val.prev, val.next), val.action)
     probes.update({f"probe_r2{name}": probe.r2, f"probe_r2{name}_untrained": baseline.r2,
                    "probe_pairs": probe.num_test})
-  path = lam.label_dataset(vae, source, data_dir=data_dir(config, os.path.dirname(stage_dir)),
-                           name="human_latent", camera=config.camera, overwrite=True)
+  path = label_dataset(vae, source, data_dir=data_dir(config, os.path.dirname(stage_dir)),
+                       name="human_latent", camera=config.camera, overwrite=True)
   return {"path": path, **probes, "recon": vae.history[-1]["recon"],
           "copy_mse": vae.history[-1]["copy_mse"]}
 
@@ -290,8 +276,6 @@ def oneshot(config, stage_dir: str, results: Results) -> dict:
 # --------------------------------------------------------------------------- scaling
 def scaling(config, stage_dir: str, results: Results) -> dict:
   """Stage: pre-training at several data scales (separate processes), and the fits."""
-  from egoscale import scaling as fits  # pylint: disable=import-outside-toplevel
-  from experiments import sweeps  # pylint: disable=import-outside-toplevel
   human = results["human_data"]
   episodes_per_hour = human["train_episodes"] / human["train_hours"]
   runs, hours = [], {}
@@ -299,18 +283,19 @@ def scaling(config, stage_dir: str, results: Results) -> dict:
     n = max(1, int(round(h * episodes_per_hour)))
     name = f"hours{h:g}"
     hours[name] = n / episodes_per_hour
-    runs.append(sweeps.Run(name, {
+    runs.append(sweep_lib.Run(name, {
         "data.datasets.human.path": _human_path(config, results),
         "data.datasets.human.max_episodes": n, "num_steps": config.scaling.num_steps}))
-  config_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
-                             "human_pretrain.py")
-  sweep = sweeps.make_sweep(f"{config_file}:{_job_arg(config)}", runs)
-  outcome = sweeps.run_sweep(sweep, stage_dir, workers=config.scaling.workers, retries=1,
-                             progress=lambda line: logging.info("[scaling] %s", line))
+  # The runs' config file (a path, not an import: configs import this module).
+  config_file = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "configs", "human_pretrain.py")
+  sweep = sweep_lib.make_sweep(f"{config_file}:{_job_arg(config)}", runs)
+  outcome = sweep_lib.run_sweep(sweep, stage_dir, workers=config.scaling.workers, retries=1,
+                                progress=lambda line: logging.info("[scaling] %s", line))
   finished = [r for r in outcome if r.status == "finished" and "eval/loss" in r.metrics]
   if len(finished) < 3:
     no_split = [r.name for r in outcome
-                if sweeps.only_on_training_windows(r.metrics or {}, "eval/loss")]
+                if sweep_results.only_on_training_windows(r.metrics or {}, "eval/loss")]
     raise RuntimeError(f"Only {len(finished)} scaling runs finished with a held-out "
                        f"eval/loss; a fit needs 3. See {stage_dir}/summary.md."
                        + (f" Without a held-out split (eval_train/* only): {no_split}."

@@ -8,10 +8,10 @@ import pytest
 from flax import nnx
 
 import dojo
-from dojo.model_io import ModelIO, ModelTaskMismatchError, _dataset_of
+from dojo.neural.model_io import ModelIO, ModelTaskMismatchError, _dataset_of
 from wam import config as wam_config
 from wam import model as wam_model
-from wam.checkpoint import RunMetadata
+from wam.run_metadata import RunMetadata
 
 HAND = types.SimpleNamespace(embodiment="dojo_hand",
                              data_slots=lambda: {"joints": (("wrist", 4), ("fingers", 20))})
