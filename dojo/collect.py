@@ -1,4 +1,4 @@
-"""Batched collection of episodes in the episode schema of DESIGN.md.
+"""Batched collection of episodes in the episode schema (``wam.data.schema``, docs/data.md).
 
 Many envs run at once (``vmap`` + ``scan``) under an expert, noisy-expert or random
 policy, every step is rendered, and each env's trajectory is cut into an episode:

@@ -1,7 +1,7 @@
 """Physics back ends: MJX's JAX implementation and MuJoCo Warp, chosen per device.
 
-FIELD_NOTES.md: on a CPU the JAX implementation runs a 7-DoF arm at ~120 steps/s while
-MuJoCo Warp's CPU back end runs it at 10-26k steps/s. ``impl="jax"`` is the one that
+On a CPU the JAX implementation runs a 7-DoF arm at about 120 steps/s, while MuJoCo
+Warp's CPU back end runs it at 10-26k steps/s (``benchmarks.dojo``, docs/BENCHMARKS.md). ``impl="jax"`` is the one that
 runs on TPU and is differentiable; ``impl="warp"`` runs on NVIDIA GPUs and CPUs.
 """
 
@@ -50,7 +50,7 @@ def ensure_material(spec: mujoco.MjSpec) -> None:
   """Adds a default material to a model that has none.
 
   ``mjx.ray`` indexes ``mat_rgba`` even for geoms without a material and crashes on an
-  empty table (FIELD_NOTES.md); one unused material avoids that.
+  empty table; one unused material avoids that.
   """
   if not spec.materials:
     spec.add_material(name="dojo_default_material")

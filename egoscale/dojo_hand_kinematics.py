@@ -16,7 +16,7 @@ on the hand:
 :class:`HandKinematics` reads the body tree (positions, orientations, joint axes and
 anchors, parents) from the MjModel once and computes the keypoints with a few dozen
 small jnp ops, which XLA fuses well on CPU; MJX's generic kinematics runs the whole
-model (objects included) and is much slower there (``/work/shared/FIELD_NOTES.md``).
+model (objects included) and is much slower there.
 ``keypoints_mujoco`` is the C MuJoCo reference the tests compare against.
 """
 
