@@ -1,8 +1,9 @@
 """Physics back ends: MJX's JAX implementation and MuJoCo Warp, chosen per device.
 
 On a CPU the JAX implementation runs a 7-DoF arm at about 120 steps/s, while MuJoCo
-Warp's CPU back end runs it at 10-26k steps/s (``benchmarks.dojo``, docs/BENCHMARKS.md). ``impl="jax"`` is the one that
-runs on TPU and is differentiable; ``impl="warp"`` runs on NVIDIA GPUs and CPUs.
+Warp's CPU back end runs it at 10-26k steps/s (``benchmarks.dojo``, docs/BENCHMARKS.md).
+``impl="jax"`` is the one that runs on TPU and is differentiable; ``impl="warp"`` runs
+on NVIDIA GPUs and CPUs.
 """
 
 from __future__ import annotations
