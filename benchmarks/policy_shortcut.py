@@ -49,7 +49,6 @@ def measure(workdir: str) -> dict:
       model, b, k, draws=_DRAWS.value))(batch, jax.random.key(0))
   return {"workdir": workdir, "step": step, "split_found": found,
           "given_action_prob": config.model.given_action_prob,
-          "policy_time": config.model.get("policy_time", "independent"),
           "video_times": list(policy_shortcut.VIDEO_TIMES),
           "action_mse": [float(e) for e in errors]}
 

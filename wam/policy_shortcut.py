@@ -1,9 +1,9 @@
 """Does the policy read its action off the future frames? Action error by video flow time.
 
-In policy mode the network denoises the action chunk and the next frames together. When
-their flow times are drawn independently (``model.policy_time = "independent"``, UWM's
-recipe), many training blocks show a nearly clean next frame beside a noisy action, and
-the action can be read off the change between frames (inverse dynamics) instead of
+In policy mode the network denoises the action chunk and the next frames together. Their
+flow times are drawn independently (``wam.objective.Flow``, UWM's recipe), so many
+training blocks show a nearly clean next frame beside a noisy action, and the action
+could be read off the change between frames (inverse dynamics) instead of
 chosen from the context. A rollout never sees that: it starts every modality from pure
 noise, and a one-step rollout (``flow_steps = 1``) predicts the action at ``tau = 0``
 with no future frame at all.
