@@ -90,6 +90,62 @@ def model_config(variant: str = "toy") -> config_dict.ConfigDict:
   return c
 
 
+# Where each number of a variant lives in the model config.
+_VARIANT_PATHS = {"width": "width", "depth": "depth", "num_heads": "num_heads",
+                  "tokenizer_channels": "tokenizer.channels",
+                  "latent_channels": "tokenizer.latent_channels",
+                  "text_hidden": "text_encoder.kwargs.hidden",
+                  "text_depth": "text_encoder.kwargs.depth"}
+
+
+def variant_overrides(variant: str, prefix: str = "model.") -> dict[str, Any]:
+  """The overrides that turn a model config into size ``variant``: label and every dim.
+
+  ``--config.model.variant=tiny`` alone only relabels (the dims were set when the config
+  was built), so a sweep's size axis sets all of these::
+
+    add("tiny", **wam.config.variant_overrides("tiny"))
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown model variant {variant!r}{suggest(variant, VARIANTS)}; "
+                     f"choose from {sorted(VARIANTS)}.")
+  dims = {prefix + path: VARIANTS[variant][key] for key, path in _VARIANT_PATHS.items()}
+  return {prefix + "variant": variant, **dims}
+
+
+def _dims(model: config_dict.ConfigDict) -> dict[str, Any]:
+  out = {}
+  for key, path in _VARIANT_PATHS.items():
+    node = model
+    for part in path.split("."):
+      node = node[part] if part in node else None
+      if node is None:
+        break
+    out[key] = tuple(node) if isinstance(node, (list, tuple)) else node
+  return out
+
+
+def check_variant(model: config_dict.ConfigDict, where: str = "config.model") -> None:
+  """Raises ``ValueError`` when ``variant`` was changed without the dims it names.
+
+  The dims are exactly another variant's while the label says ``variant``: the label was
+  overridden alone (``--config.model.variant=tiny`` on a toy config), which would train
+  and report the wrong size. Dims set one by one (a custom size) are left alone.
+  """
+  label = model.get("variant")
+  if label not in VARIANTS:
+    return
+  dims = _dims(model)
+  for name, v in VARIANTS.items():
+    own = {k: tuple(x) if isinstance(x, (list, tuple)) else x for k, x in v.items()}
+    if name != label and dims == own:
+      raise ValueError(
+          f"{where}.variant is {label!r} but its width, depth, heads, tokenizer and text "
+          f"encoder are {name!r}'s: overriding the label alone does not resize the model. "
+          f"Pass the size in the config argument (e.g. experiments/configs/wam.py:{label}) "
+          f"or set every dim, as wam.config.variant_overrides({label!r}) lists them.")
+
+
 def suggest(name: str, choices) -> str:
   """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
   close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)

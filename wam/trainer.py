@@ -87,6 +87,7 @@ def check_config(config: config_dict.ConfigDict) -> None:
   """Rejects unknown keys (with a suggestion) anywhere in a training config."""
   reference = default_config()
   config_lib.check_keys(config, reference)
+  config_lib.check_variant(config.model)
   for name, ds in config.data.datasets.items():
     config_lib.check_keys(ds, data_config.dataset_config(""), f"config.data.datasets.{name}")
   if config.data.batch_size % jax.device_count():

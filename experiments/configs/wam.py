@@ -201,4 +201,6 @@ def sweep(add):
   """Objective x model size (used by the sweep launcher of a later stage)."""
   for objective in ("flow", "regression"):
     for variant in ("toy", "tiny"):
-      add(**{"model.objective": objective, "model.variant": variant})
+      # The variant's every dim, not only its label (wam.config.variant_overrides).
+      add(f"{objective}-{variant}",
+          **{"model.objective": objective, **wam_config.variant_overrides(variant)})

@@ -1,10 +1,14 @@
 """experiments/configs/wam.py and experiments.lib.train (the data wiring of experiments.train)."""
 
+from flax import nnx
 import pytest
 
 from dojo import registry
 from experiments.configs import wam as wam_config
+from experiments.lib import sweep as sweep_lib
 from experiments.lib import train as train_lib
+from wam import config as model_lib
+from wam import model as wam_model
 from wam import trainer
 
 
@@ -119,3 +123,50 @@ def test_collected_datasets_are_trained_on_as_they_are(tmp_path):
   assert config.data.datasets.reach_collected.imitate
   trainer.check_config(config)
   assert not (tmp_path / "work").exists()   # nothing was collected
+
+
+def _apply(config, overrides):
+  """Sets ``{"a.b": value}`` overrides as ``--config.a.b=value`` flags do."""
+  for key, value in overrides.items():
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[last] = value
+  return config
+
+
+def _parameters(model_config) -> int:
+  dims = wam_model.Dims(num_frames=2, num_cameras=1, image_size=(32, 32), joints=9,
+                        proprio=0, action=8, action_chunk=4, instruction_length=64)
+  abstract = nnx.eval_shape(lambda: wam_model.WorldActionModel(model_config, dims,
+                                                               rngs=nnx.Rngs(0)))
+  return wam_model.count_parameters(abstract)
+
+
+def test_the_sweeps_size_axis_builds_models_of_different_sizes(tmp_path):
+  """The size axis sets every dim of the variant, not only the ``model.variant`` label."""
+  sweep = sweep_lib.load_sweep("experiments/configs/wam.py:runlocal")
+  sizes = {}
+  for run in sweep.runs:
+    config = _apply(wam_config.get_config("runlocal"), run.overrides)
+    config.data.datasets.robot = {"path": str(tmp_path), "weight": 1.0, "split": "train"}
+    trainer.check_config(train_lib.trainer_config(config, str(tmp_path)))
+    sizes.setdefault(config.model.variant, set()).add(_parameters(config.model))
+  assert sorted(sizes) == ["tiny", "toy"]
+  assert all(len(counts) == 1 for counts in sizes.values())  # objective does not resize
+  assert sizes["toy"] != sizes["tiny"]
+  assert (_parameters(_apply(wam_config.get_config("runlocal"),
+                             model_lib.variant_overrides("tiny")).model)
+          == _parameters(model_lib.model_config("tiny")))
+
+
+def test_overriding_the_size_label_alone_is_an_error(tmp_path):
+  config = wam_config.get_config("runlocal")  # toy
+  config.data.datasets.robot = {"path": str(tmp_path), "weight": 1.0, "split": "train"}
+  config = train_lib.trainer_config(config, str(tmp_path))
+  config.model.variant = "tiny"
+  with pytest.raises(ValueError, match=r"variant is 'tiny' but .* are 'toy''s"):
+    trainer.check_config(config)
+  config.model.depth = 5  # a custom size keeps whatever label it was given
+  trainer.check_config(config)
