@@ -10,13 +10,16 @@ built. By hand:
 
 Argument: as experiments/configs/great_parallel.py (`runlocal`...). The model, window and
 optimiser are the job's; `sweep(add)` trains on 1/16 to all of the dataset's episodes
-(`data.datasets.human.max_episodes`: the first N episodes, nested subsets).
+(`data.datasets.human.max_episodes`: the first N episodes, nested subsets), each for
+steps proportional to its hours (`scaling.steps_per_hour` of the job: a fixed number of
+passes over the data, so compute grows with data as in EgoScale's sweeps).
 
 The research loop reads RESEARCH_METRIC, MIN_SCALE, MAX_SCALE, research_run and run_cost
 below (command there).
 
-Expected at `runlocal`: about 1.5 minutes per run on an idle 2-core CPU; `eval/loss` on
-held-out human video falls with the number of episodes (see docs/RESULTS.md).
+Expected at `runlocal`: 40 to 640 steps per run (estimated 0.5 to 3 minutes each on an
+idle 2-core CPU, with 30-40 s of start-up); the held-out action loss on human video (`eval/loss/action`, the fitted quantity)
+falls with the number of episodes (see docs/RESULTS.md).
 """
 
 import os
@@ -27,51 +30,57 @@ from experiments.lib import great_parallel_recipe as recipe
 from experiments.configs import great_parallel
 
 LAUNCHER = "experiments.train"
-FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)
-SUMMARY_METRICS = ("loss", "eval/loss", "eval/loss/video")
+SUMMARY_METRICS = ("loss", "eval/loss", "eval/loss/action", "eval/loss/video")
 
 
 def demo_data(arg: str = "runlocal") -> str:
   """The human video `make demo` builds (the main job's `human_data` stage)."""
   job = great_parallel.get_config(arg)
-  hours = max([job.human.hours] + list(job.scaling.hours))
   return os.path.join("workdir", "demo", "data", "egocentric_human",
-                      recipe.human_dataset_name(job, hours), "1.0.0")
+                      recipe.human_dataset_name(job, job.human.hours), "1.0.0")
 
 
 def get_config(arg: str = "runlocal") -> config_dict.ConfigDict:
   """A trainer config over one human dataset (default: the one `make demo` built)."""
   job = great_parallel.get_config(arg)
   return recipe.trainer_config(job, {"human": (demo_data(arg), 1.0, 0)},
-                               num_steps=job.scaling.num_steps)
+                               num_steps=recipe.scaling_steps(job, job.human.hours))
+
+
+def _episodes_per_hour(arg: str) -> float:
+  h = great_parallel.get_config(arg).human
+  return 3600 * h.fps / h.episode_length
 
 
 def sweep(add, arg: str = "runlocal"):
-  """Nested subsets of the job's human dataset: 1/16 of its episodes to all."""
-  h = great_parallel.get_config(arg).human
-  total = int(h.hours * 3600 * h.fps / h.episode_length * (1 - h.val_fraction))
-  for f in FRACTIONS:
-    n = max(1, round(total * f))
-    add(f"episodes{n}", **{"data.datasets.human.max_episodes": n})
+  """Nested subsets of the job's human dataset, 1/16 of its episodes to all, each trained
+  for steps proportional to its hours (the job's ``scaling.steps_per_hour``)."""
+  job = great_parallel.get_config(arg)
+  total = int(job.human.hours * _episodes_per_hour(arg) * (1 - job.human.val_fraction))
+  for f in job.scaling.fractions:
+    n = max(1, int(total * f))
+    add(f"episodes{n}", **{"data.datasets.human.max_episodes": n,
+                           "num_steps": recipe.scaling_steps(job, n / _episodes_per_hour(arg))})
 
 
 # The research loop (experiments.research) over episodes of human video, after `make demo`:
 #   python -m experiments.research --config=experiments/configs/human_pretrain.py:runlocal \
-#       --workdir=workdir/research --budget=2400 --grid_fraction=0.84
-# Every run trains the same number of steps (the sweep's), so a run costs its steps and
-# the budget buys a grid of 5 doublings from MIN_SCALE plus one run at MAX_SCALE.
-RESEARCH_METRIC = "eval/loss"
+#       --workdir=workdir/research --budget=1140
+# A run's steps grow with its episodes (as the sweep's), so a run costs steps ~ d: the
+# budget buys the grid 8, 16, 32, 64, 128 episodes (558 steps; 8 and 16 get the 40-step
+# floor) and one run on all 270 (576 steps).
+RESEARCH_METRIC = "eval/loss/action"
 MIN_SCALE = 8        # episodes
 MAX_SCALE = 270      # training episodes of the runlocal human set (0.4 h)
-RESEARCH_STEPS = 300
 
 
 def research_run(d: int) -> dict:
-  """A pre-training run on the first ``d`` episodes."""
-  return {"data.datasets.human.max_episodes": int(d), "num_steps": RESEARCH_STEPS}
+  """A pre-training run on the first ``d`` episodes, steps proportional to them."""
+  job = great_parallel.get_config("runlocal")
+  return {"data.datasets.human.max_episodes": int(d),
+          "num_steps": recipe.scaling_steps(job, d / _episodes_per_hour("runlocal"))}
 
 
 def run_cost(d: int) -> float:
-  """Training steps (fixed per run; the batch size is fixed too)."""
-  del d
-  return float(RESEARCH_STEPS)
+  """Training steps (the batch size is fixed)."""
+  return float(research_run(d)["num_steps"])

@@ -69,9 +69,8 @@ def build_human(config: config_dict.ConfigDict, root: str, *, hours: float,
 def human_data(config, stage_dir: str, results: Results) -> dict:
   """Stage: the human pre-training video (the largest scale the job uses)."""
   del results
-  hours = max([config.human.hours] + list(config.scaling.hours if "scaling" in
-                                          config.stages else []))
-  return build_human(config, data_dir(config, os.path.dirname(stage_dir)), hours=hours)
+  return build_human(config, data_dir(config, os.path.dirname(stage_dir)),
+                     hours=config.human.hours)
 
 
 def robot_dataset(config: config_dict.ConfigDict, root: str, *, num_episodes: int,
@@ -274,34 +273,51 @@ def oneshot(config, stage_dir: str, results: Results) -> dict:
 
 
 # --------------------------------------------------------------------------- scaling
-def scaling(config, stage_dir: str, results: Results) -> dict:
-  """Stage: pre-training at several data scales (separate processes), and the fits."""
-  human = results["human_data"]
+def scaling_steps(config, hours: float) -> int:
+  """Training steps of the scaling run on ``hours`` of video: proportional to the data."""
+  return max(int(config.scaling.min_steps), int(round(config.scaling.steps_per_hour * hours)))
+
+
+def scaling_runs(config, human: Mapping[str, Any], human_path: str
+                 ) -> tuple[list[sweep_lib.Run], dict[str, float]]:
+  """The scaling sweep's runs (nested subsets, steps growing with them) and their hours.
+
+  Each run trains on ``fraction`` of the human set's training episodes (rounded down,
+  so 1/16 to all spans at least 16x).
+  """
   episodes_per_hour = human["train_episodes"] / human["train_hours"]
   runs, hours = [], {}
-  for h in config.scaling.hours:
-    n = max(1, int(round(h * episodes_per_hour)))
-    name = f"hours{h:g}"
+  for f in config.scaling.fractions:
+    n = max(1, int(f * human["train_episodes"]))
+    name = f"episodes{n}"
     hours[name] = n / episodes_per_hour
     runs.append(sweep_lib.Run(name, {
-        "data.datasets.human.path": _human_path(config, results),
-        "data.datasets.human.max_episodes": n, "num_steps": config.scaling.num_steps}))
+        "data.datasets.human.path": human_path, "data.datasets.human.max_episodes": n,
+        "num_steps": scaling_steps(config, hours[name])}))
+  return runs, hours
+
+
+def scaling(config, stage_dir: str, results: Results) -> dict:
+  """Stage: pre-training at several data scales (separate processes), and the fits."""
+  runs, hours = scaling_runs(config, results["human_data"], _human_path(config, results))
+  metric = config.scaling.metric
+  steps = {r.name: r.overrides["num_steps"] for r in runs}
   # The runs' config file (a path, not an import: configs import this module).
   config_file = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "configs", "human_pretrain.py")
   sweep = sweep_lib.make_sweep(f"{config_file}:{_job_arg(config)}", runs)
   outcome = sweep_lib.run_sweep(sweep, stage_dir, workers=config.scaling.workers, retries=1,
                                 progress=lambda line: logging.info("[scaling] %s", line))
-  finished = [r for r in outcome if r.status == "finished" and "eval/loss" in r.metrics]
+  finished = [r for r in outcome if r.status == "finished" and metric in r.metrics]
   if len(finished) < 3:
     no_split = [r.name for r in outcome
-                if sweep_results.only_on_training_windows(r.metrics or {}, "eval/loss")]
+                if sweep_results.only_on_training_windows(r.metrics or {}, metric)]
     raise RuntimeError(f"Only {len(finished)} scaling runs finished with a held-out "
-                       f"eval/loss; a fit needs 3. See {stage_dir}/summary.md."
+                       f"{metric}; a fit needs 3. See {stage_dir}/summary.md."
                        + (f" Without a held-out split (eval_train/* only): {no_split}."
                           if no_split else ""))
   D = np.array([hours[r.name] for r in finished])
-  L = np.array([r.metrics["eval/loss"] for r in finished])
+  L = np.array([r.metrics[metric] for r in finished])
   log_fit = fits.fit_log_linear(D, L)
   held = fits.leave_largest_out(fits.fit_log_linear, D, L)
   fitted, held_power = [log_fit], None
@@ -314,13 +330,16 @@ def scaling(config, stage_dir: str, results: Results) -> dict:
   # has too few distinct scales in most resamples of 5 runs).
   band = fits.bootstrap(fits.fit_log_linear, D, L, at=np.geomspace(D.min(), D.max(), 50))
   fits.plot_fit(D, L, fitted, os.path.join(stage_dir, "scaling.png"), band=band,
-                xlabel="hours of human video", ylabel="held-out loss (human video)")
+                xlabel="hours of human video (steps grow with them)",
+                ylabel=f"{metric} (held-out human video)")
   def extrapolation(held):
     return None if held is None else {
         "hours": held.held_out.tolist(), "measured": held.measured.tolist(),
         "predicted": held.predicted.tolist(), "relative_error": held.relative_error.tolist()}
 
-  return {"hours": D.tolist(), "loss": L.tolist(), "runs": [r.name for r in finished],
+  return {"metric": metric, "hours": D.tolist(), "loss": L.tolist(),
+          "steps": [steps[r.name] for r in finished],
+          "runs": [r.name for r in finished],
           "log_linear": {"a": log_fit.a, "b": log_fit.b, "r2": log_fit.r2,
                          "b_interval90": band.param_intervals["b"]},
           "power_law": ({**fitted[1].params, "r2": fitted[1].r2} if len(fitted) > 1 else None),

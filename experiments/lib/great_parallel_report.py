@@ -69,9 +69,13 @@ def _scaling_section(results: Results) -> list[str]:
     return []
   fit = r["log_linear"]
   held = r["leave_largest_out"]
-  lines = ["## Scaling: held-out human-video loss against hours of pre-training video", "",
-           "| run | hours | held-out loss |", "|---|---|---|"]
-  lines += [f"| {n} | {h:.4g} | {l:.4f} |" for n, h, l in zip(r["runs"], r["hours"], r["loss"])]
+  metric = r.get("metric", "eval/loss")
+  steps = r.get("steps") or [None] * len(r["runs"])
+  lines = [f"## Scaling: held-out `{metric}` on human video against hours of pre-training "
+           "video (steps grow with the hours)", "",
+           f"| run | hours | steps | held-out {metric} |", "|---|---|---|---|"]
+  lines += [f"| {n} | {h:.4g} | {s if s is not None else '-'} | {l:.4f} |"
+            for n, h, s, l in zip(r["runs"], r["hours"], steps, r["loss"])]
   lines += ["", f"Log-linear fit L = {fit['a']:.4f} + ({fit['b']:.4f}) log D: "
                 f"R^2 = {fit['r2']:.3f}"
                 + (", slope 90% bootstrap interval [{:.4f}, {:.4f}].".format(

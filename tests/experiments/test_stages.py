@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from ml_collections import config_dict
 
@@ -11,7 +12,9 @@ from experiments.lib import great_parallel as great_parallel_lib
 from experiments.lib import great_parallel_acting as acting
 from experiments.lib import great_parallel_recipe as recipe
 from experiments.lib import great_parallel_report as report
+from experiments.lib import research
 from experiments.lib import stages
+from experiments.lib import sweep as sweep_lib
 
 
 def _job(calls, fail_at=None):
@@ -222,3 +225,26 @@ def test_acting_splits_each_task_into_work_units(tmp_path):
        "controllers": {"expert": {"unseen": _cell(0.9)}}}])
   assert set(merged["controllers"]["expert"]) == {"seen", "unseen"}
   assert "controllability" in merged
+
+
+def test_scaling_compute_grows_with_data():
+  """Each scaling run trains steps proportional to its hours (a fixed number of passes)."""
+  config = great_parallel.get_config("runlocal")
+  human = {"train_episodes": 270, "train_hours": 0.36}  # runlocal's 0.4 h, 10% held out
+  runs, hours = recipe.scaling_runs(config, human, "/data/human")
+  steps = np.array([r.overrides["num_steps"] for r in runs], float)
+  h = np.array([hours[r.name] for r in runs])
+  assert len(runs) == 5 and h.max() / h.min() >= 16
+  assert np.all(np.diff(steps) > 0)
+  above_floor = steps > config.scaling.min_steps
+  assert above_floor.sum() >= 4
+  per_hour = steps[above_floor] / h[above_floor]
+  np.testing.assert_allclose(per_hour, config.scaling.steps_per_hour, rtol=0.05)
+  # The hand-run sweep and the research loop follow the same rule.
+  sweep = sweep_lib.load_sweep("experiments/configs/human_pretrain.py:runlocal")
+  by_episodes = sorted((r.overrides["data.datasets.human.max_episodes"],
+                        r.overrides["num_steps"]) for r in sweep.runs)
+  assert [s for _, s in by_episodes] == sorted(s for _, s in by_episodes)
+  assert by_episodes[-1][1] >= 8 * by_episodes[0][1]
+  spec = research.load_spec("experiments/configs/human_pretrain.py:runlocal")
+  assert spec.run_cost(256) > 1.9 * spec.run_cost(128)
