@@ -4,7 +4,9 @@ r"""The automated research loop: grid -> fit -> predict -> run larger -> compare
       --workdir=workdir/research --budget=3000
 
 The budget is in the config's ``run_cost`` units (training steps for the scaling
-config). Outputs in ``workdir``: ``runs/`` (the sweep: one directory per run,
+config). A config that names model sizes (``RESEARCH_SIZES``) gets the loop over model
+size and data (experiments/lib/research_compute.py): a Chinchilla fit and a
+compute-optimal allocation; otherwise the loop scales data only. Outputs in ``workdir``: ``runs/`` (the sweep: one directory per run,
 summary.md), ``decisions.jsonl`` (every decision with its reason), ``research.md`` and
 ``fit.png``. Re-running reuses finished runs. See experiments/lib/research.py and
 docs/experiments.md.
@@ -17,6 +19,7 @@ import sys
 from absl import app, flags
 
 from experiments.lib import research as research_lib
+from experiments.lib import research_compute
 from experiments.lib import sweep as sweep_lib
 
 _CONFIG = flags.DEFINE_string("config", None, "Config FILE[:ARG] with the research knobs.")
@@ -31,17 +34,25 @@ flags.mark_flags_as_required(["config", "workdir", "budget"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
+  progress = lambda line: print(line, flush=True)
   try:
-    spec = research_lib.load_spec(_CONFIG.value)
-    report = research_lib.run_research(
-        spec, _WORKDIR.value, _BUDGET.value, grid_points=_GRID_POINTS.value,
-        grid_fraction=_GRID_FRACTION.value, workers=_WORKERS.value,
-        progress=lambda line: print(line, flush=True))
+    if research_compute.has_sizes(_CONFIG.value):  # model size x data
+      out = research_compute.run_size_research(
+          research_compute.load_size_spec(_CONFIG.value), _WORKDIR.value, _BUDGET.value,
+          grid_points=_GRID_POINTS.value, grid_fraction=_GRID_FRACTION.value,
+          workers=_WORKERS.value, progress=progress)
+      predicted, actual = out["predicted"], out["actual"]
+    else:  # data only
+      report = research_lib.run_research(
+          research_lib.load_spec(_CONFIG.value), _WORKDIR.value, _BUDGET.value,
+          grid_points=_GRID_POINTS.value, grid_fraction=_GRID_FRACTION.value,
+          workers=_WORKERS.value, progress=progress)
+      predicted, actual = report.predicted, report.actual
   except (research_lib.ResearchError, sweep_lib.SweepError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(f"Report: {_WORKDIR.value}/research.md (predicted {report.predicted:.4g}, "
-        f"measured {report.actual})")
+  print(f"Report: {_WORKDIR.value}/research.md (predicted {predicted:.4g}, "
+        f"measured {actual})")
   return 0
 
 

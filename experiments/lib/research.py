@@ -83,12 +83,13 @@ class DecisionLog:
              "reason": reason, **data}
     self.entries.append(entry)
     with open(self.path, "a") as f:
-      f.write(json.dumps(entry, default=_plain) + "\n")
+      f.write(json.dumps(entry, default=plain_json) + "\n")
     self.echo(f"[research] {decision}: {reason}")
     return entry
 
 
-def _plain(x):
+def plain_json(x):
+  """A JSON stand-in for numpy values (``json.dump(..., default=plain_json)``)."""
   if isinstance(x, np.generic):
     return x.item()
   if isinstance(x, np.ndarray):

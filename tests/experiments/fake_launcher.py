@@ -3,7 +3,8 @@
 Takes the same flags (``--config=FILE:ARG --config.x=v --workdir=DIR``), appends a line to
 ``DIR/launches.txt`` per start, crashes while it has been started at most
 ``config.fail_times`` times, sleeps ``config.sleep`` seconds, then writes ``result.json``
-with loss = E + A scale^-alpha (times exp(noise * N(0, 1)), seeded by the scale).
+with loss = E + A scale^-alpha, or E + A params^-a + B scale^-b when the config has a
+model size (times exp(noise * N(0, 1)), seeded by the scale).
 """
 
 import json
@@ -33,7 +34,10 @@ def main(argv):
   if not os.environ.get("FAKE_LAUNCHER_NO_SLEEP"):  # lets a test finish a slow run
     time.sleep(c.sleep)
   noise = np.random.default_rng(int(c.scale)).normal() * c.noise
-  loss = (c.E + c.A * c.scale ** -c.alpha) * float(np.exp(noise))
+  if c.get("params"):  # a model size too: E + A N^-a + B D^-b
+    loss = (c.E + c.A * c.params ** -c.a + c.B * c.scale ** -c.b) * float(np.exp(noise))
+  else:
+    loss = (c.E + c.A * c.scale ** -c.alpha) * float(np.exp(noise))
   path = os.path.join(workdir, "result.json")
   with open(path + ".tmp", "w") as f:
     json.dump({"step": 10, "metrics": {"loss": loss, "scale": float(c.scale)}}, f)
