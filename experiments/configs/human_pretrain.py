@@ -63,24 +63,32 @@ def sweep(add, arg: str = "runlocal"):
                            "num_steps": recipe.scaling_steps(job, n / _episodes_per_hour(arg))})
 
 
-# The research loop (experiments.research) over episodes of human video, after `make demo`:
+# The research loop (experiments.research) over model size and episodes of human video,
+# after `make demo` (experiments/lib/research_compute.py):
 #   python -m experiments.research --config=experiments/configs/human_pretrain.py:runlocal \
-#       --workdir=workdir/research --budget=1140
-# A run's steps grow with its episodes (as the sweep's), so a run costs steps ~ d: the
-# budget buys the grid 8, 16, 32, 64, 128 episodes (558 steps; 8 and 16 get the 40-step
-# floor) and one run on all 270 (576 steps).
+#       --workdir=workdir/research --budget=900
+# Sizes are the runlocal (toy) model at three widths; N counts the transformer's
+# non-embedding parameters (12 width^2 depth, as Kaplan et al. and Chinchilla count). A
+# run's steps grow with its episodes (as the sweep's), so it costs N x steps, in
+# M-parameter-steps: the budget buys the 3 sizes x 8, 16, 32, 64 episodes (406) and, with
+# the rest (494), the allocation's choice of size at up to all 270 episodes (estimated
+# from the costs; the loop has not been run here).
 RESEARCH_METRIC = "eval/loss/action"
 MIN_SCALE = 8        # episodes
 MAX_SCALE = 270      # training episodes of the runlocal human set (0.4 h)
+_DEPTH = 4           # the toy model's
+RESEARCH_SIZES = {f"w{w}": 12.0 * w * w * _DEPTH for w in (64, 96, 128)}
 
 
-def research_run(d: int) -> dict:
-  """A pre-training run on the first ``d`` episodes, steps proportional to them."""
+def research_run(d: int, size: str = "w128") -> dict:
+  """A pre-training run of ``size`` on the first ``d`` episodes, steps proportional to them."""
   job = great_parallel.get_config("runlocal")
+  width = int(size[1:])
   return {"data.datasets.human.max_episodes": int(d),
-          "num_steps": recipe.scaling_steps(job, d / _episodes_per_hour("runlocal"))}
+          "num_steps": recipe.scaling_steps(job, d / _episodes_per_hour("runlocal")),
+          "model.width": width, "model.depth": _DEPTH}
 
 
-def run_cost(d: int) -> float:
-  """Training steps (the batch size is fixed)."""
-  return float(research_run(d)["num_steps"])
+def run_cost(d: int, size: str = "w128") -> float:
+  """Millions of parameters x training steps (the batch size is fixed)."""
+  return RESEARCH_SIZES[size] / 1e6 * research_run(d, size)["num_steps"]

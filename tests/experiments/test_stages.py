@@ -12,7 +12,7 @@ from experiments.lib import great_parallel as great_parallel_lib
 from experiments.lib import great_parallel_acting as acting
 from experiments.lib import great_parallel_recipe as recipe
 from experiments.lib import great_parallel_report as report
-from experiments.lib import research
+from experiments.lib import research_compute
 from experiments.lib import stages
 from experiments.lib import sweep as sweep_lib
 
@@ -246,5 +246,6 @@ def test_scaling_compute_grows_with_data():
                         r.overrides["num_steps"]) for r in sweep.runs)
   assert [s for _, s in by_episodes] == sorted(s for _, s in by_episodes)
   assert by_episodes[-1][1] >= 8 * by_episodes[0][1]
-  spec = research.load_spec("experiments/configs/human_pretrain.py:runlocal")
-  assert spec.run_cost(256) > 1.9 * spec.run_cost(128)
+  spec = research_compute.load_size_spec("experiments/configs/human_pretrain.py:runlocal")
+  assert spec.run_cost(256, "w128") > 1.9 * spec.run_cost(128, "w128")
+  assert spec.run_cost(128, "w128") > 3.9 * spec.run_cost(128, "w64")  # N ~ width^2
