@@ -24,6 +24,7 @@ from egoscale.latent_actions.pairs import frame_pairs
 from egoscale.latent_actions.probe import linear_probe
 from egoscale.latent_actions.relabel import label_dataset
 from egoscale.latent_actions.trainer import LatentActionTrainer
+from experiments.lib import great_parallel_leaks as leak_check
 from experiments.lib import sweep as sweep_lib
 from experiments.lib import sweep_results
 from wam import trainer
@@ -126,6 +127,11 @@ def robot_data(config, stage_dir: str, results: Results) -> dict:
                           train_episodes=len(EpisodeDataset(path, "train")))
     logging.info("[robot_data] %s: %d %s episodes of %s", name, entry["num_episodes"],
                  entry["policy"], entry["task"])
+  # Transfer to the unseen combinations is measured only if none is in the robot data.
+  checked = leak_check.check_no_leak(
+      {name: d["path"] for name, d in datasets.items()},
+      leak_check.unseen_instructions({d["task"] for d in datasets.values()}))
+  logging.info("[robot_data] no unseen instruction in %d robot episodes", checked)
   return {"datasets": datasets,
           "train_episodes": sum(d["train_episodes"] for d in datasets.values())}
 
@@ -259,6 +265,10 @@ def oneshot(config, stage_dir: str, results: Results) -> dict:
   root = data_dir(config, os.path.dirname(stage_dir))
   robot = robot_dataset(config, root, num_episodes=config.oneshot.robot_episodes,
                         instructions="unseen", seed=config.robot.seed + 2)
+  # Its starting points (post-training and scratch) never saw these combinations.
+  leak_check.check_no_leak(
+      {name: d["path"] for name, d in results["robot_data"]["datasets"].items()},
+      leak_check.unseen_instructions({config.robot.task}))
   human = build_human(config, root, hours=config.oneshot.human_hours,
                       tasks=tuple(config.midtrain.human_tasks), seed=config.human.seed + 2)
   w = config.oneshot.human_weight
