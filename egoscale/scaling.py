@@ -111,6 +111,11 @@ class PowerLawFit:
   def params(self) -> dict:
     return {"E": self.E, "A": self.A, "alpha": self.alpha}
 
+  @property
+  def start(self) -> tuple[float, float, float]:
+    """This optimum as a start of ``fit_power_law`` (``(log E, log A, alpha)``)."""
+    return (float(np.log(self.E)), float(np.log(self.A)), self.alpha)
+
   def describe(self) -> str:
     return (f"L = {self.E:.4g} + {self.A:.4g} D^-{self.alpha:.4g}   (R^2 {self.r2:.3f}, "
             f"{self.num_points} points)")
@@ -219,7 +224,11 @@ def bootstrap(fit_fn: Callable, D, L, *, at, runs=None, num_samples: int = 200,
     seed: for the resampling.
   """
   D, L = np.asarray(D, np.float64), np.asarray(L, np.float64)
-  fit_fn(D, L)  # the full fit must work (clear error otherwise)
+  full = fit_fn(D, L)  # the full fit must work (clear error otherwise)
+  # Non-linear fits restart from the full fit's optimum rather than their grid of starts
+  # (a resample's optimum lies near it): 12-24x fewer optimisations.
+  start = getattr(full, "start", None)
+  refit = fit_fn if start is None else (lambda d, l: fit_fn(d, l, starts=[start]))
   runs = np.arange(D.size) if runs is None else np.asarray(runs)
   ids = np.unique(runs)
   rng = np.random.default_rng(seed)
@@ -229,7 +238,7 @@ def bootstrap(fit_fn: Callable, D, L, *, at, runs=None, num_samples: int = 200,
     pick = rng.choice(ids, size=ids.size, replace=True)
     idx = np.concatenate([np.flatnonzero(runs == r) for r in pick])
     try:
-      fit = fit_fn(D[idx], L[idx])
+      fit = refit(D[idx], L[idx])
     except ScalingFitError:
       failed += 1
       continue
@@ -286,6 +295,12 @@ class ChinchillaFit:
   @property
   def params(self) -> dict:
     return {"E": self.E, "A": self.A, "a": self.a, "B": self.B, "b": self.b}
+
+  @property
+  def start(self) -> tuple[float, ...]:
+    """This optimum as a start of ``fit_chinchilla`` (``(log E, log A, a, log B, b)``)."""
+    return (float(np.log(self.E)), float(np.log(self.A)), self.a, float(np.log(self.B)),
+            self.b)
 
 
 def fit_chinchilla(N, D, L, *, starts=None,

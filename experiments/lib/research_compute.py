@@ -118,18 +118,24 @@ def largest_data(spec: SizeResearchSpec, size: str, budget: float) -> int:
   return min(top, spec.max_scale) if spec.max_scale else top
 
 
-def _bootstrap(N, D, L, at, samples: int, seed: int = 0) -> tuple[float, float, int]:
-  """A 90% interval of the Chinchilla prediction at ``at`` over runs drawn with replacement."""
+def _bootstrap(fit: scaling.ChinchillaFit, N, D, L, at, samples: int, seed: int = 0
+               ) -> tuple[float, float, int]:
+  """A 90% interval of the Chinchilla prediction at ``at`` over runs drawn with replacement.
+
+  Each resample starts from ``fit`` (the fit on every run) rather than the 24 starts of a
+  fresh fit: 20x faster, and a resample's optimum lies near the full one.
+  """
+  start = [fit.start]
   rng = np.random.default_rng(seed)
   preds, failed = [], 0
   for _ in range(samples):
     idx = rng.choice(N.size, size=N.size, replace=True)
     try:
-      fit = scaling.fit_chinchilla(N[idx], D[idx], L[idx])
+      refit = scaling.fit_chinchilla(N[idx], D[idx], L[idx], starts=start)
     except scaling.ScalingFitError:
       failed += 1
       continue
-    preds.append(float(fit.predict(*at)))
+    preds.append(float(refit.predict(*at)))
   if not preds:
     raise ResearchError(f"No bootstrap resample of the {N.size} grid runs could be fitted.")
   lo, hi = np.quantile(preds, [0.05, 0.95])
@@ -238,7 +244,7 @@ def run_size_research(spec: SizeResearchSpec, directory: str, budget: float, *,
         "to extrapolate to. Raise the budget or lower grid_fraction.")
   point = (spec.sizes[size], target)
   predicted = float(fit.predict(*point))
-  lo, hi, failed = _bootstrap(N, D, L, point, bootstrap_samples)
+  lo, hi, failed = _bootstrap(fit, N, D, L, point, bootstrap_samples)
   log.record("predict", f"the fit at {size} (N {point[0]:.3g}), scale {target}: "
              f"{predicted:.4g}, 90% bootstrap over grid runs [{lo:.4g}, {hi:.4g}]",
              predicted=predicted, interval=[lo, hi], bootstrap_failed=failed)
