@@ -104,3 +104,21 @@ def test_bad_input_is_named():
     LatentActionTrainer(LatentActionConfig(channels=(8, 8, 8, 8, 8)), (SIZE, SIZE))
   with pytest.raises(ValueError, match="labelled pairs"):
     linear_probe(np.zeros((5, 2)), np.zeros((5, 2)))
+
+
+def test_the_probe_ignores_units_and_chooses_its_ridge():
+  """Standardised features (millimetres or metres read the same), an unshrunk intercept,
+  and a ridge chosen on training pairs: many noisy copies of one signal are averaged,
+  where a weak ridge overfits their noise and a strong one shrinks the signal away."""
+  rng = np.random.default_rng(0)
+  signal = rng.normal(size=(300, 3))
+  actions = signal @ rng.normal(size=(3, 2)) + 5.0 + 0.1 * rng.normal(size=(300, 2))
+  metres = linear_probe(signal * 1e-3, actions)
+  assert metres.r2 > 0.95
+  assert linear_probe(signal, actions).r2 == pytest.approx(metres.r2, abs=1e-6)
+  copies = signal[:, :1] + 3.0 * rng.normal(size=(300, 150))
+  target = 2.0 * signal[:, :1] + 5.0 + 0.1 * rng.normal(size=(300, 1))
+  chosen = linear_probe(copies, target)
+  assert chosen.r2 > 0.85 and chosen.ridge == 1.0
+  assert linear_probe(copies, target, ridge=1e-4).r2 < chosen.r2 - 0.05
+  assert linear_probe(copies, target, ridge=100.0).r2 < chosen.r2 - 0.05
