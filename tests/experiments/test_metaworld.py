@@ -41,7 +41,7 @@ def test_bc_trains_actions_only():
     bc, wam = mw_config.get_config(f"{size},bc"), mw_config.get_config(size)
     assert bc.model.loss_weights.video == 0.0 and bc.model.loss_weights.state == 0.0
     assert bc.model.given_action_prob == 0.0
-    assert wam.model.loss_weights.video > 0
+    assert wam.model.loss_weights.video > 0 and wam.model.given_action_prob == 0.25
     assert bc.model.variant == wam.model.variant and bc.num_steps == wam.num_steps
 
 
