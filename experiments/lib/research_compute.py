@@ -161,11 +161,14 @@ def _points(results, spec: SizeResearchSpec, where: Mapping[str, tuple[str, int]
 
 
 def allocate(spec: SizeResearchSpec, fit: scaling.ChinchillaFit, budget: float,
-             log: DecisionLog) -> tuple[str, int]:
-  """The size and data scale the budget buys with the lowest predicted loss (logged)."""
-  # k of C = k N D from the config's own costs (exact when cost grows as N x d).
-  k = float(np.median([spec.run_cost(d, s) / (n * d) for s, n in spec.sizes.items()
-                       for d in (spec.min_scale, 2 * spec.min_scale)]))
+             log: DecisionLog, scale: int) -> tuple[str, int]:
+  """The size and data scale the budget buys with the lowest predicted loss (logged).
+
+  ``scale``: where ``k`` of ``C = k N D`` is read off ``run_cost`` (the grid's largest,
+  past any floor of steps that small runs get).
+  """
+  k = float(np.median([spec.run_cost(scale, s) / (n * scale)
+                       for s, n in spec.sizes.items()]))
   try:
     best = scaling.compute_optimal(fit, budget, flops_per_param_token=k)
     optimum = {"N": best.N, "D": best.D, "loss": best.loss}
@@ -235,7 +238,7 @@ def run_size_research(spec: SizeResearchSpec, directory: str, budget: float, *,
                                         f"{check['relative_error']:+.1%} off"
                                         if check else "; too few runs to leave one out"),
              params=fit.params, r2=fit.r2, leave_costliest_out=check)
-  size, target = allocate(spec, fit, budget - grid_cost, log)
+  size, target = allocate(spec, fit, budget - grid_cost, log, max(scales))
   costliest = max(spec.run_cost(d, s) for s, d in where.values())
   if spec.run_cost(target, size) <= costliest:
     raise ResearchError(
