@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from experiments import research as research_cli
 from experiments.lib import research as research_lib
 from experiments.lib import research_compute
 
@@ -68,4 +67,3 @@ def test_bad_knobs_and_budgets_are_clear_errors(tmp_path):
   assert research_compute.has_sizes(FAKE)
   assert not research_compute.has_sizes(os.path.join(ROOT, "tests", "experiments",
                                                      "fake_config.py"))
-  assert callable(research_cli.main)

@@ -434,6 +434,8 @@ def test_a_connection_over_max_connections_gets_an_error_then_is_closed(policy):
     wait_for(lambda: background.server.connections == 1)
     with PolicyClient(background.url) as c:
       assert c.metrics()["errors"][protocol.TOO_MANY_CONNECTIONS] == 2
+    # c's close reaches the server asynchronously: wait for it before counting.
+    wait_for(lambda: background.server.connections == 1)
     assert b.metrics()["connections"] == 1
     b.close()
 
