@@ -17,9 +17,11 @@ passes over the data, so compute grows with data as in EgoScale's sweeps).
 The research loop reads RESEARCH_METRIC, MIN_SCALE, MAX_SCALE, research_run and run_cost
 below (command there).
 
-Expected at `runlocal`: 40 to 640 steps per run (estimated 0.5 to 3 minutes each on an
-idle 2-core CPU, with 30-40 s of start-up); the held-out action loss on human video (`eval/loss/action`, the fitted quantity)
-falls with the number of episodes (see docs/RESULTS.md).
+Expected at `runlocal`: 40 to 576 steps per run; measured beside a Meta-World evaluation
+on the 2-core CPU, 5.5 to 6 minutes for each run up to 288 steps (mostly start-up and
+compiling) and 59 minutes for the five. The held-out action loss on human video
+(`eval/loss/action`, the fitted quantity) falls with the number of episodes (0.60 to
+0.33; docs/RESULTS.md).
 """
 
 import os

@@ -49,7 +49,8 @@ def test_the_allocation_says_why(loop):
   assert [d["decision"] for d in lines] == ["grid", "grid_done", "fit", "allocate", "predict",
                                             "launch", "compare"]
   allocate = lines[3]
-  assert "compute-optimal" in allocate["reason"] and "large predicts the lowest" in allocate["reason"]
+  assert "compute-optimal" in allocate["reason"]
+  assert "large predicts the lowest" in allocate["reason"]
   assert allocate["optimum"]["N"] == pytest.approx(1850, rel=0.25)  # G (C/k)^0.5, G = 5
   assert set(allocate["options"]) == {"small", "medium", "large"}
   assert lines[2]["leave_costliest_out"] is not None
