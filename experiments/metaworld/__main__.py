@@ -53,7 +53,7 @@ def _job():
                          "config's argument (...:runlocal) and the tasks as "
                          "--config.tasks=\"('reach-v3','push-v3')\".")
   try:
-    tasks_lib.check(*_CONFIG.value.tasks)
+    pipeline.check_job(_CONFIG.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   return _CONFIG.value

@@ -61,11 +61,12 @@ def record(venv_dir: str, job: config_dict.ConfigDict, task: str, out: str) -> l
           f"--embodiment={job.embodiment}", f"--out={out}"]
 
 
-def evaluate(venv_dir: str, job: config_dict.ConfigDict, task: str, url: str,
+def evaluate(venv_dir: str, job: config_dict.ConfigDict, task: str, url: str, seed: int,
              out: str) -> list[str]:
-  """``wam-gym-evaluate``: the served model on held-out seeds from ``eval_seed``."""
+  """``wam-gym-evaluate``: the served model on ``eval_episodes`` held-out seeds from
+  ``seed`` on (one of the job's ``eval_seeds``)."""
   return [os.path.join(venv_dir, "bin", "wam-gym-evaluate"), *_observation_flags(job, task),
-          f"--url={url}", f"--episodes={job.eval_episodes}", f"--seed={job.eval_seed}",
+          f"--url={url}", f"--episodes={job.eval_episodes}", f"--seed={int(seed)}",
           f"--max_episode_steps={job.eval_max_steps}", f"--num_envs={job.num_envs}",
           f"--render_size={_size(job.record_size)}", f"--max_gifs={job.max_gifs}",
           f"--timeout={REPLY_TIMEOUT_S}", f"--out={out}"]

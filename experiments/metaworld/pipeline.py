@@ -5,11 +5,12 @@
 | ``demos`` | ``wam-gym-record`` per task, Meta-World's scripted expert, in its venv | ``<task>/episode_*.npz``, ``mapping.json``, ``record.json`` |
 | ``dataset`` | ``wam.data.importers.npz`` on the successful demos of all tasks | ``data/metaworld/1.0.0`` (train + val) |
 | ``train_wam`` / ``train_bc`` | ``experiments.train`` on configs/metaworld.py (``bc``: the baseline) | a training workdir |
-| ``eval_wam`` / ``eval_bc`` | ``experiments.serve`` + ``wam-gym-evaluate`` per task, held-out seeds | ``<task>/summary.json``, GIFs, ``server.log`` |
+| ``eval_wam`` / ``eval_bc`` | ``experiments.serve`` + ``wam-gym-evaluate`` per task and block of held-out seeds | ``<task>/seed_<first>/summary.json``, GIFs, ``server.log`` |
 | ``report`` | :mod:`experiments.metaworld.report` | ``<workdir>/summary.json``, ``results.md`` |
 
 Inside a stage, finished tasks are kept too: a killed recording or evaluation resumes
-at its first unfinished task, a killed training from its last checkpoint.
+at its first unfinished task (or block of seeds), a killed training from its last
+checkpoint.
 """
 
 from __future__ import annotations
@@ -38,9 +39,35 @@ def job_config(size: str, tasks: Optional[Sequence[str]] = None) -> config_dict.
   """The job's config: ``pipeline_config(size)``, with ``tasks`` where given."""
   job = metaworld_config.pipeline_config(size)
   if tasks:
-    tasks_lib.check(*tasks)
     job.tasks = tuple(tasks)
+  check_job(job)
   return job
+
+
+def check_job(job: config_dict.ConfigDict) -> None:
+  """Refuses unknown tasks and evaluation blocks that overlap each other or the demos.
+
+  Raises:
+    ValueError: saying which value is wrong.
+  """
+  tasks_lib.check(*job.tasks)
+  seeds = job.eval_seeds
+  if isinstance(seeds, (int, str)) or not seeds:
+    raise ValueError(f"eval_seeds={seeds!r}: give a tuple of first seeds, e.g. "
+                     "--config.eval_seeds=\"(100000, 200000)\".")
+  blocks = sorted((int(s), int(s) + job.eval_episodes) for s in seeds)
+  if blocks[0][0] < job.demos_per_task:
+    raise ValueError(f"eval_seeds={tuple(seeds)}: seed {blocks[0][0]} is a demonstration's "
+                     f"(seeds 0..{job.demos_per_task - 1}); held-out scenes start above.")
+  for (a, end), (b, _) in zip(blocks, blocks[1:]):
+    if b < end:
+      raise ValueError(f"eval_seeds={tuple(seeds)}: the blocks from {a} and {b} overlap "
+                       f"({job.eval_episodes} episodes each); space them further apart.")
+
+
+def block_dir(seed: int) -> str:
+  """The directory of one block of evaluation seeds, under the task's."""
+  return f"seed_{int(seed)}"
 
 
 def complete(summary: Optional[Mapping[str, Any]], episodes: int) -> bool:
@@ -179,23 +206,26 @@ def train(model: str, job: config_dict.ConfigDict, stage_dir: str, results: Resu
 
 def evaluate(model: str, venv_dir: str, job: config_dict.ConfigDict, stage_dir: str,
              results: Results) -> dict:
-  """Serves the trained model and evaluates it on every task (finished tasks kept)."""
-  todo = [t for t in job.tasks if not complete(
-      report.read_json(os.path.join(stage_dir, t, report.EVAL_SUMMARY)), job.eval_episodes)]
+  """Serves the trained model and evaluates it on every task and block of seeds
+  (finished ones kept)."""
+  blocks = [block_dir(s) for s in job.eval_seeds]
+  todo = [(t, s) for t in job.tasks for s in job.eval_seeds if not complete(
+      report.read_json(os.path.join(stage_dir, t, block_dir(s), report.EVAL_SUMMARY)),
+      job.eval_episodes)]
   if todo:
     train_dir = results[f"train_{model}"]["workdir"]
     env = commands.sim_env(venv_dir)
     with served.served(commands.serve(train_dir, job.flow_steps),
                        os.path.join(stage_dir, "server.log"), cwd=commands.REPO) as url:
-      for task in todo:
-        out = os.path.join(stage_dir, task)
+      for task, seed in todo:
+        out = os.path.join(stage_dir, task, block_dir(seed))
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
-        logging.info("[metaworld] evaluating %s on %s (%d episodes)", model, task,
-                     job.eval_episodes)
-        run(commands.evaluate(venv_dir, job, task, url, out),
+        logging.info("[metaworld] evaluating %s on %s (%d episodes from seed %d)", model,
+                     task, job.eval_episodes, seed)
+        run(commands.evaluate(venv_dir, job, task, url, seed, out),
             log=os.path.join(out, "evaluate.log"), env=env)
-  collected = report.collect({model: stage_dir}, job.tasks)[model]
+  collected = report.collect({model: stage_dir}, job.tasks, blocks=blocks)[model]
   for task, r in collected["tasks"].items():
     logging.info("[metaworld] %s on %s: %s", model, task, report.cell(r))
   return collected
@@ -210,8 +240,8 @@ def write_report(job: config_dict.ConfigDict, stage_dir: str, results: Results) 
   models = report.collect({"experts": os.path.join(workdir, "demos")}, job.tasks,
                           report.RECORD_SUMMARY)
   for model in MODELS:
-    models[model] = {"tasks": results[f"eval_{model}"]["tasks"],
-                     "overall": results[f"eval_{model}"]["overall"]}
+    models[model] = {k: v for k, v in results[f"eval_{model}"].items()
+                     if k in ("tasks", "overall", "blocks")}
   train_info = {m: {**{k: results[f"train_{m}"].get(k) for k in
                        ("step", "steps_per_second", "metrics", "seconds")},
                     "flags": job.train_flags[m]}
@@ -220,7 +250,8 @@ def write_report(job: config_dict.ConfigDict, stage_dir: str, results: Results) 
   # The demonstrations trained on: the successful ones, less the val split.
   splits = two_pass.read_report(results["dataset"]["path"])["episodes"]
   paths = report.write(workdir, models, job.tasks, {
-      "size": job.size, "demos_per_task": job.demos_per_task,
+      "size": job.size, "eval_seeds": list(job.eval_seeds),
+      "eval_episodes_per_block": job.eval_episodes, "demos_per_task": job.demos_per_task,
       "train_demos_per_task": splits.get("train", 0) / len(job.tasks),
       "dataset_splits": splits, "train": train_info, "stage_seconds": seconds,
       "demos": {t: {k: v for k, v in r.items() if k != "files"}
@@ -239,7 +270,7 @@ def stages(venv_dir: str) -> list[Stage]:
                 f"experiments.train ({'pixel BC baseline' if m == 'bc' else 'world action model'})",
                 needs=("dataset",)) for m in MODELS]
   out += [Stage(f"eval_{m}", functools.partial(evaluate, m, venv_dir),
-                "experiments.serve + wam-gym-evaluate on held-out seeds",
+                "experiments.serve + wam-gym-evaluate on blocks of held-out seeds",
                 needs=(f"train_{m}",)) for m in MODELS]
   out.append(Stage("report", write_report, "summary.json and results.md",
                    needs=tuple(f"eval_{m}" for m in MODELS) + ("demos", "dataset")

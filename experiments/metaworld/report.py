@@ -1,9 +1,10 @@
 """The Meta-World job's report: one summary JSON and a markdown table of success rates.
 
 Per model and task it reads ``wam-gym-evaluate``'s ``summary.json`` (successes,
-episodes, the 95% Wilson interval, GIFs); the experts' own success while recording the
-demonstrations (with their action noise) is the reference row. Over tasks it gives the
-mean of the per-task rates and the pooled successes with their Wilson interval.
+episodes, the 95% Wilson interval, GIFs) of every block of evaluation seeds and pools
+them; the experts' own success while recording the demonstrations (with their action
+noise) is the reference row. Over tasks it gives the mean of the per-task rates and the
+pooled successes with their Wilson interval, and the same block by block.
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ def task_result(summary: Mapping[str, Any], out_dir: Optional[str] = None) -> di
           "mean_length": sum(lengths) / len(lengths) if lengths else None, "gifs": gifs}
 
 
+def pool(blocks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+  """One task's result over blocks of seeds (each a :func:`task_result`): pooled counts,
+  their Wilson interval, all GIFs, and ``blocks``: each block's successes and episodes."""
+  n = sum(r["episodes"] for r in blocks.values())
+  k = sum(r["successes"] for r in blocks.values())
+  lengths = [(r["mean_length"], r["episodes"]) for r in blocks.values()
+             if r["mean_length"] is not None]
+  weight = sum(w for _, w in lengths)
+  return {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0,
+          "ci95": [float(x) for x in success_interval(k, n)],
+          "mean_length": sum(m * w for m, w in lengths) / weight if weight else None,
+          "gifs": [g for r in blocks.values() for g in r["gifs"]],
+          "blocks": {b: {"successes": r["successes"], "episodes": r["episodes"]}
+                     for b, r in blocks.items()}}
+
+
 def aggregate(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
   """Mean of the per-task rates and the pooled rate with its Wilson interval."""
   if not per_task:
@@ -58,8 +75,11 @@ def aggregate(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def collect(model_dirs: Mapping[str, str], tasks: Sequence[str],
-            summary_file: str = EVAL_SUMMARY) -> dict[str, Any]:
-  """``{model: {"tasks": {task: result}, "overall": ...}}`` from ``<dir>/<task>/summary``.
+            summary_file: str = EVAL_SUMMARY, blocks: Optional[Sequence[str]] = None
+            ) -> dict[str, Any]:
+  """``{model: {"tasks": {task: result}, "overall": ...}}`` from
+  ``<dir>/<task>/<block>/summary`` for every block (pooled, :func:`pool`), or from
+  ``<dir>/<task>/summary`` where ``blocks`` is None.
 
   Raises:
     FileNotFoundError: a task's summary is missing (its evaluation did not finish).
@@ -68,12 +88,19 @@ def collect(model_dirs: Mapping[str, str], tasks: Sequence[str],
   for model, root in model_dirs.items():
     per_task = {}
     for task in tasks:
-      path = os.path.join(root, task, summary_file)
-      summary = read_json(path)
-      if summary is None:
-        raise FileNotFoundError(f"No {summary_file} for {model} on {task}: {path}.")
-      per_task[task] = task_result(summary, os.path.dirname(path))
+      results = {}
+      for block in blocks or [""]:
+        path = os.path.join(root, task, block, summary_file)
+        summary = read_json(path)
+        if summary is None:
+          raise FileNotFoundError(f"No {summary_file} for {model} on {task}: {path}.")
+        results[block] = task_result(summary, os.path.dirname(path))
+      per_task[task] = pool(results) if blocks else results[""]
     out[model] = {"tasks": per_task, "overall": aggregate(per_task)}
+    if blocks:
+      out[model]["blocks"] = {b: aggregate({t: task_result(r["blocks"][b])
+                                            for t, r in per_task.items()})
+                              for b in blocks}
   return out
 
 
@@ -92,14 +119,21 @@ def table(models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> str:
   for task in tasks:
     lines.append(f"| {task} | " + " | ".join(cell(models[m]["tasks"][task]) for m in names)
                  + " |")
-  pooled = []
-  for m in names:
-    o = models[m]["overall"]
-    pooled.append(cell({**o, "success_rate": o["successes"] / max(o["episodes"], 1)}))
-  lines.append("| all (pooled) | " + " | ".join(pooled) + " |")
+  lines.append("| all (pooled) | " + " | ".join(_pooled_cell(models[m]["overall"])
+                                                for m in names) + " |")
   lines.append("| mean of tasks | " + " | ".join(
       f"{100 * models[m]['overall']['mean_success_rate']:.0f}%" for m in names) + " |")
+  blocks = sorted({b for m in names for b in models[m].get("blocks", {})})
+  if len(blocks) > 1:   # each block of seeds on its own: how much one block moves
+    for b in blocks:
+      lines.append(f"| seeds {b.split('_')[-1]}+ (pooled) | " + " | ".join(
+          _pooled_cell(models[m]["blocks"][b]) if b in models[m].get("blocks", {}) else "-"
+          for m in names) + " |")
   return "\n".join(lines) + "\n"
+
+
+def _pooled_cell(overall: Mapping[str, Any]) -> str:
+  return cell({**overall, "success_rate": overall["successes"] / max(overall["episodes"], 1)})
 
 
 def write(workdir: str, models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],

@@ -65,7 +65,22 @@ def test_pipeline_sizes():
   assert tiny.eval_episodes <= 3 and mw_config.get_config("tiny").num_steps <= 100
   for size in mw_config.SIZES:   # evaluation seeds never meet demonstration seeds
     job = mw_config.pipeline_config(size)
-    assert job.eval_seed >= job.demos_per_task
+    pipeline.check_job(job)
+    assert min(job.eval_seeds) >= job.demos_per_task
+  assert len(mw_config.pipeline_config("runlocal").eval_seeds) == 2   # 300 scenes
+
+
+def test_check_job_refuses_overlapping_seed_blocks():
+  job = mw_config.pipeline_config("runlocal")
+  job.eval_seeds = (100_000, 100_010)
+  with pytest.raises(ValueError, match="blocks from 100000 and 100010 overlap"):
+    pipeline.check_job(job)
+  job.eval_seeds = (5,)
+  with pytest.raises(ValueError, match="seed 5 is a demonstration's"):
+    pipeline.check_job(job)
+  job.eval_seeds = ()
+  with pytest.raises(ValueError, match="tuple of first seeds"):
+    pipeline.check_job(job)
 
 
 def test_tasks_table():
@@ -94,8 +109,9 @@ def test_record_and_evaluate_commands():
   assert f["seed"] == "0" and f["episodes"] == str(job.demos_per_task)
   assert json.loads(f["env_kwargs"]) == {"action_noise": job.demo_noise}
   assert f["cameras"] == "corner:corner,wrist:gripperPOV" and f["image_size"] == "64,64"
-  ev = _flags(commands.evaluate("/v", job, "push-v3", "ws://h:1", "/w/eval/push-v3"))
-  assert ev["url"] == "ws://h:1" and ev["seed"] == str(job.eval_seed)
+  ev = _flags(commands.evaluate("/v", job, "push-v3", "ws://h:1", job.eval_seeds[1],
+                                "/w/eval/push-v3/seed_200000"))
+  assert ev["url"] == "ws://h:1" and ev["seed"] == "200000"
   assert ev["episodes"] == "30" and ev["joints"] == f["joints"] == "data.qpos[:9]"
   assert "env_kwargs" not in ev   # no noise when the model acts
   train = commands.train("runlocal", True, "/w/train_bc", "/w/ds")
@@ -305,7 +321,7 @@ def test_job_runs_once_and_resumes(tmp_path, fake):
   assert set(summary["models"]) == {"experts", "wam", "bc"}
   assert summary["train_demos_per_task"] == summary["dataset_splits"]["train"] / 2
   assert summary["models"]["wam"]["tasks"]["push-v3"]["gifs"][0].endswith(
-      "eval_wam/push-v3/episode_00000.gif")
+      "eval_wam/push-v3/seed_100000/episode_00000.gif")
   assert "| push-v3 |" in open(os.path.join(workdir, "results.md")).read()
 
   fake.calls.clear()                        # the same command again: nothing runs
@@ -314,7 +330,7 @@ def test_job_runs_once_and_resumes(tmp_path, fake):
 
   # An evaluation cut short: its finished task is kept, only the other one runs again.
   os.remove(os.path.join(workdir, "eval_bc", "stage.json"))
-  os.remove(os.path.join(workdir, "eval_bc", "push-v3", "summary.json"))
+  os.remove(os.path.join(workdir, "eval_bc", "push-v3", "seed_100000", "summary.json"))
   os.remove(os.path.join(workdir, "report", "stage.json"))
   run_stages(pipeline.stages("/v"), job, workdir)
   assert [c[0] for c in fake.calls] == ["serve", "wam-gym-evaluate"]
@@ -406,6 +422,28 @@ def test_report_figures_and_table(tmp_path):
   assert report.read_json(json_path)["size"] == "runlocal"
   with pytest.raises(FileNotFoundError, match="bc on door-open-v3"):
     report.collect({"bc": str(tmp_path / "bc")}, ["door-open-v3"])
+
+
+def test_report_pools_blocks_of_seeds(tmp_path):
+  for block, (k, length) in {"seed_100000": (6, 100), "seed_200000": (9, 40)}.items():
+    d = tmp_path / "wam" / "reach-v3" / block
+    d.mkdir(parents=True)
+    _write(str(d), "summary.json", {"episodes": 10, "successes": k, "results": [
+        {"length": length, "gif": "episode_00000.gif"}]})
+  models = report.collect({"wam": str(tmp_path / "wam")}, ["reach-v3"],
+                          blocks=["seed_100000", "seed_200000"])
+  reach = models["wam"]["tasks"]["reach-v3"]
+  assert (reach["successes"], reach["episodes"]) == (15, 20)
+  assert reach["ci95"] == pytest.approx(success_interval(15, 20))
+  assert reach["mean_length"] == pytest.approx(70.0)
+  assert [os.path.relpath(g, tmp_path) for g in reach["gifs"]] == [
+      "wam/reach-v3/seed_100000/episode_00000.gif", "wam/reach-v3/seed_200000/episode_00000.gif"]
+  assert models["wam"]["blocks"]["seed_200000"]["successes"] == 9
+  table = report.table(models, ["reach-v3"])
+  assert "| seeds 100000+ (pooled) | 6/10 (60%, 31-83%) |" in table
+  assert "| seeds 200000+ (pooled) | 9/10 (90%, 60-98%) |" in table
+  with pytest.raises(FileNotFoundError, match="seed_300000"):
+    report.collect({"wam": str(tmp_path / "wam")}, ["reach-v3"], blocks=["seed_300000"])
 
 
 def test_benchmark_config_file_is_the_size_flags_job():
