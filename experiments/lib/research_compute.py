@@ -160,6 +160,18 @@ def _points(results, spec: SizeResearchSpec, where: Mapping[str, tuple[str, int]
   return (np.array(N, np.float64), np.array(D, np.float64), np.array(L, np.float64), missing)
 
 
+def nearest_aside(nearest: Optional[str], chosen: str, options: Mapping[str, dict]) -> str:
+  """Why the allocation did not take the named size nearest the continuous optimum."""
+  if nearest in (None, chosen):
+    return ""
+  if nearest not in options:
+    return f" (the size nearest N* is {nearest}, but the rest of the budget buys no run of it)"
+  if options[nearest]["scale"] < options[chosen]["scale"]:
+    return f" (the size nearest N* is {nearest}, but it affords less data)"
+  return (f" (the size nearest N* is {nearest}: as much data or more, but a higher "
+          "predicted loss)")
+
+
 def allocate(spec: SizeResearchSpec, fit: scaling.ChinchillaFit, budget: float,
              log: DecisionLog, scale: int) -> tuple[str, int]:
   """The size and data scale the budget buys with the lowest predicted loss (logged).
@@ -191,8 +203,7 @@ def allocate(spec: SizeResearchSpec, fit: scaling.ChinchillaFit, budget: float,
              if optimum else None)
   log.record("allocate", f"{why}; only the named sizes exist, and the rest of the budget "
              f"buys {listed}; {size} predicts the lowest loss"
-             + ("" if nearest in (None, size) else
-                f" (the size nearest N* is {nearest}, but it affords less data)"),
+             + nearest_aside(nearest, size, options),
              optimum=optimum, options=options, size=size, scale=options[size]["scale"], k=k)
   return size, options[size]["scale"]
 
@@ -225,6 +236,7 @@ def run_size_research(spec: SizeResearchSpec, directory: str, budget: float, *,
                                             for n, (s, d) in where.items()])
   results = sweep_lib.run_sweep(grid, runs_dir, workers=workers, env=env, progress=progress)
   N, D, L, missing = _points(results, spec, where)
+  losses = {r.name: r.metrics.get(spec.metric) for r in results if r.status == "finished"}
   log.record("grid_done", f"{N.size} of {len(where)} grid runs give {spec.metric}"
              + (f"; left out (failed or no metric): {missing}" if missing else ""),
              parameters=N, scales=D, losses=L)
@@ -268,7 +280,8 @@ def run_size_research(spec: SizeResearchSpec, directory: str, budget: float, *,
                predicted=predicted, actual=actual, relative_error=error, inside=inside)
   out = {"config": spec.config, "metric": spec.metric, "budget": budget,
          "sizes": dict(spec.sizes), "grid_scales": scales,
-         "grid": [{"size": s, "scale": d} for s, d in where.values()],
+         "grid": [{"size": s, "scale": d, spec.metric: losses.get(n)}
+                  for n, (s, d) in where.items()],
          "fit": {**fit.params, "r2": fit.r2, "leave_costliest_out": check},
          "target": {"size": size, "parameters": point[0], "scale": target},
          "predicted": predicted, "interval": [lo, hi], "actual": actual,
@@ -292,20 +305,37 @@ def _leave_costliest_out(spec, N, D, L) -> Optional[dict]:
     return None
   predicted = float(fit.predict(N[i], D[i]))
   return {"parameters": float(N[i]), "scale": float(D[i]), "measured": float(L[i]),
-          "predicted": predicted, "relative_error": (predicted - L[i]) / abs(L[i])}
+          "predicted": predicted, "relative_error": float((predicted - L[i]) / abs(L[i]))}
+
+
+def _grid_table(out: dict) -> str:
+  """The grid's losses: one row per size, one column per data scale."""
+  loss = {(g["size"], g["scale"]): g.get(out["metric"]) for g in out["grid"]}
+  lines = ["| size | " + " | ".join(f"{d}" for d in out["grid_scales"]) + " |",
+           "|---|" + "---|" * len(out["grid_scales"])]
+  for size in out["sizes"]:
+    cells = [loss.get((size, d)) for d in out["grid_scales"]]
+    lines.append(f"| {size} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in cells)
+                 + " |")
+  return "\n".join(lines) + "\n"
 
 
 def _write_report(directory: str, out: dict) -> None:
-  t = out["target"]
+  t, f = out["target"], out["fit"]
+  check = f.get("leave_costliest_out")
   lines = [f"# Research loop over model size and data: {out['config']}", "",
            f"Budget {out['budget']:g}; metric `{out['metric']}` (lower is better).", "",
            f"- sizes (parameters): {out['sizes']}; data scales {out['grid_scales']}",
-           f"- fit: {out['fit']}",
+           f"- fit: L = {f['E']:.4g} + {f['A']:.4g} N^-{f['a']:.3g} + {f['B']:.4g} "
+           f"D^-{f['b']:.3g} (R^2 {f['r2']:.3f}); "
+           + (f"the costliest grid run left out is predicted {check['predicted']:.4g} for "
+              f"{check['measured']:.4g} ({check['relative_error']:+.1%})" if check else
+              "too few runs to leave one out"),
            f"- larger run {t['size']} at scale {t['scale']}: predicted {out['predicted']:.4g} "
            f"[{out['interval'][0]:.4g}, {out['interval'][1]:.4g}], measured "
            + ("not measured" if out["actual"] is None else
               f"{out['actual']:.4g} (error {out['prediction_error']:.1%})"),
-           "", "## Decisions", ""]
+           "", "## Grid", "", _grid_table(out), "## Decisions", ""]
   lines += [f"{i + 1}. **{d['decision']}**: {d['reason']}"
             for i, d in enumerate(out["decisions"])]
   with open(os.path.join(directory, "research.md"), "w") as f:

@@ -54,7 +54,17 @@ def test_the_allocation_says_why(loop):
   assert allocate["optimum"]["N"] == pytest.approx(1850, rel=0.25)  # G (C/k)^0.5, G = 5
   assert set(allocate["options"]) == {"small", "medium", "large"}
   assert lines[2]["leave_costliest_out"] is not None
-  assert "**allocate**" in open(os.path.join(out, "research.md")).read()
+  report = open(os.path.join(out, "research.md")).read()
+  assert "**allocate**" in report and "| size | 2 | 4 | 8 | 16 |" in report
+  assert "N^-" in report and "np.float64" not in report
+
+
+def test_the_allocation_says_why_not_the_size_nearest_the_optimum():
+  options = {"w64": {"scale": 270}, "w128": {"scale": 270}, "w256": {"scale": 100}}
+  assert research_compute.nearest_aside("w128", "w128", options) == ""
+  assert "higher predicted loss" in research_compute.nearest_aside("w64", "w128", options)
+  assert "affords less data" in research_compute.nearest_aside("w256", "w128", options)
+  assert "buys no run" in research_compute.nearest_aside("w512", "w128", options)
 
 
 def test_bad_knobs_and_budgets_are_clear_errors(tmp_path):
