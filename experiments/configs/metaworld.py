@@ -105,8 +105,8 @@ def pipeline_config(arg: str = "runlocal") -> config_dict.ConfigDict:
   Demonstrations reset with seeds ``0..demos-1`` per task. Evaluation runs
   ``eval_episodes`` per task from each seed of ``eval_seeds`` on: blocks of held-out
   scenes (Meta-World draws object and goal positions from the seed), pooled in the report
-  and also shown block by block. Only successful demonstrations are imported; ``val_fraction`` of them (every
-  task's last ones) form the val split.
+  and also shown block by block. Only successful demonstrations are imported;
+  ``val_fraction`` of them (every task's last ones) form the val split.
   """
   size, bc = parse(arg)
   if bc:
