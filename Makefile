@@ -70,7 +70,8 @@ clean:
 	rm -rf $(VENV) workdir
 
 # Meta-World through the Gymnasium client, in its own venv (docs/benchmarks/metaworld.md).
-# MW_SIZE=tiny is the 7-minute smoke test; runlocal about 2 hours on an idle 2-core CPU.
+# MW_SIZE=tiny is the 7-minute smoke test; runlocal about 2.5 hours on an idle 2-core CPU
+# (300 held-out scenes per model: two blocks of seeds).
 MW_SIZE ?= runlocal
 metaworld: $(STAMP)
 	$(BIN)/python -m experiments.metaworld --workdir=workdir/metaworld-$(MW_SIZE) --size=$(MW_SIZE)
