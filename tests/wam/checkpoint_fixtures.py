@@ -3,6 +3,11 @@
 import glob
 import os
 
+# What a restore of garbled bytes reports: our checksum over the restored arrays, or, when
+# the bytes land in a compressed chunk, tensorstore's own decompression check. Which one
+# depends on the file's layout, which orbax's parallel writes do not fix.
+CORRUPTION_REASONS = ("checksum mismatch", "FAILED_PRECONDITION", "DATA_LOSS")
+
 
 def largest_data_file(step_dir: str) -> str:
   """The largest array data file of a checkpoint step."""
