@@ -23,6 +23,10 @@ def data(tmp_path_factory):
 
 # Four steps, evaluated at the last; the SIGTERM test changes only when to save.
 RUN = ("--config.num_steps=4", "--config.eval.every=4")
+# Without the session's compilation cache (tests/conftest.py): only process 0 writes
+# entries, so on a relaunch process 0 reads its program in a second while process 1
+# compiles for a minute, and the first collective's 30 s gloo rendezvous times out.
+NO_CACHE = {"JAX_ENABLE_COMPILATION_CACHE": "false"}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +34,8 @@ def runs(data, tmp_path_factory):
   """An uninterrupted run as one process with 4 devices, and as two with 2 each."""
   root = tmp_path_factory.mktemp("multihost")
   port = toy_runs.free_port()
-  procs = [toy_runs.launch_train(root / "one", *data, 4, extra=RUN)]
-  procs += [toy_runs.launch_train(root / "two", *data, 2, (port, i), extra=RUN)
+  procs = [toy_runs.launch_train(root / "one", *data, 4, extra=RUN, env=NO_CACHE)]
+  procs += [toy_runs.launch_train(root / "two", *data, 2, (port, i), extra=RUN, env=NO_CACHE)
             for i in range(2)]
   toy_runs.wait_all(procs)
   return root / "one", root / "two"
@@ -78,7 +82,8 @@ def test_sigterm_on_one_host_stops_every_host_at_one_step_and_resumes_exactly(
   port = toy_runs.free_port()
   outs = toy_runs.wait_all([
       toy_runs.launch_train(two, *data, 2, (port, i), module="tests.experiments.preempt_one_host",
-                            extra=run + ["--preempt_process=1", "--preempt_step=1"])
+                            extra=run + ["--preempt_process=1", "--preempt_step=1"],
+                            env=NO_CACHE)
       for i in range(2)])
   assert "SIGTERM received" in outs[1] and "SIGTERM received" not in outs[0]
   for out in outs:   # both hosts, the one without a signal included
@@ -89,7 +94,7 @@ def test_sigterm_on_one_host_stops_every_host_at_one_step_and_resumes_exactly(
   assert not (two / "result.json").exists()   # not finished
 
   port = toy_runs.free_port()
-  toy_runs.wait_all([toy_runs.launch_train(two, *data, 2, (port, i), extra=run)
+  toy_runs.wait_all([toy_runs.launch_train(two, *data, 2, (port, i), extra=run, env=NO_CACHE)
                      for i in range(2)])
   assert json.loads((two / "result.json").read_text())["step"] == 4
   expected, got = _losses(reference), _losses(two)
